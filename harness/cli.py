@@ -1,0 +1,190 @@
+"""``harness`` command line: validate | plan | run | report | ls.
+
+Thin: each subcommand parses arguments and calls one library function. Errors the user can
+fix print one clear message (no traceback) and exit non-zero: 2 for bad input, 1 for failed
+runs, 3 when the results directory is in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import __version__
+from harness.config.errors import ConfigError, HarnessError
+
+
+def _load(path: str):
+    from harness.config.load import load_suite
+
+    return load_suite(path)
+
+
+def cmd_validate(args) -> int:
+    issues = []
+    for f in args.files:
+        try:
+            _load(f)
+        except ConfigError as e:
+            issues += e.issues
+    if issues:
+        for i in issues:
+            print(i, file=sys.stderr)
+        print(f"{len(issues)} error(s) in {len({i.file for i in issues})} file(s)", file=sys.stderr)
+        return 2
+    print("ok")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from harness.plan import expand
+
+    runs = expand(_load(args.file), smoke=args.smoke)
+    if args.json:
+        print(json.dumps([{"run_id": r.run_id, "pair": r.pair, "strategy": r.strategy, "label": r.label,
+                           "seed": r.seed, "config": r.config()} for r in runs], indent=2))
+        return 0
+    width = max(len(r.run_id) for r in runs)
+    print(f"{'run_id':<{width}}  pair / strategy / seed")
+    for r in runs:
+        print(f"{r.run_id:<{width}}  {r.pair} / {r.label} / {r.seed}")
+    print(f"{len(runs)} runs ({len({r.pair for r in runs})} pairs × {len({r.label for r in runs})} strategies × "
+          f"{len({r.seed for r in runs})} seeds)")
+    return 0
+
+
+def quiet_libraries() -> None:
+    """Library chatter (weight-load reports, download bars) would bury the run lines."""
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+
+
+def cmd_run(args) -> int:
+    from harness.executors.local import run_plan, select
+    from harness.plan import expand
+    from harness.records import suite_dir
+    from harness.run.execute import ExecOptions
+
+    suite = _load(args.file)
+    quiet_libraries()
+    runs = select(expand(suite, smoke=args.smoke), args.only)
+    if not runs:
+        raise HarnessError(f"--only {args.only!r} matches no run; see `harness plan {args.file}`")
+    directory = suite_dir(args.results, suite.suite, args.smoke)
+    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache")
+    show = not args.no_progress and sys.stderr.isatty()
+    options = ExecOptions(cache_dir=cache, show_progress=show, results_dir=Path(args.results))
+
+    def line(rec):
+        m = rec.metrics.get(rec.primary_metric) if rec.primary_metric else None
+        shown = f"{rec.primary_metric}={m:.4f}" if isinstance(m, float) else (rec.error or {}).get("message", "")[:120]
+        print(f"[{rec.status:>7}] {rec.run_id}  {shown}  ({rec.cost.get('wall_s', 0):.1f}s)", flush=True)
+
+    outcome = run_plan(runs, directory, options, retry_failed=args.retry_failed, wait=args.wait, on_record=line)
+    bad = [r for r in outcome.done if r.status != "ok"]
+    print(f"{len(outcome.done)} run(s) executed, {len(outcome.skipped)} already done (skipped), {len(bad)} failed; "
+          f"records in {directory}")
+    print(f"leaderboard: harness report --results {args.results}")
+    return 1 if bad else 0
+
+
+def cmd_report(args) -> int:
+    from harness.records import scan
+    from harness.report.aggregate import aggregate
+    from harness.report.markdown import render
+    from harness.records import atomic_write_bytes
+
+    records, corrupt = scan(args.results)
+    for p in corrupt:
+        print(f"warning: skipping corrupt record {p}", file=sys.stderr)
+    if args.suite:
+        records = [r for r in records if r.suite == args.suite]
+    if not records:
+        raise HarnessError(f"no run records under {args.results}" + (f" for suite {args.suite!r}" if args.suite else ""))
+    rows = aggregate(records)
+    groups: dict[tuple, list] = {}
+    for row in rows:
+        groups.setdefault((row.suite, row.smoke), []).append(row)
+    if args.out and len(groups) > 1:
+        names = ", ".join(f"{s}{'-smoke' if k else ''}" for s, k in groups)
+        raise HarnessError(f"--out names one file but the records hold several suites ({names}); add --suite")
+    for (suite, smoke), group in sorted(groups.items()):
+        out = Path(args.out) if args.out else Path(args.reports) / f"{suite}{'-smoke' if smoke else ''}.md"
+        atomic_write_bytes(out, render(group).encode())
+        print(out)
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from harness.registry import METRICS, SOURCES, STRATEGIES, TARGETS, TASKS
+
+    reg = {"sources": SOURCES, "targets": TARGETS, "strategies": STRATEGIES, "metrics": METRICS, "tasks": TASKS}[args.what]
+    entries = list(reg.entries())
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        print(f"{e.name:<{width}}  {e.description}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness", description="Benchmark transfer-learning strategies: accuracy and cost over seeds.")
+    p.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check suite files; print every error as FILE:LINE: key: message")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(fn=cmd_validate)
+
+    pl = sub.add_parser("plan", help="show the expanded pair × strategy × seed matrix with run_ids")
+    pl.add_argument("file", metavar="FILE")
+    pl.add_argument("--json", action="store_true", help="machine-readable, with each resolved config")
+    pl.add_argument("--smoke", action="store_true", help="plan the smoke variant")
+    pl.set_defaults(fn=cmd_plan)
+
+    r = sub.add_parser("run", help="execute a suite; reruns skip run_ids that already have an ok record")
+    r.add_argument("file", metavar="FILE")
+    r.add_argument("--results", default="results", help="results root (default: results/)")
+    r.add_argument("--only", metavar="GLOB", help="run only run_ids (or pair/label) matching GLOB")
+    r.add_argument("--smoke", action="store_true", help=f"a few steps per cell to check the suite end to end")
+    r.add_argument("--retry-failed", action="store_true", help="rerun only runs whose record is failed/timeout")
+    r.add_argument("--cache-dir", help="feature cache (default: $HARNESS_CACHE or RESULTS/.cache)")
+    r.add_argument("--wait", action="store_true", help="queue behind another run using the same results dir")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+
+    rep = sub.add_parser("report", help="write the markdown leaderboard of the records")
+    rep.add_argument("--results", default="results", help="results root to read (default: results/)")
+    rep.add_argument("--out", help="output file (default: REPORTS/<suite>.md)")
+    rep.add_argument("--reports", default="reports", help="output directory (default: reports/)")
+    rep.add_argument("--suite", help="only this suite")
+    rep.set_defaults(fn=cmd_report)
+
+    ls = sub.add_parser("ls", help="list what the registries hold")
+    ls.add_argument("what", choices=["sources", "targets", "strategies", "metrics", "tasks"])
+    ls.set_defaults(fn=cmd_ls)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

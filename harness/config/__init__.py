@@ -1,0 +1,1 @@
+"""Suite files: schema, loading with file:line error marks, error types."""

@@ -1,0 +1,103 @@
+"""The shapes a suite file resolves into. Frozen: a spec is never mutated during a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Pair ids, suite names and strategy labels become file names: no separators, no "..".
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class Params(BaseModel):
+    """Base for every parameter block (train config, source/target/strategy params):
+    frozen, unknown keys rejected, lax parsing so YAML's ``1e-3`` (a string) is a float."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainConfig(Params):
+    """The training budget and optimisation settings every strategy shares."""
+
+    epochs: int = Field(3, ge=1, description="passes over the training split")
+    batch_size: int = Field(32, ge=1, description="examples per optimizer micro-batch")
+    eval_batch_size: int | None = Field(None, ge=1, description="examples per eval batch (default: 2 × batch_size)")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (not applied to biases and norms)")
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    scheduler: Literal["constant", "linear", "cosine"] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="fraction of steps with linear warm-up")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping (null: off)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast dtype on CUDA; CPU runs fp32")
+    eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    patience: int | None = Field(None, ge=1, description="early-stop after N evals without improvement")
+    max_steps: int | None = Field(None, ge=1, description="cap on optimizer steps")
+    max_train_samples: int | None = Field(None, ge=1, description="subsample the training split")
+    max_eval_samples: int | None = Field(None, ge=1, description="subsample val and test")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers where a loader is used")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    timeout_s: float | None = Field(None, gt=0, description="wall-clock limit for the run")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + cuDNN flags")
+
+
+TRAIN_KEYS = frozenset(TrainConfig.model_fields)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A source or a target: a registry name (``namespace/name``) and its params."""
+
+    ref: str
+    params: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None  # targets only
+
+    @property
+    def namespace(self) -> str:
+        return self.ref.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.ref.split("/", 1)[1] if "/" in self.ref else ""
+
+    def as_dict(self, key: str) -> dict[str, Any]:
+        d: dict[str, Any] = {key: self.ref}
+        if self.task is not None:
+            d["task"] = self.task
+        d.update(self.params)
+        return d
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One entry of ``strategies:`` — a registered strategy, its label, its params and the
+    training keys it overrides."""
+
+    name: str
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    id: str
+    source: ComponentSpec
+    target: ComponentSpec
+    train: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, StrategySpec] = field(default_factory=dict)  # by strategy label
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    suite: str
+    path: str
+    seeds: tuple[int, ...]
+    defaults: dict[str, Any]
+    pairs: tuple[PairSpec, ...]
+    strategies: tuple[StrategySpec, ...]
+    description: str = ""
+    price_per_gpu_hour: float | None = None

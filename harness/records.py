@@ -1,0 +1,144 @@
+"""RunRecord and its atomic JSON I/O; the results-directory lock.
+
+A record is written to a temp file in the same directory, fsynced, renamed over the final
+name and the directory fsynced: a reader sees either no record or a whole one, whatever
+moment the process dies at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from harness.config.errors import HarnessError, LockedError
+
+SCHEMA_VERSION = 1
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
+
+
+class RunRecord(BaseModel):
+    """One run's self-describing result."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    suite: str
+    pair: str
+    strategy: str
+    label: str
+    seed: int
+    smoke: bool = False
+    status: Literal["ok", "failed", "timeout"]
+    error: dict[str, Any] | None = None
+    task: str | None = None
+    primary_metric: str | None = None
+    config: dict[str, Any]
+    metrics: dict[str, Any] = {}
+    curve: list[dict[str, Any]] = []
+    split: dict[str, Any] = {}
+    cost: dict[str, Any] = {}
+    env: dict[str, Any] = {}
+    started_at: str
+    finished_at: str
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def suite_dir(results: str | Path, suite: str, smoke: bool = False) -> Path:
+    name = f"{suite}-smoke" if smoke else suite
+    if not _SAFE_ID.match(name) or ".." in name:
+        raise HarnessError(f"unsafe suite name {name!r}")
+    return Path(results) / name
+
+
+def record_path(directory: Path, run_id: str) -> Path:
+    if not _SAFE_ID.match(run_id) or ".." in run_id:
+        raise HarnessError(f"unsafe run_id {run_id!r}")
+    return directory / f"{run_id}.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is never seen half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_record(directory: Path, record: RunRecord) -> Path:
+    path = record_path(directory, record.run_id)
+    atomic_write_bytes(path, (record.model_dump_json(indent=2) + "\n").encode())
+    return path
+
+
+class CorruptRecord(HarnessError):
+    pass
+
+
+def read_record(path: Path) -> RunRecord:
+    try:
+        return RunRecord.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as e:
+        raise CorruptRecord(f"{path}: not a valid run record ({e.__class__.__name__})") from e
+
+
+def scan(results: str | Path) -> tuple[list[RunRecord], list[Path]]:
+    """Every record under ``results`` (recursively, temp files ignored) and the corrupt ones."""
+    records, corrupt = [], []
+    root = Path(results)
+    for path in sorted(root.rglob("*.json")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # temp files and caches
+        try:
+            records.append(read_record(path))
+        except CorruptRecord:
+            corrupt.append(path)
+    return records, corrupt
+
+
+def completed_ids(directory: Path) -> set[str]:
+    """run_ids that already have an ok record (a rerun skips them)."""
+    records, _ = scan(directory) if directory.exists() else ([], [])
+    return {r.run_id for r in records if r.status == "ok"}
+
+
+@contextlib.contextmanager
+def results_lock(directory: Path, wait: bool = False) -> Iterator[None]:
+    """One ``harness run`` per results directory at a time (an advisory ``flock``)."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockedError(
+                f"{directory} is in use by another `harness run`; wait for it to finish "
+                "or pass --wait to queue behind it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

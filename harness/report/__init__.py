@@ -1,0 +1,1 @@
+"""Records → aggregated rows → markdown leaderboard (and regression comparisons)."""

@@ -1,0 +1,1 @@
+"""Executing one run: seeding, the training loop, the feature cache, cost meters."""

@@ -1,0 +1,228 @@
+"""One generic train/eval loop for every strategy, model and task.
+
+Strategies act only through their hooks (``param_groups``, ``extra_loss``,
+``on_epoch_start``); the loop knows nothing of their names. Loss is cross-entropy over
+labels with ignore index -100 (token tasks ignore non-first sub-words and padding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from harness.config.errors import Diverged, RunTimeout
+from harness.config.schema import TrainConfig
+from harness.metrics import Predictions, compute
+from harness.run.cost import step_flops
+from harness.run.seed import data_generator
+from harness.targets.base import Split, TargetData
+from harness.tasks import Task
+
+
+@dataclass
+class FitResult:
+    test: dict[str, Any]
+    val: dict[str, Any]
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    train_samples: int = 0
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    flops_per_step: int | None = None
+    precision: str = "fp32"
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if logits.ndim == 3:
+        logits, labels = logits.flatten(0, 1), labels.flatten()
+    return F.cross_entropy(logits.float(), labels, ignore_index=-100)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16/fp16 autocast on CUDA; CPU runs fp32 (CPU autocast is slower than fp32 on most CPUs)."""
+    if device.type == "cuda" and precision in ("bf16", "fp16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return contextlib.nullcontext()
+
+
+def effective_precision(device: torch.device, precision: str) -> str:
+    return precision if device.type == "cuda" else "fp32"
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def predict(model, split: Split, label_names, device, batch_size: int, precision: str) -> tuple[Predictions, float]:
+    """Predictions on a split and the mean loss over its labelled positions."""
+    was_training = model.training
+    model.eval()
+    y_true, y_pred, seq, losses, count = [], [], [], 0.0, 0
+    for batch in split.batches(batch_size):
+        batch = to_device(batch, device)
+        with autocast(device, precision):
+            logits = model(batch)["logits"]
+        labels = batch["labels"]
+        mask = labels != -100
+        n = int(mask.sum())
+        if n:
+            losses += float(task_loss(logits, labels)) * n
+            count += n
+        y_true.append(labels[mask].cpu())
+        y_pred.append(logits.argmax(-1)[mask].cpu())
+        if "index" in batch:
+            idx = batch["index"]
+            if labels.ndim == 2:
+                idx = idx.unsqueeze(1).expand_as(labels)
+            seq.append(idx[mask].cpu())
+    model.train(was_training)
+    preds = Predictions(
+        y_true=torch.cat(y_true).numpy(), y_pred=torch.cat(y_pred).numpy(), label_names=list(label_names),
+        seq_index=torch.cat(seq).numpy() if seq else None, sequences=split.sequences,
+    )
+    return preds, losses / max(count, 1)
+
+
+def evaluate(model, split, task: Task, label_names, device, batch_size, precision) -> dict[str, Any]:
+    preds, loss = predict(model, split, label_names, device, batch_size, precision)
+    if task.per_token and preds.seq_index is None:
+        preds = Predictions(preds.y_true, preds.y_pred, preds.label_names, np.zeros(0, int), [])
+    out = compute(task.metrics, preds)
+    out["loss"] = loss
+    out["n"] = len(split)
+    return out
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int):
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if cfg.scheduler == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        progress = min(max(progress, 0.0), 1.0)
+        return 1.0 - progress if cfg.scheduler == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def build_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if not groups:
+        raise ValueError("the strategy left no parameter to train")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device: torch.device, seed: int,
+        meter=None, show_progress: bool = False, deadline: float | None = None, desc: str = "train") -> FitResult:
+    """Train ``model`` on ``data['train']``, validate, test; return metrics and the curve."""
+    precision = effective_precision(device, cfg.precision)
+    model.to(device)
+    model.train()
+    train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
+    eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
+    optimizer = build_optimizer(strategy.param_groups(model), cfg)
+    micro_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    steps_per_epoch = max(1, micro_per_epoch // cfg.grad_accum)
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
+    gen = data_generator(seed)
+    phase = meter.phase if meter else (lambda name: contextlib.nullcontext())
+
+    result = FitResult(test={}, val={}, precision=precision)
+    best_score, best_state, bad_evals = -math.inf, None, 0
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    step = 0
+    bar = tqdm(total=total_steps, desc=desc, leave=False, position=1, disable=not show_progress, dynamic_ncols=True)
+
+    def micro_step(batch):
+        with autocast(device, precision):
+            out = model(batch)
+            loss = task_loss(out["logits"], batch["labels"])
+            extra = strategy.extra_loss(model, batch, out)
+            if extra is not None:
+                loss = loss + extra
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss is {float(loss)} at step {step}")
+        scaler.scale(loss / cfg.grad_accum).backward()
+        return loss
+
+    epoch = 0
+    for epoch in range(cfg.epochs):
+        strategy.on_epoch_start(model, epoch)
+        running, seen, micro = 0.0, 0, 0
+        with phase("train"):
+            for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RunTimeout(f"timeout_s={cfg.timeout_s} exceeded at step {step}")
+                batch = to_device(batch, device)
+                if result.flops_per_step is None and step == 0 and micro == 0:
+                    holder = {}
+                    result.flops_per_step = step_flops(lambda: holder.setdefault("loss", micro_step(batch)))
+                    loss = holder.get("loss")
+                    if loss is None:  # the counter failed before the step ran
+                        loss = micro_step(batch)
+                else:
+                    loss = micro_step(batch)
+                micro += 1
+                running += float(loss) * len(batch["labels"])
+                seen += len(batch["labels"])
+                result.train_samples += len(batch["labels"])
+                if micro % cfg.grad_accum:
+                    continue
+                if cfg.max_grad_norm:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{running / max(seen, 1):.4f}")
+                if step >= total_steps:
+                    break
+        last = step >= total_steps or epoch == cfg.epochs - 1
+        if (epoch + 1) % cfg.eval_every == 0 or last:
+            with phase("eval"):
+                val_metrics = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
+            score = val_metrics.get(task.primary, float("nan"))
+            result.curve.append({"epoch": epoch + 1, "step": step, "train_loss": running / max(seen, 1),
+                                 "val_loss": val_metrics["loss"], f"val_{task.primary}": score})
+            if cfg.patience is not None:
+                if score > best_score:
+                    best_score, bad_evals, result.best_epoch = score, 0, epoch + 1
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                    result.val = val_metrics
+                else:
+                    bad_evals += 1
+                    if bad_evals >= cfg.patience:
+                        result.stopped_early = True
+                        break
+            else:
+                result.val = val_metrics
+        if step >= total_steps:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.steps = step
+    with phase("eval"):
+        result.test = evaluate(model, test, task, data.label_names, device, eval_bs, precision)
+    return result

@@ -1,0 +1,1 @@
+"""Pretrained models. Each module registers one namespace of ``SOURCES`` (``timm/…``, ``hf/…``)."""

@@ -1,0 +1,183 @@
+"""The source contract and the model every strategy works on.
+
+A *source* namespace (``packaged``, ``timm``, ``hf``, ``test`` …) is a :class:`Source`:
+it checks names without building anything (so ``validate`` stays fast) and builds a
+:class:`Backbone`. The harness puts a fresh linear head on it: :class:`TransferModel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from harness.config.errors import did_you_mean
+from harness.config.schema import Params
+
+
+class Source:
+    """A namespace of models. Subclasses set ``Params`` and implement ``build``."""
+
+    Params: ClassVar[type[Params]] = Params
+    names: ClassVar[tuple[str, ...] | None] = None  # closed namespaces list their names
+
+    def modality(self, name: str) -> str:  # "image" | "text"
+        raise NotImplementedError
+
+    def check_name(self, name: str) -> None:
+        """Raise ``ValueError`` (with a did-you-mean) when ``name`` cannot be built."""
+        if self.names is not None and name not in self.names:
+            close = did_you_mean(name, self.names)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown model '{name}'.{hint} Available: {', '.join(self.names)}.")
+
+    def depth(self, name: str, params: dict[str, Any]) -> int | None:
+        """Number of backbone blocks, when known without building (for validate-time checks)."""
+        return None
+
+    def build(self, name: str, params: dict[str, Any], pretrained: bool) -> Backbone:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """Preprocessing an image backbone expects (from its weights' metadata)."""
+
+    size: int
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    channels: int = 3
+
+
+@dataclass(frozen=True)
+class TextInput:
+    """Tokenisation a text backbone expects."""
+
+    tokenizer: Any = field(repr=False)
+    max_length: int = 128
+
+
+class Backbone(nn.Module):
+    """A pretrained network without its head.
+
+    ``forward(batch)`` returns pooled features ``(B, D)`` for images or per-token hidden
+    states ``(B, T, D)`` for text. ``blocks()`` lists its stages from input to output
+    (stem/embeddings first) — what partial fine-tuning, gradual unfreezing and layer-wise
+    lr decay count in. ``body`` is the wrapped network (where LoRA/adapters are injected).
+    """
+
+    def __init__(self, body: nn.Module, feature_dim: int, modality: str, input_spec: ImageInput | TextInput,
+                 info: dict[str, Any] | None = None):
+        super().__init__()
+        self.body = body
+        self.feature_dim = feature_dim
+        self.modality = modality
+        self.input_spec = input_spec
+        self.info = dict(info or {})  # recorded: weights name, revision, …
+
+    def blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TransferModel(nn.Module):
+    """Backbone + a fresh linear head for the target's labels."""
+
+    def __init__(self, backbone: Backbone, num_labels: int, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.feature_dim, num_labels)
+
+    def blocks(self) -> list[nn.Module]:
+        return self.backbone.blocks()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        features = self.backbone(batch)
+        return {"logits": self.head(self.dropout(features)), "features": features}
+
+
+class HeadModel(nn.Module):
+    """A head over precomputed features (linear probing on the feature cache)."""
+
+    def __init__(self, head: nn.Linear):
+        super().__init__()
+        self.head = head
+
+    def blocks(self) -> list[nn.Module]:
+        return []
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"logits": self.head(batch["features"]), "features": batch["features"]}
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+class TimmBackbone(Backbone):
+    """Any timm model with ``num_classes=0`` (pooled features)."""
+
+    def blocks(self) -> list[nn.Module]:
+        m = self.body
+        stem = [getattr(m, n) for n in ("conv_stem", "bn1", "stem", "patch_embed", "conv1") if hasattr(m, n)]
+        stages = None
+        for name in ("blocks", "stages", "layers"):
+            if isinstance(getattr(m, name, None), nn.Sequential | nn.ModuleList):
+                stages = list(getattr(m, name))
+                break
+        if stages is None:  # ResNet-style layer1..4
+            stages = [getattr(m, f"layer{i}") for i in range(1, 5) if hasattr(m, f"layer{i}")]
+        tail = [getattr(m, n) for n in ("conv_head", "bn2", "norm", "fc_norm", "head_drop") if isinstance(getattr(m, n, None), nn.Module)]
+        out = [nn.ModuleList(stem)] if stem else []
+        out += stages
+        if tail:
+            out.append(nn.ModuleList(tail))
+        return out
+
+    def forward(self, batch):
+        return self.body(batch["pixel_values"])
+
+
+def timm_input_spec(model: nn.Module, image_size: int | None) -> ImageInput:
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    size = image_size or int(cfg.get("input_size", (3, 224, 224))[-1])
+    return ImageInput(size=size, mean=tuple(cfg.get("mean", ImageInput.mean)), std=tuple(cfg.get("std", ImageInput.std)),
+                      interpolation=cfg.get("interpolation", "bilinear"))
+
+
+class HFBackbone(Backbone):
+    """A Hugging Face encoder (``AutoModel``): per-token last hidden states."""
+
+    def blocks(self) -> list[nn.Module]:
+        body = self.body
+        layers = None
+        for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "h"):
+            obj = body
+            try:
+                for part in path.split("."):
+                    obj = getattr(obj, part)
+            except AttributeError:
+                continue
+            layers = list(obj)
+            break
+        if layers is None:
+            raise TypeError(f"cannot find the layer list of {type(body).__name__}")
+        emb = getattr(body, "embeddings", None) or getattr(body, "embed_tokens", None)
+        return ([emb] if emb is not None else []) + layers
+
+    def forward(self, batch):
+        out = self.body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return out.last_hidden_state
+
+
+def hf_backbone(body: nn.Module, tokenizer: Any, max_length: int, info: dict[str, Any]) -> HFBackbone:
+    return HFBackbone(body, int(body.config.hidden_size), "text", TextInput(tokenizer, max_length), info)

@@ -1,0 +1,91 @@
+"""The strategy protocol: what a strategy may decide, and nothing else.
+
+A strategy decides what trains (``prepare``), how the optimizer groups parameters
+(``param_groups``), any extra loss term (``extra_loss``), what changes at epoch boundaries
+(``on_epoch_start``) and, optionally, what the loop trains on (``adapt``: e.g. a head over
+cached features). The training loop calls these hooks and never branches on a strategy name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from harness.config.schema import Params, TrainConfig
+
+if TYPE_CHECKING:
+    from harness.config.schema import PairSpec, SuiteSpec
+    from harness.targets.base import TargetData
+
+
+class NoParams(Params):
+    """This strategy takes no parameters of its own."""
+
+
+class RunContext:
+    """What ``adapt`` may use besides the model and data: device, cache, run identity."""
+
+    def __init__(self, device: torch.device, cache_dir, source: dict, target: dict, seed: int,
+                 meter: Any = None, show_progress: bool = False, suite: Any = None, results_dir: Any = None):
+        self.device, self.cache_dir, self.source, self.target = device, cache_dir, source, target
+        self.seed, self.meter, self.show_progress = seed, meter, show_progress
+        self.suite, self.results_dir = suite, results_dir
+        self.notes: dict[str, Any] = {}  # strategy facts for the record (e.g. feature cache hit)
+
+
+def is_no_decay(name: str, p: nn.Parameter) -> bool:
+    """Biases and normalisation weights (1-d tensors) get no weight decay."""
+    return p.ndim <= 1 or name.endswith(".bias")
+
+
+def decay_groups(named: list[tuple[str, nn.Parameter]], lr: float, weight_decay: float, **extra) -> list[dict]:
+    decay = [p for n, p in named if not is_no_decay(n, p)]
+    no_decay = [p for n, p in named if is_no_decay(n, p)]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "lr": lr, "weight_decay": weight_decay, **extra})
+    if no_decay:
+        groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, **extra})
+    return groups
+
+
+class Strategy:
+    """Base strategy: pretrained weights, everything trains, one lr, no extra loss."""
+
+    Params: ClassVar[type[Params]] = NoParams
+    pretrained: ClassVar[bool] = True  # load the source's pretrained weights
+
+    def __init__(self, params: Params, train: TrainConfig):
+        self.params = params
+        self.train = train
+
+    @classmethod
+    def check(cls, params: Params, pair: PairSpec, suite: SuiteSpec) -> list[str]:
+        """Problems visible before training (e.g. a depth the model does not have)."""
+        return []
+
+    def prepare(self, model: nn.Module) -> None:
+        """Set ``requires_grad`` (and wrap modules) before the optimizer is built."""
+        model.requires_grad_(True)
+
+    def adapt(self, model: nn.Module, data: TargetData, ctx: RunContext) -> tuple[nn.Module, TargetData]:
+        """What the loop trains and on which data; by default, unchanged."""
+        return model, data
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        """Optimizer parameter groups; every param that may ever train must be listed."""
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        return decay_groups(named, self.train.lr, self.train.weight_decay)
+
+    def extra_loss(self, model: nn.Module, batch: dict, out: dict) -> torch.Tensor | None:
+        """A term added to the task loss (regularisers, distillation, domain loss)."""
+        return None
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Called before each epoch (0-based): schedules such as gradual unfreezing."""
+
+    def report(self, model: nn.Module) -> dict[str, Any]:
+        """Strategy facts for the record."""
+        return {}

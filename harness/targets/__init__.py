@@ -1,0 +1,1 @@
+"""Target datasets. Each module registers namespaces of ``TARGETS`` (``sklearn/digits``, ``conll/…``)."""

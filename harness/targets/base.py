@@ -1,0 +1,169 @@
+"""The target contract and the in-memory splits the training loop batches from."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from pydantic import Field
+
+from harness.config.errors import did_you_mean
+from harness.config.schema import Params
+
+
+class Target:
+    """A namespace of datasets. Subclasses set ``Params``, ``tasks`` and implement ``load``."""
+
+    Params: ClassVar[type[Params]] = Params
+    tasks: ClassVar[frozenset[str]] = frozenset()
+    default_task: ClassVar[str | None] = None
+    names: ClassVar[tuple[str, ...] | None] = None
+
+    def check_name(self, name: str) -> None:
+        if self.names is not None and name not in self.names:
+            close = did_you_mean(name, self.names)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown dataset '{name}'.{hint} Available: {', '.join(self.names)}.")
+
+    def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
+        raise NotImplementedError
+
+
+class Split:
+    """One split held in memory; yields batches as dicts of tensors."""
+
+    sequences: Sequence[Sequence[str]] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def select(self, indices: np.ndarray) -> Split:
+        raise NotImplementedError
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def head(self, n: int | None) -> Split:
+        return self if n is None or n >= len(self) else self.select(np.arange(n))
+
+    def sample(self, n: int | None, seed: int) -> Split:
+        """A fixed random subset of ``n`` examples (all of them when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        return self.select(np.sort(np.random.default_rng(seed).permutation(len(self))[:n]))
+
+
+class TensorSplit(Split):
+    """Fixed-shape examples (images, cached features): one tensor per field, first dim = N."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], sequences: Sequence[Sequence[str]] | None = None):
+        n = {len(t) for t in tensors.values()}
+        assert len(n) == 1, f"fields differ in length: { {k: len(t) for k, t in tensors.items()} }"
+        self.tensors = tensors
+        self.sequences = sequences
+
+    def __len__(self):
+        return len(next(iter(self.tensors.values())))
+
+    def select(self, indices):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        out = {k: t[idx] for k, t in self.tensors.items()}
+        if self.sequences is None:
+            return TensorSplit(out)
+        # per-word rows (token features): keep whole sentences, renumbered
+        return TensorSplit(out, self.sequences)
+
+    def batches(self, batch_size, shuffle=False, generator=None):
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            yield {k: t[idx] for k, t in self.tensors.items()}
+
+
+class TokenSplit(Split):
+    """Variable-length token sequences, padded per batch; batches grouped by length."""
+
+    def __init__(self, input_ids: list[list[int]], labels: list[list[int]], sequences: Sequence[Sequence[str]],
+                 pad_id: int, doc_labels: list[int] | None = None):
+        self.input_ids, self.labels, self.sequences, self.pad_id = input_ids, labels, sequences, pad_id
+        self.doc_labels = doc_labels
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def select(self, indices):
+        idx = [int(i) for i in indices]
+        return TokenSplit([self.input_ids[i] for i in idx], [self.labels[i] for i in idx],
+                          [self.sequences[i] for i in idx], self.pad_id,
+                          None if self.doc_labels is None else [self.doc_labels[i] for i in idx])
+
+    def collate(self, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        width = max(len(self.input_ids[i]) for i in idx)
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        labels = torch.full((len(idx), width), -100, dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(self.input_ids[i])
+            ids[row, :n] = torch.tensor(self.input_ids[i])
+            mask[row, :n] = 1
+            labels[row, :n] = torch.tensor(self.labels[i])
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels, "index": torch.tensor(list(idx))}
+        if self.doc_labels is not None:
+            batch["labels"] = torch.tensor([self.doc_labels[i] for i in idx])
+        return batch
+
+    def batches(self, batch_size, shuffle=False, generator=None):
+        n = len(self)
+        if shuffle:
+            # Length-grouped: shuffle, then sort by length inside mega-batches of 50 batches,
+            # then shuffle the batches — little padding, still random.
+            order = torch.randperm(n, generator=generator).tolist()
+            mega = batch_size * 50
+            groups = []
+            for i in range(0, n, mega):
+                chunk = sorted(order[i:i + mega], key=lambda j: len(self.input_ids[j]), reverse=True)
+                groups += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+            perm = torch.randperm(len(groups), generator=generator).tolist()
+            batches = [groups[p] for p in perm]
+        else:
+            order = sorted(range(n), key=lambda j: len(self.input_ids[j]))
+            batches = [order[k:k + batch_size] for k in range(0, n, batch_size)]
+        for idx in batches:
+            yield self.collate(idx)
+
+
+@dataclass
+class TargetData:
+    """What a target hands to a run: labelled splits, label names and how they were split."""
+
+    label_names: list[str]
+    splits: dict[str, Split]
+    split_info: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Split] = field(default_factory=dict)  # e.g. unlabeled target-domain data
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """A fixed-seed random train/val/test partition of ``range(n)``."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+            "train": np.sort(perm[n_test + n_val:])}
+
+
+def describe_split(parts: dict[str, np.ndarray], **how: Any) -> dict[str, Any]:
+    """What a record keeps of a split: how it was made, sizes and a fingerprint of the indices."""
+    return {**how, "sizes": {k: len(v) for k, v in parts.items()},
+            "sha256": {k: hashlib.sha256(np.asarray(v, dtype=np.int64).tobytes()).hexdigest()[:16] for k, v in parts.items()}}
+
+
+class SplitParams(Params):
+    val_fraction: float = Field(0.15, ge=0.0, le=0.5, description="share of examples held out for validation")
+    test_fraction: float = Field(0.2, gt=0.0, le=0.5, description="share of examples held out for test")
+    split_seed: int = Field(0, ge=0, description="seed of the train/val/test partition (fixed across run seeds)")
