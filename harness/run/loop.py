@@ -181,7 +181,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
                 else:
                     loss = micro_step(batch)
                 micro += 1
-                running += float(loss) * len(batch["labels"])
+                running += float(loss.detach()) * len(batch["labels"])
                 seen += len(batch["labels"])
                 result.train_samples += len(batch["labels"])
                 if micro % cfg.grad_accum:
