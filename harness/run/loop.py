@@ -164,7 +164,8 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         return loss
 
     epoch = 0
-    for epoch in range(cfg.epochs):
+    # A strategy that fitted its model in ``adapt`` (closed-form or L-BFGS head) takes no steps here.
+    for epoch in range(cfg.epochs if strategy.trains_in_loop() else 0):
         strategy.on_epoch_start(model, epoch)
         running, seen, micro = 0.0, 0, 0
         with phase("train"):
@@ -220,6 +221,9 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         if step >= total_steps:
             break
     bar.close()
+    if not result.val:  # no epoch ran (the strategy fitted its model itself)
+        with phase("eval"):
+            result.val = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
     if best_state is not None:
         model.load_state_dict(best_state)
     result.steps = step

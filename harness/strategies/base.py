@@ -86,6 +86,17 @@ class Strategy:
     def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
         """Called before each epoch (0-based): schedules such as gradual unfreezing."""
 
+    def trains_in_loop(self) -> bool:
+        """False when ``adapt`` already fitted the model (e.g. an L-BFGS solver): the loop then
+        skips its optimizer steps and only evaluates."""
+        return True
+
     def report(self, model: nn.Module) -> dict[str, Any]:
         """Strategy facts for the record."""
         return {}
+
+
+def freeze_all_but_head(model: nn.Module) -> None:
+    """Freeze every weight, then let the task head train (the start of every selective strategy)."""
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
