@@ -82,6 +82,7 @@ def resolve(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: bool =
         })
     cls = STRATEGIES.get(strat.name)
     params = cls.Params.model_validate({**strat.params, **(override.params if override else {})})
+    params = cls.complete(params, pair, suite, smoke)
     return train.model_dump(mode="json"), params.model_dump(mode="json")
 
 

@@ -66,6 +66,12 @@ class Strategy:
         """Problems visible before training (e.g. a depth the model does not have)."""
         return []
 
+    @classmethod
+    def complete(cls, params: Params, pair: PairSpec, suite: SuiteSpec, smoke: bool) -> Params:
+        """Params completed from the rest of the suite at plan time (e.g. a distillation
+        teacher's resolved config), so the run_id hashes everything the run depends on."""
+        return params
+
     def prepare(self, model: nn.Module) -> None:
         """Set ``requires_grad`` (and wrap modules) before the optimizer is built."""
         model.requires_grad_(True)
@@ -100,3 +106,18 @@ def freeze_all_but_head(model: nn.Module) -> None:
     """Freeze every weight, then let the task head train (the start of every selective strategy)."""
     model.requires_grad_(False)
     model.head.requires_grad_(True)
+
+
+def source_depth(pair: PairSpec) -> int | None:
+    """How many blocks the pair's source model has, when its source knows without building it."""
+    from harness.registry import SOURCES
+
+    return SOURCES.get(pair.source.namespace).depth(pair.source.name, pair.source.params)
+
+
+def backbone_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's backbone blocks, input to output; an error when it has none to count in."""
+    blocks = model.blocks()
+    if not blocks:
+        raise TypeError(f"{type(model).__name__} exposes no backbone blocks (blocks() is empty)")
+    return blocks
