@@ -158,6 +158,9 @@ def _component(col: Collector, data: Any, path: Path_, kind: str) -> tuple[Compo
         entry.check_name(name)
     except ValueError as e:
         col.add((*path, key), str(e))
+        name_ok = False
+    else:
+        name_ok = True
     task = None
     params = {k: v for k, v in data.items() if k not in (key, "task")}
     if kind == "target":
@@ -173,9 +176,11 @@ def _component(col: Collector, data: Any, path: Path_, kind: str) -> tuple[Compo
             col.add((*path, "task"), f"target '{ref}' does not provide task '{task}' (it provides: {', '.join(sorted(entry.tasks))})")
             task = None
     model = col.model(entry.Params, params, path)
+    if not name_ok:
+        return None, None
     if model is None:
         return None, entry
-    return ComponentSpec(ref, model.model_dump(exclude_unset=True), task), entry
+    return ComponentSpec(ref, _set_fields(model), task), entry
 
 
 def _split_strategy_keys(col: Collector, name: str, block: dict, path: Path_,
@@ -194,12 +199,18 @@ def _split_strategy_keys(col: Collector, name: str, block: dict, path: Path_,
         elif k != "label" or not allow_label:
             col.unknown_key(path, k, allowed)
             ok = False
-    if col.model(cls.Params, params, path) is None or col.model(TrainConfig, train, path) is None:
-        ok = False
+    p_model, t_model = col.model(cls.Params, params, path), col.model(TrainConfig, train, path)
     label = block.get("label", name)
     if allow_label and _slug(col, label, (*path, "label"), "label") is None:
         ok = False
-    return StrategySpec(name, label, params, train) if ok else None
+    if not ok or p_model is None or t_model is None:
+        return None
+    return StrategySpec(name, label, _set_fields(p_model), _set_fields(t_model))
+
+
+def _set_fields(model: BaseModel | None) -> dict[str, Any]:
+    """The keys the file set, parsed (``"1e-3"`` → 0.001), defaults left out."""
+    return {} if model is None else model.model_dump(mode="json", exclude_unset=True)
 
 
 def _strategy(col: Collector, item: Any, path: Path_) -> StrategySpec | None:
@@ -248,7 +259,7 @@ def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec
             col.add((*path, "target", "task"), f"task '{task.name}' needs a {task.modality} model, "
                     f"but source '{source.ref}' is a {src_mod} model")
     train = _mapping(col, data.get("train", {}), (*path, "train"), "train") or {}
-    col.model(TrainConfig, train, (*path, "train"))
+    train = _set_fields(col.model(TrainConfig, train, (*path, "train")))
     overrides: dict[str, StrategySpec] = {}
     ov = _mapping(col, data.get("overrides", {}), (*path, "overrides"), "overrides") or {}
     for label, block in ov.items():
@@ -295,7 +306,7 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
     if price is not None and (isinstance(price, bool) or not isinstance(price, int | float) or price < 0):
         col.add(("price_per_gpu_hour",), f"must be a non-negative number, got {price!r}")
     defaults = _mapping(col, data.get("defaults", {}), ("defaults",), "defaults") or {}
-    col.model(TrainConfig, defaults, ("defaults",))
+    defaults = _set_fields(col.model(TrainConfig, defaults, ("defaults",)))
 
     strategies: list[StrategySpec] = []
     raw = data.get("strategies", [])
@@ -343,7 +354,7 @@ def load_suite(path: str | Path) -> SuiteSpec:
     path = Path(path)
     col = Collector(str(path))
     data = read_yaml(path, col)
-    spec = None if col.issues else parse_suite(data, col)
+    spec = None if data is None else parse_suite(data, col)  # go on after e.g. duplicate keys: report all
     if spec is None:
         if not col.issues:
             col.add((), "empty suite file")

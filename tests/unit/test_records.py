@@ -1,0 +1,69 @@
+"""Record I/O: atomic writes, validation on read, safe names, the results lock."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.config.errors import HarnessError, LockedError
+from harness.records import (
+    RunRecord,
+    completed_ids,
+    read_record,
+    results_lock,
+    scan,
+    suite_dir,
+    write_record,
+)
+
+
+def record(run_id="p.s.s0-abc", status="ok", **kw) -> RunRecord:
+    base = dict(run_id=run_id, suite="demo", pair="p", strategy="scratch", label="scratch", seed=0, status=status,
+                config={"x": 1}, metrics={"accuracy": 0.5}, started_at="2026-01-01T00:00:00+00:00",
+                finished_at="2026-01-01T00:01:00+00:00")
+    base.update(kw)
+    return RunRecord(**base)
+
+
+def test_roundtrip_and_no_temp_left(tmp_path):
+    path = write_record(tmp_path, record())
+    assert path == tmp_path / "p.s.s0-abc.json"
+    assert read_record(path) == record()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.s.s0-abc.json"]
+    assert json.loads(path.read_text())["schema_version"] == 1
+
+
+def test_corrupt_records_are_reported_not_loaded(tmp_path):
+    write_record(tmp_path, record())
+    (tmp_path / "torn.json").write_text('{"run_id": "x", "sta')
+    (tmp_path / "alien.json").write_text('{"hello": 1}')
+    (tmp_path / ".p.json.123.tmp").write_text("partial")
+    records, corrupt = scan(tmp_path)
+    assert [r.run_id for r in records] == ["p.s.s0-abc"]
+    assert sorted(p.name for p in corrupt) == ["alien.json", "torn.json"]
+
+
+def test_completed_ids_only_counts_ok(tmp_path):
+    write_record(tmp_path, record("a-1"))
+    write_record(tmp_path, record("b-1", status="failed", error={"type": "X", "message": "boom"}))
+    assert completed_ids(tmp_path) == {"a-1"}
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", ".hidden"])
+def test_unsafe_ids_rejected(tmp_path, bad):
+    with pytest.raises(HarnessError):
+        write_record(tmp_path, record(bad))
+
+
+def test_suite_dir_rejects_escapes(tmp_path):
+    assert suite_dir(tmp_path, "demo", smoke=True) == tmp_path / "demo-smoke"
+    with pytest.raises(HarnessError):
+        suite_dir(tmp_path, "../up")
+
+
+def test_lock_refuses_a_second_holder(tmp_path):
+    with results_lock(tmp_path), pytest.raises(LockedError, match="in use by another"), results_lock(tmp_path):
+        pass
+    with results_lock(tmp_path):  # released after the first holder is done
+        pass
