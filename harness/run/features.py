@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.records import atomic_write_bytes
+from harness.sources.base import pool_features
 from harness.targets.base import Split, TargetData, TensorSplit
 
 FEATURE_VERSION = 1
@@ -44,8 +45,7 @@ def extract(backbone: torch.nn.Module, split: Split, device: torch.device, batch
             labels.append(y[mask].cpu())
             index.append(batch["index"].unsqueeze(1).expand_as(y)[mask].cpu())
         else:
-            if f.ndim == 3:  # sequence classification on a token encoder: first token
-                f = f[:, 0]
+            f = pool_features(f, batch)  # sequence classification on a token encoder: first token
             feats.append(f.cpu())
             labels.append(y.cpu())
             if "index" in batch:

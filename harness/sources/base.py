@@ -98,8 +98,17 @@ class TransferModel(nn.Module):
         return self.backbone.blocks()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        features = self.backbone(batch)
+        features = pool_features(self.backbone(batch), batch)
         return {"logits": self.head(self.dropout(features)), "features": features}
+
+
+def pool_features(features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per-token features ``(B, T, D)`` become one vector per example ``(B, D)`` — the first
+    token ([CLS]) — when the batch has one label per example (text classification)."""
+    labels = batch.get("labels")
+    if features.ndim == 3 and labels is not None and labels.ndim == 1:
+        return features[:, 0]
+    return features
 
 
 class HeadModel(nn.Module):

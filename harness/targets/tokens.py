@@ -1,8 +1,15 @@
-"""Token-classification targets: CoNLL-format files (WNUT-16 shipped offline, any ``conll:`` path).
+"""Token-classification targets: CoNLL-format files (WNUT-16 shipped offline, any ``conll/``
+path) and any Hugging Face dataset with word/tag columns (``hfner/``: CoNLL-2003, WNUT-17 …).
 
 Labels are aligned on the first sub-word of each word; the other sub-words get -100 and
-are ignored by the loss and the metrics. Words beyond ``max_length`` are kept in the gold
-sequences and predicted ``O`` at evaluation, so a truncated entity counts as a miss.
+are ignored by the loss and the metrics. Tags are normalised to IOB2 (an ``I-x`` opening an
+entity becomes ``B-x``: CoNLL-2003's original IOB1 files; a no-op on IOB2 data).
+
+Long sentences: words beyond ``max_length`` sub-words are kept in the gold sequences and
+predicted ``O`` at evaluation, so an entity cut by truncation counts as a miss (recall falls;
+nothing is silently dropped). The record's ``preprocessing`` counts the sentences and gold
+entities affected (``truncated_sentences``, ``truncated_entities``); raise ``max_length`` on
+the source until they are 0 (CoNLL-2003 with BERT's cased vocabulary needs about 200).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pydantic import Field
 from harness.config.errors import HarnessError
 from harness.registry import TARGETS
 from harness.targets.base import SplitParams, Target, TargetData, TokenSplit, describe_split, split_indices
+from harness.targets.text import HFDatasetParams, class_names, column, load_splits
 
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
 
@@ -91,29 +99,63 @@ def align(tokenizer, words: list[str], tags: list[str], label_ids: dict[str, int
     return list(enc["input_ids"]), labels
 
 
-def token_target_data(sentences, p: SplitParams, backbone, source_desc: str, scheme: str = "IOB2") -> TargetData:
-    if scheme == "IOB1":
-        sentences = [(w, iob1_to_iob2(t)) for w, t in sentences]
-    names = label_list(sentences)
+def entities(tags: list[str]) -> list[tuple[int, int]]:
+    """(start, end) word spans of the entities of an IOB2 sequence (end exclusive)."""
+    spans, start = [], None
+    for i, t in enumerate([*tags, "O"]):
+        if start is not None and not (t.startswith("I-") and t[2:] == tags[start][2:]):
+            spans.append((start, i))
+            start = None
+        if t.startswith("B-") or (t.startswith("I-") and start is None):
+            start = i
+    return spans
+
+
+def encode_splits(named: dict[str, list[tuple[list[str], list[str]]]], backbone) -> tuple[list[str], dict[str, TokenSplit], dict[str, Any]]:
+    """Tokenise and align each split's sentences; one label list across splits (``O`` first)."""
+    repaired = 0
+    fixed: dict[str, list[tuple[list[str], list[str]]]] = {}
+    for k, sents in named.items():
+        fixed[k] = []
+        for words, tags in sents:
+            iob2 = iob1_to_iob2(list(tags))
+            repaired += sum(a != b for a, b in zip(tags, iob2, strict=True))
+            fixed[k].append((list(words), iob2))
+    names = label_list([s for sents in fixed.values() for s in sents])
     ids = {t: i for i, t in enumerate(names)}
     spec = backbone.input_spec
     tok = spec.tokenizer
-    encoded = [align(tok, w, t, ids, spec.max_length) for w, t in sentences]
+    splits: dict[str, TokenSplit] = {}
+    cut_sentences = cut_entities = 0
+    for k, sents in fixed.items():
+        encoded = [align(tok, w, t, ids, spec.max_length) for w, t in sents]
+        for (words, tags), (_, labels) in zip(sents, encoded, strict=True):
+            kept = sum(1 for x in labels if x != -100)
+            if kept < len(words):
+                cut_sentences += 1
+                cut_entities += sum(1 for _, end in entities(tags) if end > kept)
+        splits[k] = TokenSplit([e[0] for e in encoded], [e[1] for e in encoded], [t for _, t in sents], tok.pad_token_id)
+    preprocessing = {
+        "max_length": spec.max_length, "label_alignment": "first sub-word", "tag_scheme": "IOB2",
+        "iob_tags_repaired": repaired, "truncated_sentences": cut_sentences, "truncated_entities": cut_entities,
+        "truncation_policy": "words beyond max_length are predicted O (entities cut count as misses)",
+    }
+    return names, splits, preprocessing
+
+
+def token_target_data(sentences, p: SplitParams, backbone, source_desc: str, scheme: str = "IOB2") -> TargetData:
+    """One pool of sentences split train/val/test with the fixed ``split_seed``.
+
+    ``scheme`` is kept for the record: IOB1 and IOB2 both end up IOB2 (see module docstring).
+    """
     parts = split_indices(len(sentences), p.val_fraction, p.test_fraction, p.split_seed)
-    splits = {}
-    for k, idx in parts.items():
-        splits[k] = TokenSplit([encoded[i][0] for i in idx], [encoded[i][1] for i in idx],
-                               [sentences[i][1] for i in idx], tok.pad_token_id)
-    kept = [sum(1 for x in encoded[i][1] if x != -100) for i in range(len(sentences))]
-    truncated = sum(1 for i, (w, _) in enumerate(sentences) if kept[i] < len(w))
+    names, splits, preprocessing = encode_splits({k: [sentences[i] for i in idx] for k, idx in parts.items()}, backbone)
     return TargetData(
         label_names=names, splits=splits,
         split_info=describe_split(parts, seed=p.split_seed, val_fraction=p.val_fraction,
                                   test_fraction=p.test_fraction, source=source_desc,
                                   sentences=len(sentences), tokens=int(sum(len(w) for w, _ in sentences))),
-        preprocessing={"max_length": spec.max_length, "label_alignment": "first sub-word",
-                       "truncated_sentences": truncated,
-                       "truncation_policy": "words beyond max_length are predicted O (entities cut count as misses)"},
+        preprocessing={**preprocessing, "input_scheme": scheme},
     )
 
 
@@ -155,6 +197,78 @@ class ConllFile(Target):
         p = ConllParams.model_validate(params)
         sents = read_conll(name, p.token_column, p.tag_column)
         return token_target_data(sents, p, backbone, name, p.scheme)
+
+
+# Well-known sets under short names. The original Hub repos are loading scripts, which
+# ``datasets`` >= 4 refuses; their Parquet export (same rows, ClassLabel tags) loads.
+KNOWN_NER = {
+    "conll2003": {"id": "eriktks/conll2003", "revision": "refs/convert/parquet"},
+    "wnut_17": {"id": "leondz/wnut_17", "revision": "refs/convert/parquet"},
+}
+
+
+class HFNerParams(HFDatasetParams):
+    token_column: str = Field("tokens", description="column with the list of words")
+    tag_column: str = Field("ner_tags", description="column with the list of tags (ClassLabel ids or strings)")
+
+
+def hf_sentences(ds: Any, p: HFNerParams, ref: str, split: str) -> tuple[list[tuple[list[str], list[str]]], int]:
+    """(words, tags) per row; ``-DOCSTART-`` rows dropped (counted); bad rows name split and row."""
+    names = class_names(ds.features.get(p.tag_column))
+    words_col = column(ds, p.token_column, ref, "token_column")
+    tags_col = column(ds, p.tag_column, ref, "tag_column")
+    out, docstarts = [], 0
+    for row, (words, tags) in enumerate(zip(words_col, tags_col, strict=True)):
+        where = f"{ref}: split {split!r} row {row}"
+        if list(words) == ["-DOCSTART-"]:
+            docstarts += 1
+            continue
+        if not words:
+            raise ConllError(f"{where}: empty sentence (no words)")
+        if len(words) != len(tags):
+            raise ConllError(f"{where}: {len(words)} words but {len(tags)} tags")
+        if names is not None:
+            bad = [t for t in tags if not 0 <= int(t) < len(names)]
+            if bad:
+                raise ConllError(f"{where}: tag id {bad[0]} is not one of the {len(names)} ClassLabel names")
+            tags = [names[int(t)] for t in tags]
+        for t in tags:
+            if not isinstance(t, str):
+                raise ConllError(f"{where}: tag {t!r} is an id, but column '{p.tag_column}' has no ClassLabel "
+                                 "names to map it to a tag")
+            if not _TAG.match(t):
+                raise ConllError(f"{where}: tag {t!r} is not IOB2 (O, B-<type>, I-<type>)")
+        out.append((list(words), list(tags)))
+    return out, docstarts
+
+
+@TARGETS.register("hfner", description="any Hugging Face dataset with word/tag columns: hfner/conll2003, hfner/wnut_17, "
+                  "hfner/<hub id | saved dir | json | parquet>")
+class HFNer(Target):
+    Params = HFNerParams
+    tasks = frozenset({"token-classification"})
+    default_task = "token-classification"
+
+    def check_name(self, name: str) -> None:
+        if not name:
+            raise ValueError(f"give a dataset: hfner/<hub id>, hfner/<saved directory>, or one of {', '.join(KNOWN_NER)}")
+
+    def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
+        known = KNOWN_NER.get(name)
+        if known and "revision" not in params:
+            params = {**params, "revision": known["revision"]}
+        p = HFNerParams.model_validate(params)
+        ref = f"hfner/{name}"
+        splits, info = load_splits(ref, known["id"] if known else name, p)
+        named, dropped = {}, 0
+        for k, ds in splits.items():
+            named[k], n = hf_sentences(ds, p, ref, info["origin"][k])
+            dropped += n
+        names, out, preprocessing = encode_splits(named, backbone)
+        info = {**info, "sentences": {k: len(v) for k, v in named.items()}}
+        return TargetData(label_names=names, splits=out, split_info=info,
+                          preprocessing={**preprocessing, "docstart_rows_dropped": dropped,
+                                         "token_column": p.token_column, "tag_column": p.tag_column})
 
 
 def tiny_ner(params: dict[str, Any], backbone) -> TargetData:

@@ -1,0 +1,159 @@
+"""Text classification from any Hugging Face dataset, and the dataset loading shared with
+token classification (``hfner/…`` in :mod:`harness.targets.tokens`).
+
+``hftext/<dataset>``: ``<dataset>`` is a Hub id (``stanfordnlp/imdb``), a directory written by
+``DatasetDict.save_to_disk``, or one of the ``datasets`` file builders (``json``, ``csv``,
+``parquet``) with ``data_files``. Columns are chosen by params (``text_column``,
+``label_column``, optional ``text_pair_column``). The model classifies from the first token's
+features ([CLS]); metrics are accuracy and macro-F1.
+
+Splits: the dataset's own ``train``/``validation``/``test`` splits when it has them (so figures
+compare with published ones); a split it lacks is carved from ``train`` with the fixed
+``split_seed`` (``val_fraction``/``test_fraction``), and the record says which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from harness.config.errors import HarnessError
+from harness.registry import TARGETS
+from harness.targets.base import SplitParams, Target, TargetData, TokenSplit, describe_split, split_indices
+
+
+class HFDataError(HarnessError):
+    exit_code = 2
+
+
+class HFDatasetParams(SplitParams):
+    config_name: str | None = Field(None, description="dataset configuration (subset) name")
+    revision: str | None = Field(None, description="dataset git revision on the Hub (recorded)")
+    data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
+        None, description="files for the json/csv/parquet builders: a path, a list, or {split: path}")
+    train_split: str = Field("train", description="split to train on")
+    val_split: str | None = Field("validation", description="validation split (carved from train when absent)")
+    test_split: str | None = Field("test", description="test split (carved from train when absent)")
+
+
+def load_splits(ref: str, name: str, p: HFDatasetParams) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{"train"|"val"|"test": datasets.Dataset}`` and what the record keeps about them."""
+    try:
+        import datasets
+    except ImportError:
+        raise HFDataError(f"{ref}: the 'datasets' package is needed: pip install 'harness[nlp]'") from None
+    try:
+        if Path(name).is_dir() and (Path(name) / "dataset_dict.json").exists():
+            dd = datasets.load_from_disk(name)
+        else:
+            kw = {k: v for k, v in (("name", p.config_name), ("revision", p.revision), ("data_files", p.data_files))
+                  if v is not None}
+            dd = datasets.load_dataset(name, **kw)
+    except Exception as e:  # noqa: BLE001 - datasets raises many types; re-raised with the dataset named
+        raise HFDataError(f"cannot load {ref}: {type(e).__name__}: {e}. With no network, save the dataset with "
+                          "DatasetDict.save_to_disk() and name that directory, or use json/csv/parquet files "
+                          "with data_files.") from e
+    available = list(dd)
+    if p.train_split not in dd:
+        raise HFDataError(f"{ref}: no split '{p.train_split}' (train_split); it has: {', '.join(available)}")
+    train = dd[p.train_split]
+    out: dict[str, Any] = {}
+    origin: dict[str, str] = {"train": p.train_split}
+    carve = {}
+    for key, split_name, fraction in (("val", p.val_split, p.val_fraction), ("test", p.test_split, p.test_fraction)):
+        if split_name is not None and split_name in dd:
+            out[key] = dd[split_name]
+            origin[key] = split_name
+        elif split_name is not None and f"{key}_split" in p.model_fields_set:
+            raise HFDataError(f"{ref}: no split '{split_name}' ({key}_split); it has: {', '.join(available)}")
+        else:
+            carve[key] = fraction
+            origin[key] = f"carved from '{p.train_split}' ({fraction:.0%}, split_seed={p.split_seed})"
+    parts = {"train": np.arange(len(train))}
+    if carve:
+        parts = split_indices(len(train), carve.get("val", 0.0), carve.get("test", 0.0), p.split_seed)
+        for key in ("val", "test"):
+            if key in carve:
+                out[key] = train.select(parts[key])
+    out["train"] = train.select(parts["train"]) if carve else train
+    order = {k: out[k] for k in ("train", "val", "test")}
+    info = describe_split({k: parts.get(k, np.arange(len(v))) for k, v in order.items()},
+                          source=ref, dataset=name, config_name=p.config_name, revision=p.revision,
+                          origin=origin, seed=p.split_seed,
+                          fingerprint={k: getattr(v, "_fingerprint", None) for k, v in order.items()})
+    return order, info
+
+
+def class_names(feature: Any) -> list[str] | None:
+    """Label names of a ``ClassLabel`` column (or of the items of a list-of-ClassLabel column)."""
+    inner = getattr(feature, "feature", feature)
+    names = getattr(inner, "names", None)
+    return list(names) if names else None
+
+
+def column(ds: Any, col: str, ref: str, key: str) -> list:
+    if col not in ds.column_names:
+        raise HFDataError(f"{ref}: no column '{col}' ({key}); columns: {', '.join(ds.column_names)}")
+    return list(ds[col])
+
+
+class HFTextParams(HFDatasetParams):
+    text_column: str = Field("text", description="column with the text")
+    text_pair_column: str | None = Field(None, description="second text of a pair (NLI, paraphrase), if any")
+    label_column: str = Field("label", description="column with the class (ClassLabel, int or string)")
+
+
+def text_target_data(splits: dict[str, Any], p: HFTextParams, backbone, ref: str, info: dict[str, Any]) -> TargetData:
+    """Tokenise every split; labels come from the ClassLabel names, else the sorted distinct values."""
+    names = class_names(splits["train"].features.get(p.label_column))
+    raw = {k: column(ds, p.label_column, ref, "label_column") for k, ds in splits.items()}
+    if names is None:
+        values = sorted({v for vs in raw.values() for v in vs if v is not None}, key=lambda v: (str(type(v)), v))
+        names = [str(v) for v in values]
+        index = {v: i for i, v in enumerate(values)}
+        raw = {k: [index.get(v, -1) if v is not None else -1 for v in vs] for k, vs in raw.items()}
+    for k, vs in raw.items():
+        bad = [i for i, v in enumerate(vs) if not 0 <= int(v) < len(names)]
+        if bad:
+            raise HFDataError(f"{ref}: split {info['origin'][k]!r} row {bad[0]}: label {vs[bad[0]]!r} is not one of "
+                              f"{len(names)} classes ({len(bad)} such rows; unlabeled test sets such as GLUE's "
+                              "use -1: set test_split: validation)")
+    spec = backbone.input_spec
+    tok = spec.tokenizer
+    out, truncated = {}, 0
+    for k, ds in splits.items():
+        texts = column(ds, p.text_column, ref, "text_column")
+        pairs = column(ds, p.text_pair_column, ref, "text_pair_column") if p.text_pair_column else None
+        enc = tok(texts, pairs, truncation=True, max_length=spec.max_length) if pairs is not None else \
+            tok(texts, truncation=True, max_length=spec.max_length)
+        ids = [list(x) for x in enc["input_ids"]]
+        truncated += sum(1 for x in ids if len(x) >= spec.max_length)
+        out[k] = TokenSplit(ids, [[-100] * len(x) for x in ids], [()] * len(ids), tok.pad_token_id,
+                            doc_labels=[int(v) for v in raw[k]])
+    return TargetData(
+        label_names=names, splits=out, split_info=info,
+        preprocessing={"max_length": spec.max_length, "pooling": "first token ([CLS])",
+                       "text_column": p.text_column, "text_pair_column": p.text_pair_column,
+                       "label_column": p.label_column, "texts_at_max_length": truncated,
+                       "truncation": "texts longer than max_length are cut at max_length tokens"},
+    )
+
+
+@TARGETS.register("hftext", description="any Hugging Face dataset with text/label columns: hftext/<id | saved dir | json | csv | parquet>")
+class HFText(Target):
+    Params = HFTextParams
+    tasks = frozenset({"text-classification"})
+    default_task = "text-classification"
+
+    def check_name(self, name: str) -> None:
+        if not name:
+            raise ValueError("give a dataset: hftext/<hub id>, hftext/<saved directory> or hftext/json with data_files")
+
+    def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
+        p = HFTextParams.model_validate(params)
+        ref = f"hftext/{name}"
+        splits, info = load_splits(ref, name, p)
+        return text_target_data(splits, p, backbone, ref, info)

@@ -1,0 +1,75 @@
+"""``hf/<dir>``: models saved with ``save_pretrained`` load offline, whatever their ``AutoModel``
+constructor accepts; what was loaded is recorded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.config.errors import HarnessError
+from harness.registry import SOURCES
+from harness.sources.hf import accepts_kwarg
+from harness.sources.tiny import tiny_tokenizer
+
+
+def save_tiny(tmp_path, kind: str):
+    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+    tok = tiny_tokenizer()
+    if kind == "bert":
+        cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)
+        model = BertModel(cfg)
+    else:
+        cfg = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                               max_position_embeddings=64)
+        model = DistilBertModel(cfg)
+    path = tmp_path / kind
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path, model
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert"])
+def test_saved_model_loads_through_hf_dir(tmp_path, kind):
+    path, saved = save_tiny(tmp_path, kind)
+    backbone = SOURCES.get("hf").build(str(path), {"max_length": 48}, pretrained=True)
+    # the weights are the saved ones, tensor for tensor
+    loaded = dict(backbone.body.named_parameters())
+    for name, p in saved.named_parameters():
+        if name in loaded:
+            assert torch.equal(loaded[name], p), name
+    assert len(loaded) >= len([n for n in dict(saved.named_parameters()) if "pooler" not in n])
+    enc = backbone.input_spec.tokenizer(["the cat", "a"], padding=True, return_tensors="pt")
+    out = backbone({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    assert out.shape == (2, enc["input_ids"].shape[1], 32)
+    assert len(backbone.blocks()) == 3  # embeddings + 2 layers
+    assert backbone.info["local_dir"] is True and backbone.info["weights"] == str(path)
+    assert backbone.info["max_length"] == 48 and backbone.input_spec.max_length == 48
+    assert backbone.info["trust_remote_code"] is False
+
+
+def test_pooling_layer_is_only_dropped_where_the_class_has_one(tmp_path):
+    from transformers import AutoConfig
+
+    bert, _ = save_tiny(tmp_path, "bert")
+    distil, _ = save_tiny(tmp_path, "distilbert")
+    assert accepts_kwarg(AutoConfig.from_pretrained(bert), "add_pooling_layer")
+    assert not accepts_kwarg(AutoConfig.from_pretrained(distil), "add_pooling_layer")
+    backbone = SOURCES.get("hf").build(str(bert), {}, pretrained=True)
+    assert not any("pooler" in n for n, _ in backbone.body.named_parameters())
+
+
+def test_scratch_build_is_random_init_of_the_same_architecture(tmp_path):
+    path, saved = save_tiny(tmp_path, "bert")
+    torch.manual_seed(0)
+    backbone = SOURCES.get("hf").build(str(path), {}, pretrained=False)
+    assert backbone.info["weights"] is None
+    w = backbone.body.embeddings.word_embeddings.weight
+    assert w.shape == saved.embeddings.word_embeddings.weight.shape
+    assert not torch.equal(w, saved.embeddings.word_embeddings.weight)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(HarnessError, match="cannot load hf/"):
+        SOURCES.get("hf").build(str(tmp_path / "nope"), {}, pretrained=True)
