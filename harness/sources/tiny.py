@@ -44,6 +44,7 @@ def tiny_tokenizer():
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(97, 123)] + \
         [f"##{chr(c)}" for c in range(97, 123)] + [str(d) for d in range(10)] + ["the", "a", "in", "of", "##s"]
+    vocab = list(dict.fromkeys(vocab))  # "a" and "##s" appear twice: ids must stay below len(vocab)
     tk = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     from tokenizers import normalizers, processors
