@@ -8,6 +8,7 @@ cached features). The training loop calls these hooks and never branches on a st
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -33,6 +34,10 @@ class RunContext:
         self.seed, self.meter, self.show_progress = seed, meter, show_progress
         self.suite, self.results_dir = suite, results_dir
         self.notes: dict[str, Any] = {}  # strategy facts for the record (e.g. feature cache hit)
+
+    def phase(self, name: str):
+        """Time work done inside a hook as a cost phase ("feature", "train", …) when metered."""
+        return self.meter.phase(name) if self.meter else contextlib.nullcontext()
 
 
 def is_no_decay(name: str, p: nn.Parameter) -> bool:
@@ -113,6 +118,14 @@ def source_depth(pair: PairSpec) -> int | None:
     from harness.registry import SOURCES
 
     return SOURCES.get(pair.source.namespace).depth(pair.source.name, pair.source.params)
+
+
+def blocks_beyond_depth(pair: PairSpec, key: str, blocks: int) -> list[str]:
+    """A validate-time problem when ``blocks`` (the value of ``key``) exceeds the source's depth."""
+    depth = source_depth(pair)
+    if depth is not None and blocks > depth:
+        return [f"{key}={blocks} but {pair.source.ref} has only {depth} blocks"]
+    return []
 
 
 def backbone_blocks(model: nn.Module) -> list[nn.Module]:
