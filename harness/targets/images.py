@@ -6,7 +6,7 @@ normalised with the source's mean/std, then kept in memory as one tensor.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,24 +32,47 @@ def to_model_input(images: torch.Tensor, spec) -> torch.Tensor:
 
 
 def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: list[str], p: SplitParams,
-                      backbone, source_desc: str, domains: dict[str, torch.Tensor] | None = None) -> TargetData:
+                      backbone, source_desc: str, domains: dict[str, torch.Tensor] | None = None,
+                      eval_images: torch.Tensor | None = None, unlabeled: torch.Tensor | None = None,
+                      **how: Any) -> TargetData:
+    """Split ``images`` train/val/test; ``eval_images`` (same examples, another domain) feed val
+    and test; ``unlabeled`` (same examples) exposes its train-split images, without labels, as
+    ``extra["unlabeled"]`` (domain adaptation). ``how`` is recorded in ``split_info``."""
     spec = backbone.input_spec
-    x = to_model_input(images, spec)
     y = torch.as_tensor(labels, dtype=torch.long)
     parts = split_indices(len(y), p.val_fraction, p.test_fraction, p.split_seed)
-    splits = {k: TensorSplit({"pixel_values": x[v], "labels": y[v]}) for k, v in parts.items()}
+    held_out = images if eval_images is None else eval_images
+    splits = {k: TensorSplit({"pixel_values": to_model_input((images if k == "train" else held_out)[v], spec),
+                              "labels": y[v]}) for k, v in parts.items()}
     extra = {k: TensorSplit({"pixel_values": to_model_input(imgs, spec)}) for k, imgs in (domains or {}).items()}
+    if unlabeled is not None:
+        extra["unlabeled"] = TensorSplit({"pixel_values": to_model_input(unlabeled[parts["train"]], spec)})
     return TargetData(
         label_names=label_names, splits=splits, extra=extra,
         split_info=describe_split(parts, seed=p.split_seed, val_fraction=p.val_fraction, test_fraction=p.test_fraction,
-                                  source=source_desc),
+                                  source=source_desc, **how),
         preprocessing={"size": spec.size, "mean": list(spec.mean), "std": list(spec.std),
                        "interpolation": spec.interpolation, "grey_to_rgb": images.shape[1] == 1},
     )
 
 
+Domain = Literal["original", "shifted"]
+
+
+def shift_domain(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """The ``shifted`` domain: the same images colour-inverted with fixed-seed Gaussian noise
+    (σ = 0.2), a covariate shift that keeps every label (like MNIST → MNIST-M)."""
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(10_007 + seed)) * 0.2
+    return (1.0 - images + noise).clamp(0, 1)
+
+
 class DigitsParams(SplitParams):
     image_size: int | None = Field(None, ge=8, le=1024, description="resize to this (default: the source's resolution)")
+    domain: Domain = Field("original", description="domain of the labelled training split")
+    eval_domain: Domain | None = Field(None, description="domain of val and test (default: `domain`)")
+    unlabeled: Domain | None = Field(None, description="expose the training split's images in this domain, "
+                                     "without labels, as unlabeled target-domain data (dann)")
+    labels: Literal["digit", "parity"] = Field("digit", description="digit (10 classes) or parity (even/odd)")
 
 
 @TARGETS.register("sklearn", description="scikit-learn's bundled digits (1,797 8×8 greyscale images, 10 classes), offline")
@@ -67,7 +90,13 @@ class SklearnImages(Target):
         images = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
         if p.image_size:
             backbone = _with_size(backbone, p.image_size)
-        return image_target_data(images, d.target, [str(c) for c in d.target_names], p, backbone, "sklearn.datasets.load_digits")
+        by_domain = {"original": images, "shifted": shift_domain(images, p.split_seed)}
+        eval_domain = p.eval_domain or p.domain
+        labels, names = (d.target % 2, ["even", "odd"]) if p.labels == "parity" else (d.target, [str(c) for c in d.target_names])
+        return image_target_data(by_domain[p.domain], labels, names, p, backbone, "sklearn.datasets.load_digits",
+                                 eval_images=by_domain[eval_domain],
+                                 unlabeled=by_domain[p.unlabeled] if p.unlabeled else None,
+                                 domain=p.domain, eval_domain=eval_domain, unlabeled_domain=p.unlabeled, label_kind=p.labels)
 
 
 class _SizedBackbone:
@@ -86,6 +115,7 @@ def _with_size(backbone, size):
 class TinyImageParams(SplitParams):
     n: int = Field(96, ge=12, le=10000)
     num_classes: int = Field(3, ge=2, le=20)
+    unlabeled: Literal["shifted"] | None = Field(None, description="unlabeled shifted-domain examples in extra (dann)")
 
 
 @TARGETS.register("test", description="tiny synthetic targets for tests: tiny_images (class = bright quadrant), tiny_ner")
@@ -105,5 +135,6 @@ class TinyTargets(Target):
         images = torch.rand((p.n, 3, 12, 12), generator=g) * 0.3
         for i, c in enumerate(labels.tolist()):  # a learnable signal: class c lights one band
             images[i, :, (c * 12) // p.num_classes:((c + 1) * 12) // p.num_classes, :] += 0.6
-        return image_target_data(images.clamp(0, 1), labels.numpy(), [f"c{c}" for c in range(p.num_classes)],
-                                 p, backbone, "synthetic")
+        images = images.clamp(0, 1)
+        return image_target_data(images, labels.numpy(), [f"c{c}" for c in range(p.num_classes)], p, backbone,
+                                 "synthetic", unlabeled=shift_domain(images, p.split_seed) if p.unlabeled else None)
