@@ -80,6 +80,8 @@ def cmd_run(args) -> int:
 
     suite = _load(args.file)
     quiet_libraries()
+    if args.data_dir:  # where targets find (or download) datasets; recorded with the run's env
+        os.environ["HARNESS_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     runs = select(expand(suite, smoke=args.smoke), args.only)
     if not runs:
         raise HarnessError(f"--only {args.only!r} matches no run; see `harness plan {args.file}`")
@@ -161,6 +163,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--smoke", action="store_true", help=f"a few steps per cell to check the suite end to end")
     r.add_argument("--retry-failed", action="store_true", help="rerun only runs whose record is failed/timeout")
     r.add_argument("--cache-dir", help="feature cache (default: $HARNESS_CACHE or RESULTS/.cache)")
+    r.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
+                   "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     r.add_argument("--wait", action="store_true", help="queue behind another run using the same results dir")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)

@@ -14,7 +14,7 @@ from harness.plan import RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
 from harness.run import cost
-from harness.run.loop import fit
+from harness.run.loop import fit, place
 from harness.run.seed import seed_everything
 from harness.sources.base import TransferModel, count_params
 from harness.strategies.base import RunContext
@@ -57,6 +57,7 @@ def build(spec: RunSpec, device: torch.device):
     tparams = {k: v for k, v in spec.target.items() if k not in ("dataset", "task")}
     data = TARGETS.get(tns).load(tname, tparams, task.name, backbone)
     data = limit(data, cfg.max_train_samples, cfg.max_eval_samples)
+    data = place(data, device, cfg.num_workers)  # before adapt: feature extraction reads it on the device too
     model = TransferModel(backbone, len(data.label_names), dropout=0.1 if backbone.modality == "text" else 0.0)
     strategy.prepare(model)
     return strategy, model, data, task

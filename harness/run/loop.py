@@ -58,8 +58,21 @@ def effective_precision(device: torch.device, precision: str) -> str:
     return precision if device.type == "cuda" else "fp32"
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool = False) -> dict[str, torch.Tensor]:
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if channels_last:  # image batches (B, C, H, W) in NHWC, like the model's conv weights
+        out = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 and v.is_floating_point() else v
+               for k, v in out.items()}
+    return out
+
+
+def place(data: TargetData, device: torch.device, num_workers: int = 0) -> TargetData:
+    """Splits that can compute on the device (decoded images kept resident and augmented
+    there, or a DataLoader with ``num_workers``) move there once; others are unchanged."""
+    moved = {k: s.to_device(device, num_workers) if hasattr(s, "to_device") else s for k, s in data.splits.items()}
+    if all(moved[k] is data.splits[k] for k in moved):
+        return data
+    return TargetData(data.label_names, moved, data.split_info, data.preprocessing, data.extra)
 
 
 @torch.inference_mode()
@@ -131,8 +144,13 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     """Train ``model`` on ``data['train']``, validate, test; return metrics and the curve."""
     precision = effective_precision(device, cfg.precision)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     model.train()
+    data = place(data, device, cfg.num_workers)
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
+    # Strategy hooks see the model itself; only the training forward goes through the compiled graph.
+    forward = torch.compile(model) if cfg.compile else model
     eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
     optimizer = build_optimizer(strategy.param_groups(model), cfg)
     micro_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
@@ -151,9 +169,9 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     step = 0
     bar = tqdm(total=total_steps, desc=desc, leave=False, position=1, disable=not show_progress, dynamic_ncols=True)
 
-    def micro_step(batch):
+    def micro_step(batch, net=forward):
         with autocast(device, precision):
-            out = model(batch)
+            out = net(batch)
             loss = task_loss(out["logits"], batch["labels"])
             extra = strategy.extra_loss(model, batch, out)
             if extra is not None:
@@ -172,10 +190,10 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
             for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen):
                 if deadline is not None and time.monotonic() > deadline:
                     raise RunTimeout(f"timeout_s={cfg.timeout_s} exceeded at step {step}")
-                batch = to_device(batch, device)
+                batch = to_device(batch, device, cfg.channels_last)
                 if result.flops_per_step is None and step == 0 and micro == 0:
-                    holder = {}
-                    result.flops_per_step = step_flops(lambda: holder.setdefault("loss", micro_step(batch)))
+                    holder = {}  # counted eagerly: the flop counter cannot see inside a compiled graph
+                    result.flops_per_step = step_flops(lambda b=batch, h=holder: h.setdefault("loss", micro_step(b, model)))
                     loss = holder.get("loss")
                     if loss is None:  # the counter failed before the step ran
                         loss = micro_step(batch)

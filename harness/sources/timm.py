@@ -1,35 +1,85 @@
-"""``timm/<model>``: any timm model, ImageNet weights through timm (``pretrained``) or a local file."""
+"""``timm/<model>``: any timm model, ImageNet weights through timm (``pretrained``) or a local file.
+
+Also holds what every image source shares: the preprocessing overrides a suite may set
+(``image_size``, ``mean``, ``std``, ``interpolation``) and the local-checkpoint loader.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Literal
 
 from pydantic import Field
 
 from harness.config.errors import HarnessError, did_you_mean
 from harness.config.schema import Params
 from harness.registry import SOURCES
-from harness.sources.base import Source, TimmBackbone, timm_input_spec
+from harness.sources.base import ImageInput, Source, TimmBackbone, timm_input_spec
+
+Triple = tuple[float, float, float]
 
 
-class TimmParams(Params):
-    checkpoint: str | None = Field(None, description="local state-dict file (.pth/.safetensors) instead of the Hub")
+class ImageSourceParams(Params):
+    """Preprocessing overrides: each left unset comes from the weights' own metadata."""
+
+    checkpoint: str | None = Field(None, description="local state-dict file (.pth/.pt/.safetensors) instead of a download")
     image_size: int | None = Field(None, ge=16, le=1024, description="input resolution (default: the weights' own)")
-    drop_path_rate: float = Field(0.0, ge=0, lt=1)
+    mean: Triple | None = Field(None, description="normalisation mean (default: the weights' own)")
+    std: Triple | None = Field(None, description="normalisation std (default: the weights' own)")
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = Field(None, description="resize filter")
+
+
+def with_overrides(spec: ImageInput, p: ImageSourceParams) -> ImageInput:
+    """``spec`` with the suite's preprocessing overrides applied (unset keys keep the weights')."""
+    changes = {k: getattr(p, k) for k in ("mean", "std", "interpolation") if getattr(p, k) is not None}
+    if p.image_size is not None:
+        changes["size"] = p.image_size
+    return replace(spec, **changes)
 
 
 def load_state_dict_file(path: str) -> dict:
+    """A state dict from a ``.safetensors`` or torch file (``{"state_dict": …}`` wrappers unwrapped)."""
+    import os
+
     import torch
 
+    if not os.path.isfile(path):
+        raise HarnessError(f"checkpoint file not found: {path}")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
         return load_file(path)
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
+        raise HarnessError(f"cannot read checkpoint {path}: {e.__class__.__name__}: {e}") from e
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
             sd = sd[key]
-    return sd
+    if not isinstance(sd, dict):
+        raise HarnessError(f"checkpoint {path} holds a {type(sd).__name__}, not a state dict")
+    return {k.removeprefix("module."): v for k, v in sd.items()}  # DataParallel/DDP saves
+
+
+def load_backbone_weights(body, sd: dict, head: str, path: str, ref: str) -> None:
+    """Load ``sd`` into ``body`` without its classifier (the module named ``head``); every
+    other tensor must be present, so a checkpoint of another architecture fails loudly."""
+
+    def is_head(key: str) -> bool:
+        return key.startswith(head + ".")
+
+    sd = {k: v for k, v in sd.items() if not is_head(k)}
+    try:
+        missing, _unexpected = body.load_state_dict(sd, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise HarnessError(f"{path}: does not fit {ref}: {str(e).splitlines()[-1].strip()}") from e
+    missing = [k for k in missing if not is_head(k)]
+    if missing:
+        raise HarnessError(f"{path}: missing {len(missing)} weight(s) for {ref}, e.g. {missing[:5]}")
+
+
+class TimmParams(ImageSourceParams):
+    drop_path_rate: float = Field(0.0, ge=0, lt=1)
 
 
 @SOURCES.register("timm", description="any timm model, e.g. timm/resnet50 (ImageNet weights via the Hub, or checkpoint: file)")
@@ -45,7 +95,7 @@ class Timm(Source):
         if not timm.is_model(name.split(".")[0]):
             close = did_you_mean(name, timm.list_models())
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown timm model '{name}'.{hint}")
+            raise ValueError(f"unknown timm model '{name}'.{hint} List them with timm.list_models('*pattern*').")
 
     def build(self, name: str, params: dict[str, Any], pretrained: bool):
         import timm
@@ -58,10 +108,9 @@ class Timm(Source):
             raise HarnessError(f"cannot load timm/{name} weights ({e.__class__.__name__}: {e}). With no network, "
                                "download once elsewhere and pass `checkpoint: path/to/file`.") from e
         if pretrained and p.checkpoint:
-            sd = {k: v for k, v in load_state_dict_file(p.checkpoint).items()
-                  if not k.startswith(body.default_cfg.get("classifier", "fc"))}
-            missing, _ = body.load_state_dict(sd, strict=False)
-            if missing:
-                raise HarnessError(f"{p.checkpoint}: missing weights for timm/{name}: {missing[:5]}")
-        return TimmBackbone(body, body.num_features, "image", timm_input_spec(body, p.image_size),
-                            {"weights": p.checkpoint or (getattr(body, "pretrained_cfg", {}).get("tag") if hub else None)})
+            head = body.pretrained_cfg.get("classifier", "fc")
+            load_backbone_weights(body, load_state_dict_file(p.checkpoint), head, p.checkpoint, f"timm/{name}")
+        spec = with_overrides(timm_input_spec(body, None), p)
+        tag = getattr(body, "pretrained_cfg", {}).get("tag")
+        return TimmBackbone(body, body.num_features, "image", spec,
+                            {"weights": p.checkpoint if pretrained and p.checkpoint else (f"{name}.{tag}" if hub else None)})

@@ -1,0 +1,188 @@
+"""``torchvision/<model>``: any torchvision classification model with its weights enum.
+
+``weights`` names a member of the model's weights enum (``DEFAULT``, ``IMAGENET1K_V1``,
+``IMAGENET1K_V2`` …) or ``null``; ``checkpoint:`` loads a local state-dict file instead of
+downloading. Preprocessing (crop resolution, mean/std, interpolation) comes from the weights'
+metadata (``weights.transforms()``) unless the suite overrides it — the same for the
+random-init (``scratch``) run, so every strategy sees the same inputs. The ImageNet classifier
+(the model's last ``nn.Linear``) is replaced by an identity: the backbone returns pooled
+features and the harness puts its own head on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+from torch import nn
+
+from harness.config.errors import HarnessError, did_you_mean
+from harness.registry import SOURCES
+from harness.sources.base import Backbone, ImageInput, Source
+from harness.sources.timm import (
+    ImageSourceParams,
+    load_backbone_weights,
+    load_state_dict_file,
+    with_overrides,
+)
+
+VIT_DEPTHS = {"vit_b": 14, "vit_l": 26, "vit_h": 34}  # stem + encoder layers + final norm
+
+
+class TorchvisionParams(ImageSourceParams):
+    weights: str | None = Field("DEFAULT", description="member of the model's weights enum (DEFAULT, IMAGENET1K_V2, …) or null")
+
+    @field_validator("weights")
+    @classmethod
+    def _upper(cls, v: str | None) -> str | None:
+        return None if v is None or v.lower() in ("none", "null") else v
+
+
+def model_names() -> list[str]:
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
+def weights_enum(name: str, weights: str | None):
+    """The weights enum member ``weights`` of model ``name`` (None for ``null``)."""
+    from torchvision.models import get_model_weights
+
+    if weights is None:
+        return None
+    enum = get_model_weights(name)
+    members = [m for m in enum.__members__ if m != "DEFAULT"]
+    try:
+        return enum[weights]
+    except KeyError:
+        close = did_you_mean(weights, [*members, "DEFAULT"])
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise HarnessError(f"torchvision/{name} has no weights '{weights}'.{hint} "
+                           f"Available: DEFAULT, {', '.join(members)}, null.") from None
+
+
+def input_spec(name: str, weights: str | None) -> ImageInput:
+    """Preprocessing from the weights' metadata; with ``weights: null``, from the model's
+    DEFAULT weights (so scratch sees what the pretrained run sees), else ImageNet's 224."""
+    from torchvision.models import get_model_weights
+
+    member = weights_enum(name, weights)
+    if member is None:
+        enum = get_model_weights(name)
+        member = enum.DEFAULT if "DEFAULT" in enum.__members__ else None
+    if member is None:
+        return ImageInput(size=224)
+    t = member.transforms()
+    interp = getattr(t.interpolation, "value", str(t.interpolation)).lower()
+    size = t.crop_size[0] if isinstance(t.crop_size, list | tuple) else int(t.crop_size)
+    return ImageInput(size=int(size), mean=tuple(t.mean), std=tuple(t.std), interpolation=interp)
+
+
+def classifier_name(body) -> str:
+    """Dotted name of the model's last ``nn.Linear`` (its ImageNet classifier)."""
+    names = [n for n, m in body.named_modules() if isinstance(m, nn.Linear) and not n.startswith("AuxLogits")]
+    if not names:
+        raise HarnessError(f"{type(body).__name__} has no nn.Linear classifier to replace")
+    return names[-1]
+
+
+def drop_classifier(body) -> tuple[str, int]:
+    """Replace the classifier with an identity; return its name and input width."""
+    name = classifier_name(body)
+    parent_name, _, leaf = name.rpartition(".")
+    parent = body.get_submodule(parent_name) if parent_name else body
+    width = getattr(parent, leaf).in_features
+    setattr(parent, leaf, nn.Identity())
+    return name, width
+
+
+class _Params(nn.Module):
+    """A block made of loose parameters (ViT's class token and position embedding)."""
+
+    def __init__(self, modules: dict, params: dict):
+        super().__init__()
+        for k, m in modules.items():
+            self.add_module(k, m)
+        for k, p in params.items():
+            self.register_parameter(k, p)  # the same Parameter objects: freezing here freezes the model's
+
+
+class TorchvisionBackbone(Backbone):
+    """A torchvision classifier without its last linear layer."""
+
+    def blocks(self):
+        m = self.body
+        if hasattr(m, "layer1"):  # ResNet / ResNeXt / Wide ResNet
+            stem = nn.ModuleList([m.conv1, m.bn1])
+            return [stem, *[getattr(m, f"layer{i}") for i in range(1, 5)]]
+        if hasattr(m, "encoder") and hasattr(m, "conv_proj"):  # ViT
+            stem = _Params({"conv_proj": m.conv_proj}, {"class_token": m.class_token, "pos_embedding": m.encoder.pos_embedding})
+            return [stem, *m.encoder.layers, m.encoder.ln]
+        if hasattr(m, "features"):  # ConvNeXt, EfficientNet, MobileNet, Swin, DenseNet, VGG …
+            blocks = list(m.features)
+            tail = [c for c in getattr(m, "classifier", nn.Sequential()).children()
+                    if any(True for _ in c.parameters()) and not isinstance(c, nn.Identity)]
+            norm = getattr(m, "norm", None)  # Swin
+            if isinstance(norm, nn.Module):
+                tail.insert(0, norm)
+            return blocks + ([nn.ModuleList(tail)] if tail else [])
+        if hasattr(m, "trunk_output"):  # RegNet
+            return [m.stem, *m.trunk_output]
+        raise TypeError(f"blocks() does not know the stages of {type(m).__name__}; "
+                        "strategies that count blocks cannot use it")
+
+    def forward(self, batch):
+        out = self.body(batch["pixel_values"])
+        return getattr(out, "logits", out)  # Inception/GoogLeNet return (logits, aux) in training
+
+
+@SOURCES.register("torchvision", description="any torchvision classifier with its weights enum, e.g. torchvision/resnet50 "
+                  "(weights: DEFAULT|IMAGENET1K_V2|null, or checkpoint: file)")
+class Torchvision(Source):
+    Params = TorchvisionParams
+
+    def modality(self, name):
+        return "image"
+
+    def check_name(self, name: str) -> None:
+        names = model_names()
+        if name not in names:
+            close = did_you_mean(name, names)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown torchvision model '{name}'.{hint} "
+                             "List them with torchvision.models.list_models(module=torchvision.models).")
+
+    def depth(self, name, params):
+        """Blocks known without building: ResNets (stem + layer1..4) and ViTs."""
+        if name.startswith(("resnet", "resnext", "wide_resnet")):
+            return 5
+        return VIT_DEPTHS.get(name[:5])
+
+    def build(self, name: str, params: dict[str, Any], pretrained: bool) -> TorchvisionBackbone:
+        import torchvision.models as tvm
+
+        p = TorchvisionParams.model_validate(params)
+        member = weights_enum(name, p.weights)  # a bad name fails before anything is built
+        spec = with_overrides(input_spec(name, p.weights), p)
+        body = tvm.get_model(name, weights=None)
+        info: dict[str, Any] = {"weights": None, "resize_size": None}
+        if member is not None:
+            info["resize_size"] = member.transforms().resize_size
+        if pretrained and p.checkpoint:
+            load_backbone_weights(body, load_state_dict_file(p.checkpoint), classifier_name(body), p.checkpoint,
+                                  f"torchvision/{name}")
+            info["weights"] = p.checkpoint
+        elif pretrained and member is not None:
+            try:
+                sd = member.get_state_dict(progress=False, check_hash=True)
+            except Exception as e:  # noqa: BLE001 - URL/HTTP/socket errors come in many types
+                raise HarnessError(
+                    f"cannot download torchvision/{name} weights {member} ({e.__class__.__name__}: {e}). "
+                    f"On a machine with a network: python -c \"import torchvision; torchvision.models.{type(member).__name__}"
+                    f".{member.name}.get_state_dict()\" (cached under $TORCH_HOME/hub/checkpoints), or pass "
+                    "`checkpoint: path/to/state_dict.pth`.") from e
+            body.load_state_dict(sd)
+            info["weights"] = f"{type(member).__name__}.{member.name}"
+        head, width = drop_classifier(body)
+        info["replaced_head"] = head
+        return TorchvisionBackbone(body, width, "image", spec, info)
