@@ -7,6 +7,8 @@ an unlabeled domain on the target) declares it in ``SUITE_CONTEXT`` below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import yaml
 
@@ -26,13 +28,18 @@ PAIRS = {
 # Per strategy: ``params`` of its own entry, ``with`` (strategy entries it needs beside it, e.g. a
 # teacher, run first), ``target`` (keys merged into each pair's target, e.g. an unlabeled domain)
 # and ``pairs`` (extra keys merged into each pair, e.g. more tasks).
-SUITE_CONTEXT: dict[str, dict] = {
+SUITE_CONTEXT: dict[str, dict | Callable[[str], dict]] = {
     "distill": {"params": {"teacher": "full_finetune"}, "with": [{"full_finetune": {}}]},
+    "dann": {"target": {"unlabeled": "shifted"}},
+    # a context that depends on the modality is a function of it: one auxiliary task on the
+    # modality's own tiny target (same split, so no test example leaks into its training set)
+    "multitask": lambda modality: {"params": {"tasks": [{"target": PAIRS[modality]["target"], "weight": 0.5}]}},
 }
 
 
 def conformance_suite(name: str, modality: str) -> dict:
     context = SUITE_CONTEXT.get(name, {})
+    context = context(modality) if callable(context) else context
     pair = {**PAIRS[modality], **context.get("pairs", {})}
     pair["target"] = {**pair["target"], **context.get("target", {})}
     return {
