@@ -71,6 +71,17 @@ class HF(Source):
         if not name or name.strip() != name:
             raise ValueError(f"not a model id or directory: {name!r} (e.g. hf/{DEFAULT_MODEL} or hf/path/to/saved_model)")
 
+    def depth(self, name: str, params: dict[str, Any]) -> int | None:
+        """Embeddings + layers, from a local or already-cached config only (validate never downloads)."""
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(name, revision=params.get("revision"), local_files_only=True)
+        except (OSError, ValueError):
+            return None
+        layers = getattr(config, "num_hidden_layers", None)
+        return layers + 1 if isinstance(layers, int) else None
+
     def build(self, name: str, params: dict[str, Any], pretrained: bool):
         from transformers import AutoConfig, AutoModel
 

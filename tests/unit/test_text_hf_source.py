@@ -12,16 +12,16 @@ from harness.sources.hf import accepts_kwarg
 from harness.sources.tiny import tiny_tokenizer
 
 
-def save_tiny(tmp_path, kind: str):
+def save_tiny(tmp_path, kind: str, layers: int = 2):
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     tok = tiny_tokenizer()
     if kind == "bert":
-        cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=64)
         model = BertModel(cfg)
     else:
-        cfg = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        cfg = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=layers, n_heads=2, hidden_dim=64,
                                max_position_embeddings=64)
         model = DistilBertModel(cfg)
     path = tmp_path / kind
@@ -58,6 +58,12 @@ def test_pooling_layer_is_only_dropped_where_the_class_has_one(tmp_path):
     assert not accepts_kwarg(AutoConfig.from_pretrained(distil), "add_pooling_layer")
     backbone = SOURCES.get("hf").build(str(bert), {}, pretrained=True)
     assert not any("pooler" in n for n, _ in backbone.body.named_parameters())
+
+
+def test_depth_is_read_from_a_local_config_without_building(tmp_path):
+    path, _ = save_tiny(tmp_path, "bert")
+    assert SOURCES.get("hf").depth(str(path), {}) == 3  # embeddings + 2 layers, as blocks() counts
+    assert SOURCES.get("hf").depth(str(tmp_path / "absent"), {}) is None
 
 
 def test_scratch_build_is_random_init_of_the_same_architecture(tmp_path):

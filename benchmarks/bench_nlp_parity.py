@@ -1,0 +1,205 @@
+"""Parity benchmark: harness full fine-tune vs the Hugging Face ``Trainer`` token-classification
+recipe on the offline pair (packaged all-MiniLM-L6-v2 → WNUT-16), measured in one run.
+
+Both sides read the same sentences: the harness's fixed-seed split of WNUT-16
+(``harness.targets.tokens`` + ``split_indices``, ``split_seed`` 0) and the same training subset
+(``max_train_samples`` drawn with the harness's subsample seed). The Trainer side re-tokenises the
+words with the recipe's own ``tokenize_and_align_labels`` (first sub-word labelled) and the script
+checks that its input ids equal the harness's, token for token. Same seed, optimiser (AdamW, no
+weight decay), learning rate, linear schedule with the same warm-up steps, batch size, epochs,
+gradient clipping, dropout and ``max_length``. Test predictions of both are scored by the same
+function (seqeval, strict IOB2; words past ``max_length`` predicted O on both sides).
+
+Throughput is real (non-padding) training tokens per second of training time: the harness's
+``cost.train_s`` (train loop only; its per-epoch validation is timed apart) and the Trainer's
+``train_runtime`` (no evaluation during training). Runs alternate harness / Trainer per seed so
+that machine load hits both alike.
+
+    python benchmarks/bench_nlp_parity.py                       # 2 seeds, 800 sentences, 1 epoch (CPU: minutes)
+    python benchmarks/bench_nlp_parity.py --seeds 0 1 2 --epochs 3 --max-train 0   # full train split
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def harness_run(args, seed: int, workdir: Path) -> dict:
+    from harness.config.load import load_suite
+    from harness.plan import expand
+    from harness.run.execute import ExecOptions, execute
+
+    train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "scheduler": "linear",
+             "warmup_ratio": args.warmup_ratio, "weight_decay": 0.0, "max_grad_norm": 1.0,
+             "precision": args.precision}
+    if args.max_train:
+        train["max_train_samples"] = args.max_train
+    suite = workdir / "parity.yaml"
+    suite.write_text(json.dumps({  # JSON is YAML
+        "suite": "nlp-parity", "seeds": [seed], "defaults": train,
+        "pairs": [{"id": "minilm-wnut16", "source": {"model": "packaged/all-MiniLM-L6-v2", "max_length": args.max_length},
+                   "target": {"dataset": "packaged/wnut16", "task": "token-classification"}}],
+        "strategies": ["full_finetune"]}))
+    (spec,) = expand(load_suite(suite))
+    rec = execute(spec, ExecOptions(cache_dir=workdir / "cache"))
+    if rec.status != "ok":
+        raise SystemExit(f"harness run failed: {rec.error}")
+    return {"f1": rec.metrics["f1"], "precision": rec.metrics["precision"], "recall": rec.metrics["recall"],
+            "train_s": rec.cost["train_s"], "steps": rec.cost["steps"]}
+
+
+def shared_data(args):
+    """The harness's split and training subset, as words + tags + the harness's encodings."""
+    from harness.registry import SOURCES, TARGETS
+    from harness.run.execute import SUBSAMPLE_SEED, limit
+    from harness.targets.base import split_indices
+    from harness.targets.tokens import read_conll, wnut16_path
+
+    backbone = SOURCES.get("packaged").build("all-MiniLM-L6-v2", {"max_length": args.max_length}, pretrained=False)
+    data = TARGETS.get("packaged").load("wnut16", {}, "token-classification", backbone)
+    full_train = len(data.splits["train"])
+    data = limit(data, args.max_train or None, None)
+    sentences = read_conll(wnut16_path())
+    parts = split_indices(len(sentences), 0.15, 0.2, 0)  # the wnut16 target's defaults
+    assert len(parts["train"]) == full_train
+    sub = np.arange(full_train)
+    if args.max_train and args.max_train < full_train:  # what Split.sample draws
+        sub = np.sort(np.random.default_rng(SUBSAMPLE_SEED).permutation(full_train)[:args.max_train])
+    words = {"train": [sentences[parts["train"][i]][0] for i in sub],
+             "test": [sentences[i][0] for i in parts["test"]]}
+    return data, words, backbone.input_spec.tokenizer
+
+
+def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForTokenClassification,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from harness.metrics import Predictions, seqeval_strict
+    from harness.sources.packaged import minilm_dir
+
+    names = data.label_names
+    label2id = {n: i for i, n in enumerate(names)}
+
+    def tokenize_and_align_labels(examples):  # the recipe (run_ner.py / course chapter 7), label_all_tokens=False
+        enc = tokenizer(examples["tokens"], truncation=True, max_length=args.max_length, is_split_into_words=True)
+        labels = []
+        for i, tags in enumerate(examples["tags"]):
+            prev, row = None, []
+            for wid in enc.word_ids(batch_index=i):
+                row.append(-100 if wid is None or wid == prev else label2id[tags[wid]])
+                prev = wid
+            labels.append(row)
+        enc["labels"] = labels
+        return enc
+
+    ds = {}
+    for k in ("train", "test"):
+        split = data.splits[k]
+        raw = Dataset.from_dict({"tokens": words[k], "tags": [list(t) for t in split.sequences]})
+        ds[k] = raw.map(tokenize_and_align_labels, batched=True, remove_columns=["tokens", "tags"])
+        if list(map(list, ds[k]["input_ids"])) != [list(x) for x in split.input_ids] or \
+                list(map(list, ds[k]["labels"])) != [list(x) for x in split.labels]:
+            raise SystemExit(f"the Trainer's {k} data differs from the harness's: not a parity run")
+
+    set_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        minilm_dir(), num_labels=len(names), id2label=dict(enumerate(names)), label2id=label2id)
+    steps_per_epoch = max(1, math.ceil(len(ds["train"]) / args.batch_size))
+    cuda = torch.cuda.is_available()
+    targs = TrainingArguments(
+        output_dir=str(workdir / f"trainer-{seed}"), per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=2 * args.batch_size, learning_rate=args.lr, num_train_epochs=args.epochs,
+        lr_scheduler_type="linear", warmup_steps=int(args.warmup_ratio * steps_per_epoch * args.epochs),
+        weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, eval_strategy="no", save_strategy="no",
+        logging_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not cuda,
+        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=targs, train_dataset=ds["train"],
+                      data_collator=DataCollatorForTokenClassification(tokenizer))
+    out = trainer.train()
+    pred = trainer.predict(ds["test"])
+    logits, labels = pred.predictions, pred.label_ids
+    mask = labels != -100
+    y_pred = logits.argmax(-1)[mask]
+    seq = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[mask]
+    m = seqeval_strict(Predictions(labels[mask], y_pred, names, seq, data.splits["test"].sequences))
+    return {"f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
+            "train_s": out.metrics["train_runtime"], "steps": out.global_step}
+
+
+def summary(rows: list[dict], key: str) -> str:
+    vals = [r[key] for r in rows]
+    sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
+    return f"{statistics.mean(vals):.4f} ± {sd:.4f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--max-train", type=int, default=800, help="training sentences (0: the whole train split)")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--warmup-ratio", type=float, default=0.1)
+    ap.add_argument("--max-length", type=int, default=64)
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="on CUDA (CPU runs fp32 on both sides)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    from harness.cli import quiet_libraries
+
+    quiet_libraries()
+    import datasets
+
+    datasets.disable_progress_bars()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        data, words, tokenizer = shared_data(args)
+        train_tokens = sum(len(x) for x in data.splits["train"].input_ids) * args.epochs
+        rows = {"harness": [], "trainer": []}
+        for seed in args.seeds:
+            rows["harness"].append(harness_run(args, seed, workdir))
+            rows["trainer"].append(trainer_run(args, seed, data, words, tokenizer, workdir))
+            for side in rows:
+                r = rows[side][-1]
+                r["seed"], r["tokens_per_s"] = seed, train_tokens / r["train_s"]
+                print(f"seed {seed} {side:<8} f1={r['f1']:.4f} P={r['precision']:.4f} R={r['recall']:.4f} "
+                      f"steps={r['steps']} train_s={r['train_s']:.1f} tokens/s={r['tokens_per_s']:.0f}", flush=True)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"\nMiniLM-L6 → WNUT-16, {len(data.splits['train'])} train sentences × {args.epochs} epoch(s), "
+          f"{len(data.splits['test'])} test sentences, batch {args.batch_size}, lr {args.lr}, max_length {args.max_length}, "
+          f"{device}; {train_tokens} real train tokens per run; {time.perf_counter() - t0:.0f}s in all\n")
+    print("| | entity F1 (test, mean ± sd) | train tokens/s (mean) | seeds |")
+    print("|---|---|---|---|")
+    for side, label in (("harness", "harness full_finetune"), ("trainer", "HF Trainer recipe")):
+        tps = statistics.mean(r["tokens_per_s"] for r in rows[side])
+        print(f"| {label} | {summary(rows[side], 'f1')} | {tps:.0f} | {len(rows[side])} |")
+    ratios = [h["tokens_per_s"] / t["tokens_per_s"] for h, t in zip(rows["harness"], rows["trainer"], strict=True)]
+    gap = abs(statistics.mean(r["f1"] for r in rows["harness"]) - statistics.mean(r["f1"] for r in rows["trainer"]))
+    print(f"\nthroughput ratio harness / Trainer: {statistics.mean(ratios):.2f}× (per seed: "
+          f"{', '.join(f'{x:.2f}' for x in ratios)}; target ≥ 1.2×)")
+    print(f"F1 gap between the means: {gap:.4f}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "device": device,
+                                         "train_tokens": train_tokens, "rows": rows, "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
