@@ -46,7 +46,8 @@ def load_splits(ref: str, name: str, p: HFDatasetParams) -> tuple[dict[str, Any]
     except ImportError:
         raise HFDataError(f"{ref}: the 'datasets' package is needed: pip install 'harness[nlp]'") from None
     try:
-        if Path(name).is_dir() and (Path(name) / "dataset_dict.json").exists():
+        from_disk = Path(name).is_dir() and (Path(name) / "dataset_dict.json").exists()
+        if from_disk:
             dd = datasets.load_from_disk(name)
         else:
             kw = {k: v for k, v in (("name", p.config_name), ("revision", p.revision), ("data_files", p.data_files))
@@ -83,8 +84,16 @@ def load_splits(ref: str, name: str, p: HFDatasetParams) -> tuple[dict[str, Any]
     info = describe_split({k: parts.get(k, np.arange(len(v))) for k, v in order.items()},
                           source=ref, dataset=name, config_name=p.config_name, revision=p.revision,
                           origin=origin, seed=p.split_seed,
-                          fingerprint={k: getattr(v, "_fingerprint", None) for k, v in order.items()})
+                          fingerprint={k: getattr(v, "_fingerprint", None) for k, v in order.items()},
+                          builder_hash=None if from_disk else builder_hash(train))
     return order, info
+
+
+def builder_hash(ds: Any) -> str | None:
+    """The hash ``datasets`` files its cache under: the Hub commit for a Hub dataset, a content
+    hash for local files (the cache path is ``…/<name>/<config>/<version>/<hash>/…``)."""
+    files = getattr(ds, "cache_files", None) or []
+    return Path(files[0]["filename"]).parent.name if files else None
 
 
 def class_names(feature: Any) -> list[str] | None:
