@@ -1,4 +1,4 @@
-"""``harness`` command line: validate | plan | run | report | ls.
+"""``harness`` command line: validate | plan | run | report | compare | ls.
 
 Thin: each subcommand parses arguments and calls one library function. Errors the user can
 fix print one clear message (no traceback) and exit non-zero: 2 for bad input, 1 for failed
@@ -106,8 +106,6 @@ def cmd_run(args) -> int:
 def cmd_report(args) -> int:
     from harness.records import scan
     from harness.report.aggregate import aggregate
-    from harness.report.markdown import render
-    from harness.records import atomic_write_bytes
 
     records, corrupt = scan(args.results)
     for p in corrupt:
@@ -123,11 +121,33 @@ def cmd_report(args) -> int:
     if args.out and len(groups) > 1:
         names = ", ".join(f"{s}{'-smoke' if k else ''}" for s, k in groups)
         raise HarnessError(f"--out names one file but the records hold several suites ({names}); add --suite")
+    from harness.report.export import write_report
+
     for (suite, smoke), group in sorted(groups.items()):
         out = Path(args.out) if args.out else Path(args.reports) / f"{suite}{'-smoke' if smoke else ''}.md"
-        atomic_write_bytes(out, render(group).encode())
-        print(out)
+        written, warnings = write_report(group, out, plots=not args.no_plots, exports=not args.no_export)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
+        if len(written) > 1:
+            print(f"  also wrote {len(written) - 1} file(s): {', '.join(str(p) for p in written[1:])}", file=sys.stderr)
     return 0
+
+
+def cmd_compare(args) -> int:
+    from harness.report.compare import GateOptions, compare_dirs, exit_code, render_markdown, render_text
+
+    gate = "off" if args.max_slowdown is None or args.max_slowdown < 0 else args.cost_gate
+    options = GateOptions(tolerance=args.tolerance, k=args.k, cost_key=args.cost_key,
+                          max_slowdown=None if gate == "off" else args.max_slowdown)
+    cmp = compare_dirs(args.baseline, args.results, options, suite=args.suite)
+    print(render_text(cmp, gate), end="")
+    if args.out:
+        from harness.records import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.out), render_markdown(cmp, gate).encode())
+        print(f"written: {args.out}", file=sys.stderr)
+    return exit_code(cmp, gate)
 
 
 def cmd_ls(args) -> int:
@@ -174,7 +194,24 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="output file (default: REPORTS/<suite>.md)")
     rep.add_argument("--reports", default="reports", help="output directory (default: reports/)")
     rep.add_argument("--suite", help="only this suite")
+    rep.add_argument("--no-plots", action="store_true", help="skip the per-pair Pareto and learning-curve PNGs")
+    rep.add_argument("--no-export", action="store_true", help="skip the CSV and Parquet exports")
     rep.set_defaults(fn=cmd_report)
+
+    cmp = sub.add_parser("compare", help="regression gate: results vs a baseline; exit 1 when anything regressed")
+    cmp.add_argument("--baseline", required=True, metavar="PATH", help="directory of baseline run records")
+    cmp.add_argument("--results", required=True, metavar="DIR", help="directory of new run records")
+    cmp.add_argument("--suite", help="only this suite (default: every suite of the baseline)")
+    cmp.add_argument("--tolerance", type=float, default=0.01,
+                     help="smallest drop that counts, in metric units (default 0.01 = 1 point)")
+    cmp.add_argument("--k", type=float, default=2.0, help="a drop must also exceed k × baseline std (default 2)")
+    cmp.add_argument("--max-slowdown", type=float, default=0.2,
+                     help="cost gate: fraction slower than the baseline allowed (default 0.2; negative: no gate)")
+    cmp.add_argument("--cost-key", default="wall_s", help="cost figure the cost gate checks (default wall_s)")
+    cmp.add_argument("--cost-gate", choices=["fail", "warn", "off"], default="fail",
+                     help="a too-slow strategy fails the gate, only warns, or is not checked (default fail)")
+    cmp.add_argument("--out", help="also write the tables as markdown to this file")
+    cmp.set_defaults(fn=cmd_compare)
 
     ls = sub.add_parser("ls", help="list what the registries hold")
     ls.add_argument("what", choices=["sources", "targets", "strategies", "metrics", "tasks"])

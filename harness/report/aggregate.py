@@ -1,4 +1,10 @@
-"""Records → one row per (suite, pair, strategy label): metric summaries and cost. Pure."""
+"""Records → one row per (suite, pair, strategy label): metric summaries, gains, ranks, cost. Pure.
+
+Per pair, each row also gets its rank by the primary metric, whether it is statistically
+tied with the best row (see :func:`harness.report.stats.difference`), its seed-paired gain
+over ``scratch`` and over ``linear_probe``, and whether it is Pareto-optimal on
+(primary metric, mean wall seconds per run).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.records import RunRecord
-from harness.report.stats import Summary, summarize
+from harness.report.stats import Difference, Summary, difference, paired_gain, pareto_front, summarize
+
+SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
+COST_KEYS = ("wall_s", "train_s", "eval_s", "feature_s", "samples_per_s", "peak_rss_mb", "peak_gpu_mem_mb",
+             "peak_gpu_reserved_mb", "train_flops", "energy_j", "gpu_hours", "price")
+GAIN_BASELINES = ("scratch", "linear_probe")  # strategies every other one is compared with
+PARETO_COST = "wall_s"  # the x axis of the Pareto front: measured for every run, on any hardware
 
 
 @dataclass
@@ -29,55 +41,115 @@ class Row:
     cost: dict[str, Summary] = field(default_factory=dict)
     params: tuple[int | None, int | None] = (None, None)
     per_label: dict[str, Summary] = field(default_factory=dict)
+    curve: dict[int, Summary] = field(default_factory=dict)  # epoch → val primary metric over seeds
+    # Pair-level annotations (set by ``annotate``)
+    rank: int | None = None
+    best: bool = False
+    tied: bool = False  # not significantly different from the best row of the pair
+    vs_best: Difference | None = None  # this row − the best row, in the primary metric
+    gains: dict[str, Summary] = field(default_factory=dict)  # baseline strategy → gain in the primary metric
+    pareto: bool = False
 
-
-SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
-COST_KEYS = ("train_s", "eval_s", "feature_s", "wall_s", "samples_per_s", "peak_rss_mb", "peak_gpu_mem_mb",
-             "train_flops", "energy_j", "gpu_hours", "price")
+    @property
+    def score(self) -> Summary | None:
+        return self.metrics.get(self.primary) if self.primary else None
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and not math.isnan(float(v)) else None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return None if math.isnan(v) else float(v)
+
+
+def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RunRecord]) -> Row:
+    recs.sort(key=lambda r: r.seed)
+    ok = [r for r in recs if r.status == "ok"]
+    first = recs[0]
+    row = Row(suite, pair, label, first.strategy, first.task, first.primary_metric, smoke,
+              n_ok=len(ok), n_failed=len(recs) - len(ok),
+              failures=[f"s{r.seed}: {r.status}: {(r.error or {}).get('type', '')} "
+                        f"{(r.error or {}).get('message', '')}".strip()[:200] for r in recs if r.status != "ok"])
+    for name in SCALAR_METRICS:
+        vals = {r.seed: v for r in ok if (v := _num(r.metrics.get(name))) is not None}
+        if vals:
+            row.by_seed[name] = vals
+            row.metrics[name] = summarize(list(vals.values()))
+    for key in COST_KEYS:
+        cvals = [v for r in ok if (v := _num(r.cost.get(key))) is not None]
+        if cvals:
+            row.cost[key] = summarize(cvals)
+    if not ok:
+        return row
+    row.params = (ok[0].cost.get("trainable_params"), ok[0].cost.get("total_params"))
+    labels: dict[str, list[float]] = defaultdict(list)
+    epochs: dict[int, list[float]] = defaultdict(list)
+    curve_key = f"val_{row.primary}"
+    for r in ok:
+        for name, v in (r.metrics.get("per_label") or {}).items():
+            f1 = _num(v.get("f1") if isinstance(v, dict) else v)
+            if f1 is not None:
+                labels[name].append(f1)
+        for point in r.curve:
+            y, epoch = _num(point.get(curve_key)), point.get("epoch")
+            if y is not None and isinstance(epoch, int):
+                epochs[epoch].append(y)
+    row.per_label = {k: summarize(v) for k, v in sorted(labels.items())}
+    row.curve = {e: summarize(v) for e, v in sorted(epochs.items())}
+    return row
+
+
+def _baseline(rows: list[Row], strategy: str) -> Row | None:
+    """The row of ``strategy`` (the one labelled like the strategy when several are)."""
+    found = [r for r in rows if r.strategy == strategy]
+    return next((r for r in found if r.label == strategy), found[0] if found else None)
+
+
+def annotate(rows: list[Row]) -> None:
+    """Rank, best/tied flags, gains and the Pareto front within one pair's rows (in place)."""
+    scored = sorted((r for r in rows if r.score is not None and r.score.n), key=lambda r: (-r.score.mean, r.label))
+    for i, r in enumerate(scored, 1):
+        r.rank = i
+    if scored:
+        top = scored[0]
+        top.best = top.tied = True
+        for r in scored[1:]:
+            r.vs_best = difference(r.by_seed[r.primary], top.by_seed[top.primary])
+            r.tied = not r.vs_best.significant
+    for base_name in GAIN_BASELINES:
+        base = _baseline(rows, base_name)
+        if base is None or base.primary not in base.by_seed:
+            continue
+        for r in rows:
+            if r is not base and r.primary in r.by_seed:
+                g = paired_gain(r.by_seed[r.primary], base.by_seed[base.primary])
+                if g.n:
+                    r.gains[base_name] = g
+    points = {r.label: (r.score.mean, r.cost[PARETO_COST].mean)
+              for r in scored if PARETO_COST in r.cost}
+    front = pareto_front(points)
+    for r in rows:
+        r.pareto = r.label in front
 
 
 def aggregate(records: Iterable[RunRecord]) -> list[Row]:
-    """Group records by (suite, smoke, pair, label); the latest record per run_id wins."""
+    """Group records by (suite, smoke, pair, label); the latest record per run_id wins.
+
+    Rows come sorted by suite, smoke, pair, then best primary metric first.
+    """
     latest: dict[str, RunRecord] = {}
     for r in records:
         if r.run_id not in latest or r.finished_at >= latest[r.run_id].finished_at:
             latest[r.run_id] = r
-    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    groups: dict[tuple[str, bool, str, str], list[RunRecord]] = defaultdict(list)
     for r in latest.values():
         groups[(r.suite, r.smoke, r.pair, r.label)].append(r)
-    rows = []
+    by_pair: dict[tuple[str, bool, str], list[Row]] = defaultdict(list)
     for (suite, smoke, pair, label), recs in groups.items():
-        recs.sort(key=lambda r: r.seed)
-        ok = [r for r in recs if r.status == "ok"]
-        first = recs[0]
-        row = Row(suite, pair, label, first.strategy, first.task, first.primary_metric, smoke,
-                  n_ok=len(ok), n_failed=len(recs) - len(ok),
-                  failures=[f"s{r.seed}: {r.status}: {(r.error or {}).get('type', '')} {(r.error or {}).get('message', '')}".strip()[:200]
-                            for r in recs if r.status != "ok"])
-        for name in SCALAR_METRICS:
-            vals = {r.seed: _num(r.metrics.get(name)) for r in ok}
-            vals = {s: v for s, v in vals.items() if v is not None}
-            if vals:
-                row.by_seed[name] = vals
-                row.metrics[name] = summarize(list(vals.values()))
-        for key in COST_KEYS:
-            vals = [_num(r.cost.get(key)) for r in ok]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                row.cost[key] = summarize(vals)
-        if ok:
-            row.params = (ok[0].cost.get("trainable_params"), ok[0].cost.get("total_params"))
-            labels: dict[str, list[float]] = defaultdict(list)
-            for r in ok:
-                for name, v in (r.metrics.get("per_label") or {}).items():
-                    f1 = v.get("f1") if isinstance(v, dict) else v
-                    if _num(f1) is not None:
-                        labels[name].append(float(f1))
-            row.per_label = {k: summarize(v) for k, v in sorted(labels.items())}
-        rows.append(row)
-    rows.sort(key=lambda r: (r.suite, r.smoke, r.pair, -(r.metrics[r.primary].mean if r.primary in r.metrics else -math.inf), r.label))
+        by_pair[(suite, smoke, pair)].append(_row(suite, smoke, pair, label, recs))
+    rows: list[Row] = []
+    for key in sorted(by_pair):
+        pair_rows = by_pair[key]
+        annotate(pair_rows)
+        pair_rows.sort(key=lambda r: (r.rank is None, r.rank or 0, r.label))
+        rows += pair_rows
     return rows

@@ -1,25 +1,44 @@
-"""Statistics over seeds: mean, sample std, Student-t 95% confidence interval. Pure."""
+"""Statistics over seeds: mean, sample std, Student-t 95% CI, seed-paired gains and tests. Pure.
+
+Everything here takes plain floats (or ``{seed: value}`` dicts) so it is checked against
+hand-computed values without pandas or scipy.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-# Two-sided 97.5% quantiles of Student's t for df = 1..30; beyond, the normal 1.96 is within 2%.
+# Two-sided 97.5% quantiles of Student's t for df = 1..30 (standard tables, 3 decimals).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042]
+_Z975 = 1.959963984540054
 
 
-def t975(df: int) -> float:
-    if df < 1:
+def t975(df: float) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (nan for df < 1).
+
+    Whole df up to 30 come from the table; a fractional df (Welch) is rounded down, which
+    widens the interval (conservative). Beyond 30 the Cornish-Fisher expansion is used; it
+    agrees with the exact quantile to 1e-4 there.
+    """
+    if not df >= 1:  # also catches nan
         return math.nan
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+    whole = int(math.floor(df))
+    if whole <= len(_T975):
+        return _T975[whole - 1]
+    z = _Z975
+    return (z + (z**3 + z) / (4 * whole) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * whole**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * whole**3))
 
 
 @dataclass(frozen=True)
 class Summary:
+    """Mean, sample std and the Student-t 95% CI half-width of ``n`` values."""
+
     n: int
     mean: float
     std: float  # sample std (ddof=1); 0 for one value
@@ -34,19 +53,82 @@ class Summary:
         return self.mean + self.ci95
 
 
-def summarize(values: Sequence[float]) -> Summary:
+EMPTY = Summary(0, math.nan, math.nan, math.nan)
+
+
+def summarize(values: Sequence[float | None]) -> Summary:
+    """Mean, sample std (ddof=1) and the t-based 95% CI of the non-missing values."""
     vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     n = len(vals)
     if n == 0:
-        return Summary(0, math.nan, math.nan, math.nan)
-    mean = sum(vals) / n
+        return EMPTY
+    mean = math.fsum(vals) / n
     if n == 1:
         return Summary(1, mean, 0.0, math.nan)
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
     return Summary(n, mean, std, t975(n - 1) * std / math.sqrt(n))
 
 
-def paired_gain(a: dict[int, float], b: dict[int, float]) -> Summary:
-    """Gain of ``a`` over ``b`` from seed-paired differences (seeds present in both)."""
+def paired_gain(a: Mapping[int, float], b: Mapping[int, float]) -> Summary:
+    """Gain of ``a`` over ``b`` from seed-paired differences (seeds present in both).
+
+    Runs of one seed share the split and the subsample, so the per-seed difference removes
+    the split's luck from the comparison; the CI is the t interval of those differences.
+    """
     seeds = sorted(set(a) & set(b))
     return summarize([a[s] - b[s] for s in seeds])
+
+
+Method = Literal["paired-t", "welch-t", "untestable"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``a − b`` with its 95% CI and whether the difference is significant at 5%."""
+
+    mean: float
+    ci95: float
+    n: int
+    method: Method
+
+    @property
+    def significant(self) -> bool:
+        """A two-sided t-test at α = 0.05 rejects "no difference" exactly when the CI excludes 0."""
+        return self.method != "untestable" and abs(self.mean) > self.ci95
+
+
+def difference(a: Mapping[int, float], b: Mapping[int, float]) -> Difference:
+    """Test ``a`` against ``b`` (``{seed: value}``).
+
+    Seed-paired t-test on the per-seed differences when at least two seeds are shared;
+    otherwise Welch's t-test when each side has two values or more; otherwise untestable
+    (never called significant: too few seeds to tell).
+    """
+    shared = sorted(set(a) & set(b))
+    if len(shared) >= 2:
+        d = summarize([a[s] - b[s] for s in shared])
+        return Difference(d.mean, d.ci95, d.n, "paired-t")
+    sa, sb = summarize(list(a.values())), summarize(list(b.values()))
+    if sa.n >= 2 and sb.n >= 2:
+        va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+        se = math.sqrt(va + vb)
+        if se == 0:
+            return Difference(sa.mean - sb.mean, 0.0, sa.n + sb.n, "welch-t")
+        df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
+        return Difference(sa.mean - sb.mean, t975(df) * se, sa.n + sb.n, "welch-t")
+    mean = sa.mean - sb.mean if sa.n and sb.n else math.nan
+    return Difference(mean, math.nan, min(sa.n, sb.n), "untestable")
+
+
+def pareto_front(points: Mapping[str, tuple[float, float]]) -> set[str]:
+    """Names of the points no other point dominates (higher or equal score at lower or equal
+    cost, strictly better in one). ``points`` maps a name to ``(score, cost)``; a point with
+    a nan coordinate is never on the front."""
+    ok = {k: v for k, v in points.items() if not (math.isnan(v[0]) or math.isnan(v[1]))}
+    front = set()
+    for name, (score, cost_) in ok.items():
+        dominated = any(s >= score and c <= cost_ and (s > score or c < cost_)
+                        for other, (s, c) in ok.items() if other != name)
+        if not dominated:
+            front.add(name)
+    return front

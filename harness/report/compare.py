@@ -1,0 +1,233 @@
+"""The regression gate: new results against a committed baseline, per (pair, strategy, metric). Pure.
+
+A metric regresses when its new mean falls below the baseline mean by more than
+``max(tolerance, k · σ_baseline)`` (σ: the sample std of the baseline's seeds), so a noisy
+baseline needs a larger drop before the gate fires. A baseline cell that vanished, or a
+strategy that now fails seeds it did not fail before, is a regression too. Cost is a separate
+gate: a strategy whose mean ``cost_key`` grew by more than ``max_slowdown`` (a fraction).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from harness.config.errors import HarnessError
+from harness.records import scan
+from harness.report.aggregate import SCALAR_METRICS, Row, aggregate
+from harness.report.stats import Summary
+
+Status = Literal["ok", "improved", "regression", "missing", "new", "failed seeds"]
+REGRESSING: frozenset[str] = frozenset({"regression", "missing", "failed seeds"})
+
+
+class CompareInputError(HarnessError):
+    """The baseline or the results cannot be compared (bad input, exit 2; 1 means 'regressed')."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    tolerance: float = 0.01  # absolute, in the metric's units: 0.01 = 1 point of accuracy
+    k: float = 2.0  # baseline standard deviations a drop must exceed
+    max_slowdown: float | None = 0.2  # fraction; None: no cost gate
+    cost_key: str = "wall_s"
+    metrics: tuple[str, ...] = SCALAR_METRICS
+
+
+@dataclass(frozen=True)
+class Change:
+    pair: str
+    label: str
+    metric: str
+    base: Summary | None
+    new: Summary | None
+    threshold: float  # the drop that counts as a regression
+    status: Status
+    base_failed: int = 0
+    new_failed: int = 0
+
+    @property
+    def delta(self) -> float:
+        if self.base is None or self.new is None or not self.base.n or not self.new.n:
+            return math.nan
+        return self.new.mean - self.base.mean
+
+
+@dataclass
+class Comparison:
+    changes: list[Change] = field(default_factory=list)
+    slowdowns: list[Change] = field(default_factory=list)  # cost_key rows; status regression = too slow
+    options: GateOptions = field(default_factory=GateOptions)
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for c in self.changes if c.status in REGRESSING]
+
+    @property
+    def too_slow(self) -> list[Change]:
+        return [c for c in self.slowdowns if c.status == "regression"]
+
+
+def compare_rows(baseline: list[Row], new: list[Row], options: GateOptions | None = None) -> Comparison:
+    """Every (pair, label, metric) of the baseline (and of the new rows) with its verdict."""
+    opts = options or GateOptions()
+    base_by = {(r.suite, r.smoke, r.pair, r.label): r for r in baseline}
+    new_by = {(r.suite, r.smoke, r.pair, r.label): r for r in new}
+    out = Comparison(options=opts)
+    for key in sorted(set(base_by) | set(new_by)):
+        b, n = base_by.get(key), new_by.get(key)
+        pair, label = key[2], key[3]
+        if b is not None and n is not None and n.n_failed > b.n_failed:
+            out.changes.append(Change(pair, label, "seeds", None, None, 0.0, "failed seeds", b.n_failed, n.n_failed))
+        for metric in opts.metrics:
+            bs = b.metrics.get(metric) if b else None
+            ns = n.metrics.get(metric) if n else None
+            if bs is None and ns is None:
+                continue
+            fb, fn = (b.n_failed if b else 0), (n.n_failed if n else 0)
+            if bs is None:
+                out.changes.append(Change(pair, label, metric, None, ns, math.nan, "new", fb, fn))
+                continue
+            threshold = max(opts.tolerance, opts.k * bs.std)
+            if ns is None or not ns.n:
+                status: Status = "missing"
+            elif ns.mean < bs.mean - threshold:
+                status = "regression"
+            elif ns.mean > bs.mean + threshold:
+                status = "improved"
+            else:
+                status = "ok"
+            out.changes.append(Change(pair, label, metric, bs, ns, threshold, status, fb, fn))
+        if opts.max_slowdown is not None and b is not None and n is not None:
+            bc, nc = b.cost.get(opts.cost_key), n.cost.get(opts.cost_key)
+            if bc is not None and nc is not None and bc.n and nc.n:
+                limit = bc.mean * (1 + opts.max_slowdown)
+                verdict: Status = "regression" if nc.mean > limit else "ok"
+                out.slowdowns.append(Change(pair, label, opts.cost_key, bc, nc, limit, verdict))
+    return out
+
+
+def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) -> list[Row]:
+    """Aggregated rows of the records under ``path`` (restricted to ``suites`` when given)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CompareInputError(f"{what} {root}: not a directory of run records")
+    records, corrupt = scan(root)
+    if corrupt:
+        raise CompareInputError(f"{what} {root}: corrupt record(s): {', '.join(str(p) for p in corrupt[:3])}")
+    if suites is not None:
+        wanted = set(suites)
+        records = [r for r in records if r.suite in wanted]
+    if not records:
+        only = f" of suite(s) {', '.join(sorted(suites))}" if suites is not None else ""
+        raise CompareInputError(f"{what} {root}: no run records{only}")
+    return aggregate(records)
+
+
+def compare_dirs(baseline: str | Path, results: str | Path, options: GateOptions | None = None,
+                 suite: str | None = None) -> Comparison:
+    """Compare the records under ``results`` with those under ``baseline`` (same suite(s))."""
+    base_rows = load_rows(baseline, "baseline", [suite] if suite else None)
+    suites = sorted({r.suite for r in base_rows})
+    smoke = {r.smoke for r in base_rows}
+    new_rows = [r for r in load_rows(results, "results", suites) if r.smoke in smoke]
+    if not new_rows:
+        raise CompareInputError(f"results {results}: no records with the baseline's smoke flag")
+    return compare_rows(base_rows, new_rows, options)
+
+
+def _pct(s: Summary | None) -> str:
+    if s is None or not s.n:
+        return "–"
+    return f"{100 * s.mean:.2f} ± {100 * s.std:.2f} (n={s.n})"
+
+
+def _secs(s: Summary | None) -> str:
+    return "–" if s is None or not s.n else f"{s.mean:.2f} (n={s.n})"
+
+
+def _text_table(head: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(head), "  ".join("-" * w for w in widths), *(line(row) for row in body)]
+
+
+def metric_rows(cmp: Comparison) -> list[list[str]]:
+    body = []
+    for c in cmp.changes:
+        if c.metric == "seeds":
+            body.append([c.pair, c.label, "failed seeds", str(c.base_failed), str(c.new_failed), "", "", c.status.upper()])
+            continue
+        delta = "–" if math.isnan(c.delta) else f"{100 * c.delta:+.2f}"
+        thr = "–" if math.isnan(c.threshold) else f"-{100 * c.threshold:.2f}"
+        status = c.status.upper() if c.status in REGRESSING else c.status
+        body.append([c.pair, c.label, c.metric, _pct(c.base), _pct(c.new), delta, thr, status])
+    return body
+
+
+def cost_rows(cmp: Comparison) -> list[list[str]]:
+    body = []
+    for c in cmp.slowdowns:
+        ratio = c.new.mean / c.base.mean - 1 if c.base and c.new and c.base.mean else math.nan
+        body.append([c.pair, c.label, c.metric, _secs(c.base), _secs(c.new),
+                     "–" if math.isnan(ratio) else f"{100 * ratio:+.1f}%",
+                     f"+{100 * (cmp.options.max_slowdown or 0):.0f}%", "TOO SLOW" if c.status == "regression" else "ok"])
+    return body
+
+
+METRIC_HEAD = ["pair", "strategy", "metric", "baseline % (± std)", "new % (± std)", "change (pts)",
+               "allowed drop", "status"]
+COST_HEAD = ["pair", "strategy", "cost", "baseline", "new", "change", "allowed", "status"]
+
+
+def render_text(cmp: Comparison, cost_gate: str = "fail") -> str:
+    """A fixed-width table for terminals and CI logs, then a one-line verdict."""
+    o = cmp.options
+    lines = [f"Quality gate: regression when new mean < baseline mean - max(tolerance={o.tolerance:g}, "
+             f"k={o.k:g} x baseline std)", ""]
+    lines += _text_table(METRIC_HEAD, metric_rows(cmp)) if cmp.changes else ["(nothing to compare)"]
+    if cmp.slowdowns and cost_gate != "off":
+        lines += ["", f"Cost gate ({cost_gate}): mean {o.cost_key} more than {100 * (o.max_slowdown or 0):.0f}% "
+                      "above the baseline", ""]
+        lines += _text_table(COST_HEAD, cost_rows(cmp))
+    lines += ["", verdict(cmp, cost_gate)]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(cmp: Comparison, cost_gate: str = "fail") -> str:
+    """The same tables as GitHub markdown (for a CI artifact or a PR comment)."""
+    def md(head: list[str], body: list[list[str]]) -> list[str]:
+        return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
+                *("| " + " | ".join(c or " " for c in row) + " |" for row in body)]
+
+    o = cmp.options
+    lines = ["# Regression check", "",
+             f"Regression when the new mean < baseline mean − max({o.tolerance:g}, {o.k:g}·σ_baseline).", ""]
+    lines += md(METRIC_HEAD, metric_rows(cmp))
+    if cmp.slowdowns and cost_gate != "off":
+        lines += ["", f"## Cost ({cost_gate}): `{o.cost_key}` more than {100 * (o.max_slowdown or 0):.0f}% slower", ""]
+        lines += md(COST_HEAD, cost_rows(cmp))
+    lines += ["", f"**{verdict(cmp, cost_gate)}**"]
+    return "\n".join(lines) + "\n"
+
+
+def verdict(cmp: Comparison, cost_gate: str = "fail") -> str:
+    reg, slow = len(cmp.regressions), len(cmp.too_slow) if cost_gate != "off" else 0
+    parts = [f"{reg} regression(s) in {len(cmp.changes)} comparison(s)"]
+    if cost_gate != "off" and cmp.slowdowns:
+        parts.append(f"{slow} too slow of {len(cmp.slowdowns)}" + (" (warning only)" if cost_gate == "warn" else ""))
+    failed = reg > 0 or (cost_gate == "fail" and slow > 0)
+    return ("FAIL: " if failed else "PASS: ") + "; ".join(parts)
+
+
+def exit_code(cmp: Comparison, cost_gate: str = "fail") -> int:
+    """1 when a metric regressed (or, with ``cost_gate='fail'``, a strategy got too slow), else 0."""
+    return 1 if cmp.regressions or (cost_gate == "fail" and cmp.too_slow) else 0
+

@@ -1,0 +1,98 @@
+"""The aggregated frame: one flat row per (suite, pair, strategy label), as pandas, CSV and Parquet.
+
+Column names: ``<metric>_{mean,std,ci95,n}`` for every metric, ``gain_<baseline>_{mean,low,high,n}``
+for the seed-paired gain of the primary metric, ``cost_<key>_{mean,std}`` for every cost figure,
+plus identity, seed counts, rank, ``tied_with_best``, ``pareto`` and the parameter counts.
+Missing values are empty (NaN / null), never zero.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from harness.config.errors import HarnessError
+from harness.report.aggregate import COST_KEYS, GAIN_BASELINES, SCALAR_METRICS, Row
+
+NAN = math.nan
+
+
+def flat(r: Row) -> dict[str, Any]:
+    """One row as a flat dict of scalars (NaN for missing)."""
+    d: dict[str, Any] = {
+        "suite": r.suite, "smoke": r.smoke, "pair": r.pair, "label": r.label, "strategy": r.strategy,
+        "task": r.task, "primary": r.primary, "n_ok": r.n_ok, "n_failed": r.n_failed,
+        "rank": r.rank, "best": r.best, "tied_with_best": r.tied, "pareto": r.pareto,
+        "trainable_params": r.params[0], "total_params": r.params[1],
+    }
+    for m in SCALAR_METRICS:
+        s = r.metrics.get(m)
+        d[f"{m}_mean"], d[f"{m}_std"] = (s.mean, s.std) if s else (NAN, NAN)
+        d[f"{m}_ci95"], d[f"{m}_n"] = (s.ci95, s.n) if s else (NAN, 0)
+    for b in GAIN_BASELINES:
+        g = r.gains.get(b)
+        d[f"gain_{b}_mean"], d[f"gain_{b}_low"] = (g.mean, g.low) if g else (NAN, NAN)
+        d[f"gain_{b}_high"], d[f"gain_{b}_n"] = (g.high, g.n) if g else (NAN, 0)
+    for k in COST_KEYS:
+        s = r.cost.get(k)
+        d[f"cost_{k}_mean"], d[f"cost_{k}_std"] = (s.mean, s.std) if s else (NAN, NAN)
+    return d
+
+
+def frame(rows: list[Row]):
+    """The aggregated rows as a pandas DataFrame (needs the ``report`` extra)."""
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise HarnessError("exports need pandas: pip install 'harness[report]'") from e
+    df = pd.DataFrame([flat(r) for r in rows])
+    for col in ("rank", "trainable_params", "total_params"):
+        if col in df:
+            df[col] = df[col].astype("Int64")  # whole numbers with missing values stay whole
+    return df
+
+
+def write_csv(rows: list[Row], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame(rows).to_csv(path, index=False, float_format="%.10g")
+    return path
+
+
+def write_parquet(rows: list[Row], path: Path) -> Path:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as e:
+        raise HarnessError("the Parquet export needs pyarrow: pip install 'harness[report]'") from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame(rows).to_parquet(path, index=False)
+    return path
+
+
+def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool = True) -> tuple[list[Path], list[str]]:
+    """The whole report of one suite: ``out`` (markdown), its plots under ``<out stem>/`` linked
+    relatively, and ``<out stem>.csv`` / ``.parquet``. Returns the files written and warnings
+    (a missing optional library skips its files with a warning; the markdown is always written)."""
+    from harness.records import atomic_write_bytes
+    from harness.report.markdown import render
+
+    written: list[Path] = []
+    warnings: list[str] = []
+    assets: dict[str, dict[str, str]] = {}
+    if plots:
+        try:
+            from harness.report.plots import plot_pairs
+
+            assets = plot_pairs(rows, out.parent / out.stem, out.stem)
+            written += [out.parent / link for links in assets.values() for link in links.values()]
+        except ImportError:
+            warnings.append("plots skipped: matplotlib is not installed (pip install 'harness[report]')")
+    atomic_write_bytes(out, render(rows, assets=assets).encode())
+    written.insert(0, out)
+    if exports:
+        for suffix, writer in ((".csv", write_csv), (".parquet", write_parquet)):
+            try:
+                written.append(writer(rows, out.with_suffix(suffix)))
+            except HarnessError as e:
+                warnings.append(f"{suffix[1:]} export skipped: {e}")
+    return written, warnings

@@ -1,0 +1,110 @@
+"""Per-pair PNG plots: primary metric vs cost (Pareto front marked) and validation learning curves.
+
+matplotlib with the Agg backend (no display needed); the figure objects are built directly,
+never through pyplot's global state, so plotting is thread-safe and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from harness.report.aggregate import PARETO_COST, Row
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# PNG metadata without the matplotlib version: the same rows give the same bytes.
+_METADATA = {"Software": None}
+
+
+def _figure(width: float = 5.5, height: float = 3.8):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def file_stem(pair: str) -> str:
+    return _UNSAFE.sub("_", pair)
+
+
+def pareto_plot(rows: list[Row], path: Path) -> Path | None:
+    """Primary metric (%, mean with 95% CI) against mean ``wall_s`` per run; the Pareto-optimal
+    strategies filled and joined by the front line. None when no row has both coordinates."""
+    points = [r for r in rows if r.score is not None and r.score.n and PARETO_COST in r.cost]
+    if not points:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    for r in points:
+        x, y = r.cost[PARETO_COST].mean, 100 * r.score.mean
+        err = 0.0 if math.isnan(r.score.ci95) else 100 * r.score.ci95
+        ax.errorbar([x], [y], yerr=[err], fmt="o", mfc=None if r.pareto else "white",
+                    color="C0" if r.pareto else "C7", capsize=3, zorder=3)
+        ax.annotate(r.label + (" ◆" if r.pareto else ""), (x, y), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    front = sorted((r for r in points if r.pareto), key=lambda r: r.cost[PARETO_COST].mean)
+    if len(front) > 1:
+        ax.step([r.cost[PARETO_COST].mean for r in front], [100 * r.score.mean for r in front], where="post",
+                color="C0", alpha=0.5, zorder=2)
+    xs = [r.cost[PARETO_COST].mean for r in points]
+    if min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{PARETO_COST} per run (mean over seeds)")
+    ax.set_ylabel(f"{points[0].primary} (%)")
+    ax.set_title(f"{points[0].pair}: {points[0].primary} vs cost (filled ◆ = Pareto-optimal)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata=_METADATA)
+    return path
+
+
+def curve_plot(rows: list[Row], path: Path) -> Path | None:
+    """Validation primary metric per epoch (mean over seeds, band = 95% CI) of every strategy.
+    None when no row has a curve."""
+    curved = [r for r in rows if r.curve]
+    if not curved:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, r in enumerate(curved):
+        epochs = sorted(r.curve)
+        ys = [100 * r.curve[e].mean for e in epochs]
+        ax.plot(epochs, ys, marker="o", markersize=3, label=r.label, color=f"C{i % 10}")
+        lo = [100 * (r.curve[e].low if not math.isnan(r.curve[e].ci95) else r.curve[e].mean) for e in epochs]
+        hi = [100 * (r.curve[e].high if not math.isnan(r.curve[e].ci95) else r.curve[e].mean) for e in epochs]
+        ax.fill_between(epochs, lo, hi, alpha=0.15, color=f"C{i % 10}")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"validation {curved[0].primary} (%)")
+    ax.set_title(f"{curved[0].pair}: learning curves (mean, 95% CI band)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata=_METADATA)
+    return path
+
+
+def plot_pairs(rows: list[Row], directory: Path, link_prefix: str) -> dict[str, dict[str, str]]:
+    """Both plots for every pair of ``rows`` into ``directory``; returns the relative links
+    (``link_prefix/<file>``) per pair for :func:`harness.report.markdown.render`."""
+    by_pair: dict[str, list[Row]] = {}
+    for r in rows:
+        by_pair.setdefault(r.pair, []).append(r)
+    links: dict[str, dict[str, str]] = {}
+    for pair, pair_rows in by_pair.items():
+        stem = file_stem(pair)
+        made: dict[str, str] = {}
+        if pareto_plot(pair_rows, directory / f"{stem}-pareto.png"):
+            made["pareto"] = f"{link_prefix}/{stem}-pareto.png"
+        if curve_plot(pair_rows, directory / f"{stem}-curve.png"):
+            made["curve"] = f"{link_prefix}/{stem}-curve.png"
+        if made:
+            links[pair] = made
+    return links

@@ -1,0 +1,153 @@
+"""The regression gate on fixture records that do and do not regress (exit codes asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.records import RunRecord, write_record
+from harness.report.aggregate import aggregate
+from harness.report.compare import GateOptions, compare_rows
+
+BASE_ACC = {"scratch": [0.60, 0.61, 0.62], "full_finetune": [0.80, 0.82, 0.84]}  # σ 0.01 and 0.02
+
+
+def rec(label, seed, acc, wall=10.0, status="ok", suite="nightly"):
+    return RunRecord(
+        run_id=f"p.{label}.s{seed}-x", suite=suite, pair="p", strategy=label, label=label, seed=seed,
+        status=status, task="image-classification", primary_metric="accuracy", config={},
+        metrics={"accuracy": acc, "macro_f1": acc - 0.05} if status == "ok" else {},
+        error=None if status == "ok" else {"type": "Diverged", "message": "loss is nan"},
+        cost={"wall_s": wall}, started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:00:00+00:00")
+
+
+def write(directory, records):
+    directory.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        write_record(directory, r)
+    return directory
+
+
+def baseline(tmp_path):
+    return write(tmp_path / "baseline", [rec(lab, s, a) for lab, accs in BASE_ACC.items() for s, a in enumerate(accs)])
+
+
+def results(tmp_path, ft_shift=0.0, scratch_shift=0.0, wall=10.0, drop=(), fail=()):
+    out = []
+    for label, accs in BASE_ACC.items():
+        if label in drop:
+            continue
+        shift = ft_shift if label == "full_finetune" else scratch_shift
+        for s, a in enumerate(accs):
+            failed = (label, s) in fail
+            out.append(rec(label, s, a + shift, wall=wall, status="failed" if failed else "ok"))
+    return write(tmp_path / "results", out)
+
+
+def gate(tmp_path, *extra):
+    return main(["compare", "--baseline", str(tmp_path / "baseline"), "--results", str(tmp_path / "results"), *extra])
+
+
+def test_identical_results_pass(tmp_path, capsys):
+    baseline(tmp_path)
+    results(tmp_path)
+    assert gate(tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "PASS: 0 regression(s) in 4 comparison(s)" in out
+    assert "REGRESSION" not in out
+
+
+def test_drop_beyond_k_sigma_fails_with_a_readable_table(tmp_path, capsys):
+    # full_finetune: σ_baseline = 0.02, k = 2 → allowed drop 0.04; a 0.05 drop regresses
+    baseline(tmp_path)
+    results(tmp_path, ft_shift=-0.05)
+    assert gate(tmp_path) == 1
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "REGRESSION" in line]
+    assert len(lines) == 2  # accuracy and macro_f1 of full_finetune; scratch untouched
+    assert all(line.startswith("p ") and "full_finetune" in line for line in lines)
+    assert "-5.00" in lines[0] and "-4.00" in lines[0]  # the change and the allowed drop, in points
+    assert "82.00 ± 2.00 (n=3)" in lines[0] and "77.00 ± 2.00 (n=3)" in lines[0]
+    assert "FAIL: 2 regression(s)" in out
+
+
+def test_drop_within_k_sigma_passes_and_k_tightens_it(tmp_path):
+    baseline(tmp_path)
+    results(tmp_path, ft_shift=-0.03)  # 0.03 < max(0.01, 2 · 0.02)
+    assert gate(tmp_path) == 0
+    assert gate(tmp_path, "--k", "1") == 1  # 0.03 > max(0.01, 1 · 0.02)
+
+
+def test_tolerance_floor_applies_when_the_baseline_is_noiseless(tmp_path):
+    write(tmp_path / "baseline", [rec("scratch", s, 0.5) for s in range(3)])  # σ = 0
+    write(tmp_path / "results", [rec("scratch", s, 0.495) for s in range(3)])
+    assert gate(tmp_path) == 0  # 0.005 < tolerance 0.01
+    assert gate(tmp_path, "--tolerance", "0.001") == 1
+
+
+def test_improvement_is_not_a_regression(tmp_path, capsys):
+    baseline(tmp_path)
+    results(tmp_path, scratch_shift=+0.10)
+    assert gate(tmp_path) == 0
+    assert "improved" in capsys.readouterr().out
+
+
+def test_missing_strategy_and_new_failed_seeds_regress(tmp_path, capsys):
+    baseline(tmp_path)
+    results(tmp_path, drop=("scratch",))
+    assert gate(tmp_path) == 1
+    assert "MISSING" in capsys.readouterr().out
+    results(tmp_path, fail=(("full_finetune", 1),))
+    assert gate(tmp_path) == 1
+    assert "FAILED SEEDS" in capsys.readouterr().out
+
+
+def test_cost_gate_is_separate_and_configurable(tmp_path, capsys):
+    baseline(tmp_path)
+    results(tmp_path, wall=13.0)  # 30% slower, same accuracy
+    assert gate(tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "TOO SLOW" in out and "+30.0%" in out and "0 regression(s)" in out
+    assert gate(tmp_path, "--max-slowdown", "0.5") == 0
+    assert gate(tmp_path, "--cost-gate", "warn") == 0
+    assert "warning only" in capsys.readouterr().out
+    assert gate(tmp_path, "--cost-gate", "off") == 0
+    assert "TOO SLOW" not in capsys.readouterr().out
+
+
+def test_markdown_out(tmp_path):
+    baseline(tmp_path)
+    results(tmp_path, ft_shift=-0.05)
+    out = tmp_path / "cmp.md"
+    assert gate(tmp_path, "--out", str(out)) == 1
+    text = out.read_text()
+    assert text.startswith("# Regression check")
+    assert "| p | full_finetune | accuracy | 82.00 ± 2.00 (n=3) | 77.00 ± 2.00 (n=3) | -5.00 | -4.00 | REGRESSION |" in text
+
+
+def test_bad_input_exits_2_without_traceback(tmp_path, capsys):
+    assert main(["compare", "--baseline", str(tmp_path / "nope"), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "baseline" in err and "nope" in err and "Traceback" not in err
+    baseline(tmp_path)
+    (tmp_path / "results").mkdir()
+    assert gate(tmp_path) == 2
+    assert "no run records of suite(s) nightly" in capsys.readouterr().err
+
+
+def test_other_suites_in_the_results_are_ignored(tmp_path):
+    baseline(tmp_path)
+    results(tmp_path)
+    write(tmp_path / "results" / "other", [rec("scratch", 0, 0.0, suite="other")])
+    assert gate(tmp_path) == 0
+
+
+def test_compare_rows_thresholds():
+    base = aggregate([rec("full_finetune", s, a) for s, a in enumerate(BASE_ACC["full_finetune"])])
+    new = aggregate([rec("full_finetune", s, a - 0.041) for s, a in enumerate(BASE_ACC["full_finetune"])])
+    cmp = compare_rows(base, new, GateOptions(metrics=("accuracy",), max_slowdown=None))
+    (change,) = cmp.changes
+    assert change.threshold == pytest.approx(0.04)
+    assert change.delta == pytest.approx(-0.041)
+    assert change.status == "regression"
+    assert cmp.slowdowns == []

@@ -1,0 +1,89 @@
+"""`harness report` outputs: CSV and Parquet of the aggregated frame, the PNG plots and their links."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from harness.cli import main
+from harness.records import write_record
+from harness.report.aggregate import aggregate
+from harness.report.export import flat, frame
+from harness.report.plots import curve_plot, pareto_plot
+from tests.unit.test_report_markdown_golden import full_records, records
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_flat_row_columns_and_missing_values():
+    rows = {(r.pair, r.label): r for r in aggregate(records())}
+    ft = flat(rows[("cnn-digits", "full_finetune")])
+    assert ft["accuracy_mean"] == pytest.approx(0.955) and ft["accuracy_n"] == 2 and ft["n_failed"] == 1
+    assert ft["gain_scratch_mean"] == pytest.approx(0.245)
+    assert (ft["gain_scratch_low"], ft["gain_scratch_high"]) == pytest.approx((0.18147, 0.30853), abs=1e-5)
+    assert ft["rank"] == 1 and ft["best"] and ft["tied_with_best"]
+    assert math.isnan(ft["f1_mean"]) and ft["f1_n"] == 0  # missing is NaN, never 0
+    assert math.isnan(ft["cost_energy_j_mean"])
+    ner = flat(rows[("bert-ner", "full_finetune")])
+    assert math.isnan(ner["gain_scratch_mean"]) and ner["gain_scratch_n"] == 0
+
+
+def test_csv_and_parquet_round_trip(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from harness.report.export import write_csv, write_parquet
+
+    rows = aggregate(full_records())
+    df = frame(rows)
+    assert len(df) == 8 and df["rank"].dtype == "Int64"
+    csv = pd.read_csv(write_csv(rows, tmp_path / "x.csv"))
+    parquet = pd.read_parquet(write_parquet(rows, tmp_path / "x.parquet"))
+    for other in (csv, parquet):
+        assert list(other.columns) == list(df.columns)
+        assert other["label"].tolist() == df["label"].tolist()
+        assert other["accuracy_mean"].tolist() == pytest.approx(df["accuracy_mean"].tolist(), nan_ok=True)
+        assert other["gain_linear_probe_high"].tolist() == pytest.approx(df["gain_linear_probe_high"].tolist(), nan_ok=True)
+
+
+def test_plots_are_pngs_and_deterministic(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [r for r in aggregate(full_records()) if r.pair == "effnet-digits"]
+    a, b = pareto_plot(rows, tmp_path / "a.png"), pareto_plot(rows, tmp_path / "b.png")
+    assert a.read_bytes().startswith(PNG) and a.read_bytes() == b.read_bytes()
+    assert curve_plot(rows, tmp_path / "c.png").read_bytes().startswith(PNG)
+    # nothing to plot: no file, no link
+    bare = [r for r in aggregate(records()) if r.pair == "cnn-digits"]
+    assert pareto_plot(bare, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+    assert curve_plot(bare, tmp_path / "none.png") is None
+
+
+def test_report_command_writes_everything_linked_relatively(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pyarrow")
+    results = tmp_path / "results"
+    for r in full_records():
+        write_record(results / "golden", r)
+    reports = tmp_path / "reports"
+    assert main(["report", "--results", str(results), "--reports", str(reports)]) == 0
+    captured = capsys.readouterr()
+    md = reports / "golden.md"
+    assert captured.out.strip() == str(md)  # stdout: the markdown path only
+    assert (reports / "golden.csv").exists() and (reports / "golden.parquet").exists()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md.read_text())
+    assert sorted(links) == ["golden/effnet-digits-curve.png", "golden/effnet-digits-pareto.png",
+                             "golden/minilm-wnut16-pareto.png"]  # the NER fixture has no curve
+    for link in links:
+        assert (reports / link).read_bytes().startswith(PNG)
+
+
+def test_report_no_plots_no_export(tmp_path, capsys):
+    results = tmp_path / "results"
+    for r in records():
+        write_record(results / "golden", r)
+    out = tmp_path / "board.md"
+    assert main(["report", "--results", str(results), "--out", str(out), "--no-plots", "--no-export"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board.md", "results"]
+    assert "![" not in out.read_text()
