@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from harness.config.errors import HarnessError, LockedError
 
 SCHEMA_VERSION = 1
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
+TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temp files: ".<name>.<random>.tmp", never read as records
 
 
 class RunRecord(BaseModel):
@@ -70,9 +72,16 @@ def record_path(directory: Path, run_id: str) -> Path:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    pause = float(os.environ.get("HARNESS_TEST_WRITE_PAUSE_S") or 0)
     try:
         with os.fdopen(fd, "wb") as f:
+            if pause:  # test hook: half the bytes on disk, then a wide window to be killed in
+                f.write(data[: len(data) // 2])
+                f.flush()
+                os.fsync(f.fileno())
+                time.sleep(pause)
+                data = data[len(data) // 2:]
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -86,6 +95,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def sweep_temp(directory: Path) -> list[Path]:
+    """Delete temp files a killed writer left in ``directory``; only call it holding the results lock."""
+    removed = []
+    for tmp in directory.glob(f".*{TMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 def write_record(directory: Path, record: RunRecord) -> Path:

@@ -42,6 +42,8 @@ class TrainConfig(Params):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     timeout_s: float | None = Field(None, gt=0, description="wall-clock limit for the run")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + cuDNN flags")
+    on_oom: Literal["fail", "shrink"] = Field(
+        "fail", description="on CUDA out-of-memory: fail the run, or halve batch_size, double grad_accum and retry")
     channels_last: bool = Field(False, description="NHWC memory format for 4-d image inputs and the model (fast convs on GPU)")
     compile: bool = Field(False, description="torch.compile the model for training steps (first steps pay the compile)")
 

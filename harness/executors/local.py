@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from harness.plan import RunSpec
-from harness.records import RunRecord, completed_ids, results_lock, scan, write_record
+from harness.records import RunRecord, completed_ids, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions, execute
 
 
@@ -33,6 +34,7 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, ret
     """Execute ``runs`` not yet ok in ``directory``; with ``retry_failed`` only the failed ones."""
     outcome = Outcome()
     with results_lock(directory, wait=wait):
+        sweep_temp(directory)  # a killed writer's half file; we hold the lock, so no live writer owns it
         ok = completed_ids(directory)
         if retry_failed:
             records, _ = scan(directory)
@@ -41,6 +43,9 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, ret
         else:
             todo = [r for r in runs if r.run_id not in ok]
         outcome.skipped = [r.run_id for r in runs if r.run_id in ok]
+        if any(r.train.get("deterministic") for r in todo):
+            # cuBLAS reads this once, when it first starts in the process: set it before any run does.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         bar = tqdm(total=len(todo), desc="runs", position=0, disable=not options.show_progress, dynamic_ncols=True)
         for spec in todo:
             bar.set_postfix_str(spec.run_id)

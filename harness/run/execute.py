@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
 from harness.run import cost
 from harness.run.loop import fit, place
-from harness.run.seed import seed_everything
+from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, count_params
 from harness.strategies.base import RunContext
 from harness.targets.base import TargetData
@@ -64,6 +64,32 @@ def build(spec: RunSpec, device: torch.device):
 
 
 def execute(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
+    """Run ``spec`` into its record. With ``on_oom: shrink`` a CUDA out-of-memory run is retried with
+    batch_size halved and grad_accum doubled (the same effective batch) until it fits or the batch is 1;
+    the record keeps the run's own config and lists the retries in ``config.notes.oom_retries``."""
+    started, t0 = now(), time.monotonic()
+    record, attempt, retries = execute_once(spec, options), spec, []
+    while (record.error or {}).get("oom") and attempt.train_config.on_oom == "shrink" \
+            and attempt.train_config.batch_size > 1:
+        cfg = attempt.train_config
+        retries.append({"batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum,
+                        "message": record.error["message"][:300], "wall_s": record.cost.get("wall_s")})
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the failed attempt's tensors died with its frame
+        train = {**attempt.train, "batch_size": cfg.batch_size // 2, "grad_accum": cfg.grad_accum * 2}
+        if cfg.timeout_s:  # one budget for the run, retries included
+            train["timeout_s"] = max(cfg.timeout_s - (time.monotonic() - t0), 1e-3)
+        attempt = replace(attempt, train=train)
+        record = execute_once(attempt, options)
+    if retries:
+        notes = {**record.config.get("notes", {}), "oom_retries": retries,
+                 "batch_size_used": attempt.train["batch_size"], "grad_accum_used": attempt.train["grad_accum"]}
+        record = record.model_copy(update={"config": {**spec.config(), "notes": notes}, "started_at": started})
+    return record
+
+
+def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
+    """One attempt at a run; any exception becomes a ``failed`` (or ``timeout``) record."""
     options = options or ExecOptions()
     cfg = spec.train_config
     started = now()
@@ -88,7 +114,7 @@ def execute(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
             metrics = {**result.test, "val": result.val}
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
-                     "deterministic": cfg.deterministic, "source_info": model.backbone.info if hasattr(model, "backbone") else {}}
+                     "deterministic": cfg.deterministic, "determinism": determinism_state(), "source_info": model.backbone.info if hasattr(model, "backbone") else {}}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,
                 "trainable_fraction": round(trainable / total, 6) if total else None,
@@ -98,7 +124,8 @@ def execute(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
                 "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
             }
     except RunTimeout as e:
-        status, error = "timeout", {"type": "RunTimeout", "message": str(e)}
+        status, error = "timeout", {"type": "RunTimeout", "message": str(e),
+                                    "traceback": "".join(traceback.format_exception(e)[-4:])[-2000:]}
     except Exception as e:  # noqa: BLE001 - a failed run is a record, the suite goes on
         status = "failed"
         error = {"type": type(e).__name__, "message": str(e)[:2000],

@@ -27,6 +27,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
     return seed
 
 
+def determinism_state() -> dict[str, object]:
+    """What is in force now (for the record): deterministic algorithms, cuDNN flags, cuBLAS workspace."""
+    return {
+        "algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }
+
+
 def data_generator(seed: int) -> torch.Generator:
     """The generator that shuffles training batches (independent of model init draws)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + 17)
