@@ -39,7 +39,10 @@ class TorchvisionParams(ImageSourceParams):
 
 
 def model_names() -> list[str]:
-    import torchvision.models as tvm
+    try:
+        import torchvision.models as tvm
+    except ImportError as e:
+        raise ValueError("torchvision/ sources need torchvision: pip install 'harness[vision]'") from e
 
     return sorted(tvm.list_models(module=tvm))
 

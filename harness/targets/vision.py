@@ -282,14 +282,18 @@ class CifarLayout:
     meta: str
     label_key: str
     names_key: str
-    dataset_class: str  # torchvision.datasets class holding url / filename / tgz_md5
+    dataset_class: str  # the torchvision.datasets class of the same files
+    url: str
+    md5: str
 
 
 CIFAR = {
     "cifar10": CifarLayout("CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
-                           "batches.meta", "labels", "label_names", "CIFAR10"),
+                           "batches.meta", "labels", "label_names", "CIFAR10",
+                           "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
     "cifar100": CifarLayout("CIFAR-100", "cifar-100-python", ("train",), "test", "meta", "fine_labels",
-                            "fine_label_names", "CIFAR100"),
+                            "fine_label_names", "CIFAR100",
+                            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
 }
 
 
@@ -314,11 +318,10 @@ def cifar_files(root: Path, layout: CifarLayout) -> list[Path]:
 
 
 def download_cifar(root: Path, layout: CifarLayout) -> None:
-    import torchvision.datasets as tvd
+    """Fetch and unpack the archive (MD5-checked) into ``root``."""
     from torchvision.datasets.utils import download_and_extract_archive
 
-    cls = getattr(tvd, layout.dataset_class)
-    download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+    download_and_extract_archive(layout.url, str(root), md5=layout.md5)
 
 
 def load_cifar(root: Path, layout: CifarLayout, download: bool):
@@ -340,12 +343,9 @@ def load_cifar(root: Path, layout: CifarLayout, download: bool):
 
 
 def _cifar_help(root: Path, layout: CifarLayout, missing: list[Path], why: str) -> str:
-    import torchvision.datasets as tvd
-
-    cls = getattr(tvd, layout.dataset_class)
     return (f"{layout.title} not found: looked in {root / layout.folder} for {', '.join(p.name for p in missing)} ({why}). "
             f"To get it, on a machine with a network run: python -c \"import torchvision; "
-            f"torchvision.datasets.{layout.dataset_class}('{root}', download=True)\" — or download {cls.url} and "
+            f"torchvision.datasets.{layout.dataset_class}('{root}', download=True)\" — or download {layout.url} and "
             f"extract it into {root} — then point the harness at that folder with --data-dir, $HARNESS_DATA_DIR "
             "or `data_dir:` in the target.")
 

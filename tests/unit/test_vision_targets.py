@@ -108,6 +108,22 @@ def test_failed_download_is_reported_with_the_fix(tmp_path, tiny, monkeypatch):
         TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path)}, "image-classification", tiny)
 
 
+def test_downloads_once_then_reads_offline(tmp_path, tiny, monkeypatch):
+    import harness.targets.vision as vision
+
+    calls = []
+
+    def fake_download(root, layout):  # stands in for the network: unpacks the archive's files
+        calls.append((root, layout.url))
+        write_cifar10(root)
+
+    monkeypatch.setattr(vision, "download_cifar", fake_download)
+    for _ in range(2):
+        data = TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path)}, "image-classification", tiny)
+        assert len(data.splits["test"]) == 12
+    assert calls == [(tmp_path, "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")]
+
+
 def test_pipeline_crop_flip_matches_a_reference():
     pipe = Pipeline(size=8, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop_padding=2)
     x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
