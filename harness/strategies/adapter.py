@@ -10,7 +10,9 @@ Where they go (our design, generic over architectures):
   Houlsby's two placements. Found by name suffix inside the backbone blocks
   (``output.dense`` for BERT-family, ``attn.proj``/``mlp.fc2`` for timm ViT, …).
 * CNNs: one convolutional adapter (1×1 convs) after every stage, i.e. every backbone
-  block but the stem — residual adapters in the spirit of Rebuffi et al. (2017).
+  block but the stem — residual adapters in the spirit of Rebuffi et al. (2017). A model
+  with blocks but no known projections (torchvision's ViT, whose attention is an
+  ``nn.MultiheadAttention``) gets a token adapter after each block the same way.
 
 Adapters attach as a child module (``harness_adapter``) of the module they follow, through a
 forward hook: the base weights keep their names and values.
@@ -24,8 +26,10 @@ from torch import nn
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
+from harness.sources.base import ImageInput
 from harness.strategies.base import Strategy, backbone_blocks, freeze_all_but_head
 from harness.strategies.bitfit import NORMS
+from harness.strategies.lora import layers, matches
 
 SUBLAYER_SUFFIXES = ("output.dense", "out_lin", "lin2", "attn.proj", "mlp.fc2", "o_proj", "out_proj", "down_proj")
 CHILD = "harness_adapter"
@@ -59,36 +63,41 @@ class AdapterParams(Params):
 
 def sublayers(model, suffixes) -> list[tuple[str, nn.Linear]]:
     """Linear modules inside the backbone blocks whose names end with one of ``suffixes``."""
-    out = []
-    for i, block in enumerate(backbone_blocks(model)):
-        for name, m in block.named_modules():
-            if isinstance(m, nn.Linear) and any(name == s or name.endswith("." + s) for s in suffixes):
-                out.append((f"block{i}.{name}", m))
-    return out
+    return [(f"block{i}.{name}", m) for i, block in enumerate(backbone_blocks(model))
+            for name, m in layers(block, (nn.Linear,)) if matches(name, suffixes)]
+
+
+def dry_batch(backbone, device: torch.device) -> dict[str, torch.Tensor]:
+    """One tiny input the backbone accepts (zeros), to learn its blocks' output shapes."""
+    spec = backbone.input_spec
+    if isinstance(spec, ImageInput):
+        return {"pixel_values": torch.zeros(1, spec.channels, spec.size, spec.size, device=device)}
+    ids = torch.zeros(1, 4, dtype=torch.long, device=device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
 @torch.no_grad()
-def block_channels(model, blocks: list[nn.Module]) -> list[int]:
-    """Output channels of each block, from one dry forward pass in eval mode (no state changes)."""
-    spec = model.backbone.input_spec
-    shapes: dict[int, int] = {}
+def block_outputs(model, blocks: list[nn.Module]) -> list[tuple[int, bool]]:
+    """Per block, (feature dim, is a conv map): channels of a (B, C, H, W) output, else the last
+    dim (ViT/encoder layers). From one dry forward in eval mode, so no statistic moves."""
+    shapes: dict[int, tuple[int, ...]] = {}
 
     def record(k: int):
         def hook(module, inputs, output) -> None:  # returns None: the output stays as it is
-            shapes.setdefault(k, output.shape[1])
+            out = output[0] if isinstance(output, tuple) else output
+            shapes.setdefault(k, tuple(out.shape))
         return hook
 
     hooks = [b.register_forward_hook(record(k)) for k, b in enumerate(blocks)]
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        model.backbone({"pixel_values": torch.zeros(1, spec.channels, spec.size, spec.size, device=device)})
+        model.backbone(dry_batch(model.backbone, next(model.parameters()).device))
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return [shapes[k] for k in range(len(blocks))]
+    return [(shapes[k][1], True) if len(shapes[k]) == 4 else (shapes[k][-1], False) for k in range(len(blocks))]
 
 
 @STRATEGIES.register("adapter", description="Houlsby bottleneck adapters after attention/FFN (transformers) or stages (CNNs)")
@@ -110,13 +119,14 @@ class HoulsbyAdapter(Strategy):
             raise ValueError(f"adapter: no Linear module in the backbone blocks matches {self.params.target_modules}")
         if found:
             sites = [(name, m, Adapter(m.out_features, self.bottleneck(m.out_features))) for name, m in found]
-        else:  # a CNN: after each stage (blocks that run as modules), not after the stem
+        else:  # a CNN (or a model without known projections): after each block but the stem
             stages = [(f"block{i}", b) for i, b in enumerate(backbone_blocks(model)) if i > 0
                       and type(b).forward is not nn.Module.forward]  # a ModuleList groups, it does not run
             if not stages:
                 raise TypeError("adapter: the backbone has no attention/FFN projections and no stages to follow")
-            channels = block_channels(model, [b for _, b in stages])
-            sites = [(name, b, Adapter(c, self.bottleneck(c), conv=True)) for (name, b), c in zip(stages, channels, strict=True)]
+            outputs = block_outputs(model, [b for _, b in stages])
+            sites = [(name, b, Adapter(dim, self.bottleneck(dim), conv=conv))
+                     for (name, b), (dim, conv) in zip(stages, outputs, strict=True)]
         freeze_all_but_head(model)
         if self.params.norms:
             for m in model.backbone.modules():

@@ -38,8 +38,8 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, m
     n, d = x.shape
     weight = (init[0].clone() if init else torch.zeros(num_classes, d, dtype=x.dtype, device=x.device)).requires_grad_(True)
     bias = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype, device=x.device)).requires_grad_(True)
-    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-7,
-                            tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-5,
+                            tolerance_change=1e-9, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()

@@ -35,21 +35,29 @@ class LoRAParams(Params):
         None, min_length=1, description="module name suffixes to adapt (default: per architecture, see docs)")
 
 
-def _matches(name: str, suffixes) -> bool:
+def matches(name: str, suffixes) -> bool:
+    """``name`` is one of ``suffixes`` or ends with ``.suffix`` (peft's rule)."""
     return any(name == s or name.endswith("." + s) for s in suffixes)
+
+
+def layers(root: nn.Module, kinds: tuple[type, ...] = (nn.Linear, nn.Conv2d)) -> list[tuple[str, nn.Module]]:
+    """Named layers of ``root`` that run through their own ``forward``: a Linear owned by an
+    ``nn.MultiheadAttention`` is skipped (MHA reads its weight directly, so a wrapper or hook
+    on it would never run)."""
+    owned = {id(m.out_proj) for m in root.modules() if isinstance(m, nn.MultiheadAttention)}
+    return [(n, m) for n, m in root.named_modules() if isinstance(m, kinds) and id(m) not in owned]
 
 
 def default_targets(body: nn.Module, modality: str) -> list[str]:
     """Full names of the modules LoRA adapts by default (see the module docstring)."""
-    linear = [n for n, m in body.named_modules() if isinstance(m, nn.Linear)]
+    linear = [n for n, _ in layers(body, (nn.Linear,))]
     for suffixes in TEXT_DEFAULTS if modality == "text" else (("qkv",),):
-        hits = [n for n in linear if _matches(n, suffixes)]
+        hits = [n for n in linear if matches(n, suffixes)]
         if hits:
             return hits
     if modality == "text":
         return linear
-    return [n for n, m in body.named_modules()
-            if (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)]
+    return [n for n, m in layers(body) if not isinstance(m, nn.Conv2d) or m.groups == 1]
 
 
 def resolve_targets(body: nn.Module, modality: str, target_modules: list[str] | None) -> list[str]:
@@ -57,12 +65,11 @@ def resolve_targets(body: nn.Module, modality: str, target_modules: list[str] | 
     if target_modules is None:
         names = default_targets(body, modality)
     else:
-        names = [n for n, m in body.named_modules()
-                 if isinstance(m, nn.Linear | nn.Conv2d) and _matches(n, target_modules)]
+        names = [n for n, _ in layers(body) if matches(n, target_modules)]
     if not names:
-        layers = sorted({n.rsplit(".", 1)[-1] for n, m in body.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)})
+        known = sorted({n.rsplit(".", 1)[-1] for n, _ in layers(body)})
         raise ValueError(f"lora: no Linear/Conv2d module matches target_modules={target_modules}; "
-                         f"layer names in this model: {', '.join(layers[:30])}")
+                         f"layer names in this model: {', '.join(known[:30])}")
     return names
 
 
