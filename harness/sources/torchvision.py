@@ -168,6 +168,9 @@ class Torchvision(Source):
         member = weights_enum(name, p.weights)  # a bad name fails before anything is built
         spec = with_overrides(input_spec(name, p.weights), p)
         body = tvm.get_model(name, weights=None)
+        fixed = getattr(body, "image_size", None)  # ViTs take only the resolution they were built for
+        if isinstance(fixed, int) and spec.size != fixed:
+            raise HarnessError(f"torchvision/{name} takes {fixed}-px inputs only; drop `image_size: {spec.size}`")
         info: dict[str, Any] = {"weights": None, "resize_size": None}
         if member is not None:
             info["resize_size"] = member.transforms().resize_size

@@ -134,6 +134,8 @@ class ImageSplit(Split):
     def to_device(self, device: torch.device, num_workers: int = 0) -> ImageSplit:
         """This split computing on ``device``; its images resident there if they fit."""
         device = torch.device(device)
+        if self.images.device == device and self.device == device:
+            return self  # already placed (placing twice must not evict)
         if device.type == "cpu":
             return ImageSplit(self.images.cpu(), self.labels.cpu(), self.pipeline, self.resident, device)
         keep = self.resident == "always"
@@ -372,11 +374,41 @@ class TorchvisionImages(Target):
 # --------------------------------------------------------------------------- files: ImageFolder, HF
 
 
+def decode_all(decode: Decoder, n: int, cache: Path | None) -> torch.Tensor:
+    """All ``n`` images as one uint8 tensor — read from ``cache`` when a previous run wrote it
+    (decoding thousands of files costs minutes; every run of a suite needs the same tensor)."""
+    import io
+
+    from harness.records import atomic_write_bytes
+
+    if cache is not None and cache.is_file():
+        try:
+            images = torch.load(cache, map_location="cpu", weights_only=True)
+            if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and len(images) == n:
+                return images
+        except Exception:  # noqa: BLE001 - an unreadable cache file is rebuilt, never trusted
+            pass
+    images = torch.stack([decode(i) for i in range(n)])
+    if cache is not None:
+        buf = io.BytesIO()
+        torch.save(images, buf)
+        atomic_write_bytes(cache, buf.getvalue())
+    return images
+
+
+def decode_key(*parts: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 def decoded_target(decode: Decoder, sizes: list[tuple[int, int]], labels: np.ndarray, groups: dict[str, np.ndarray],
                    label_names: list[str], p: VisionParams, pipe: Pipeline, source: str,
-                   test_fraction: float) -> TargetData:
+                   test_fraction: float, fingerprint: Any = None) -> TargetData:
     """Splits for file-backed images: decoded once in memory when that fits under
-    ``max_decoded_gb``, else :class:`LoaderSplit` (DataLoader with workers)."""
+    ``max_decoded_gb`` (and cached under the data dir by ``fingerprint`` of the files), else
+    :class:`LoaderSplit` (DataLoader with workers)."""
     store = pipe.size
     uniform = len(set(sizes)) == 1 and max(sizes[0]) <= store
     decode = Decoder(decode.open_image, None if uniform else store, pipe.interpolation)
@@ -395,7 +427,11 @@ def decoded_target(decode: Decoder, sizes: list[tuple[int, int]], labels: np.nda
         how = {"test_fraction": test_fraction}
     splits: dict[str, Split] = {}
     if in_memory:
-        images = torch.stack([decode(i) for i in range(len(labels))])
+        cache = None
+        if fingerprint is not None:
+            key = decode_key(fingerprint, decode.size, decode.interpolation, len(labels))
+            cache = data_root(p.data_dir) / ".decoded" / f"{key}.pt"
+        images = decode_all(decode, len(labels), cache)
     for k, idx in parts.items():
         pp = pipe if k == "train" else eval_pipe
         t = torch.as_tensor(idx, dtype=torch.long)
@@ -480,8 +516,10 @@ class ImageFolderTarget(Target):
             raise HarnessError(f"imagefolder {root}: need ≥ 2 class folders with images ({', '.join(IMAGE_EXTENSIONS)}); "
                                f"found {len(classes)} class(es), {len(files)} image(s)")
         sizes = [_image_size(f) for f in files]
+        stats = [(f, st.st_size, st.st_mtime_ns) for f in files for st in [os.stat(f)]]
         return decoded_target(Decoder(_OpenFile(files), None), sizes, labels, groups, classes, p,
-                              pipeline_for(backbone, p), f"imagefolder {root}", p.test_fraction)
+                              pipeline_for(backbone, p), f"imagefolder {root}", p.test_fraction,
+                              fingerprint=["imagefolder", str(root.resolve()), stats])
 
 
 class HFImageParams(FolderParams):
@@ -564,7 +602,9 @@ class HFImages(Target):
         for i in range(len(ds)):
             with opener(i) as im:
                 sizes.append(im.size)
+        prints = [getattr(d, "_fingerprint", None) for d in parts]  # content hashes kept by `datasets`
         n_train = len(parts[0])
         groups = {"train": np.arange(n_train), "test": np.arange(n_train, len(ds))} if test_name else {}
         return decoded_target(Decoder(opener, None), sizes, labels, groups, names, p, pipeline_for(backbone, p),
-                              f"{ref} ({p.train_split}" + (f" + {test_name})" if test_name else ")"), p.test_fraction)
+                              f"{ref} ({p.train_split}" + (f" + {test_name})" if test_name else ")"), p.test_fraction,
+                              fingerprint=None if None in prints else ["hfimages", name, prints])

@@ -31,7 +31,7 @@ def test_run_cifar_suite_with_data_dir(tmp_path, monkeypatch, capsys):
         strategies: [full_finetune, linear_probe]
         """))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    monkeypatch.setenv("HARNESS_DATA_DIR", "set-by-the-test")  # restored after: `run --data-dir` overwrites it
     rc = main(["run", str(suite), "--results", "res", "--data-dir", str(tmp_path / "data"), "--no-progress"])
     assert rc == 0, capsys.readouterr()
     records = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("*.json")]
@@ -81,3 +81,23 @@ def test_compile_trains_the_same_weights(tmp_path):
     for (k, va), vb in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
         assert torch.allclose(va, vb, atol=1e-4), k
     assert not torch.equal(eager.head.weight, _tiny_run(tmp_path / "i", optimizer="sgd", lr=0.1, max_steps=1)[0].head.weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_resident_bf16_channels_last(tmp_path):
+    write_cifar10(tmp_path, per_batch=8)
+    backbone = SOURCES.get("test").build("tiny_cnn", {}, pretrained=True)
+    data = TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path)}, "image-classification", backbone)
+    model = TransferModel(backbone, len(data.label_names))
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps=2, precision="bf16", channels_last=True)
+    strategy = STRATEGIES.get("full_finetune")(STRATEGIES.get("full_finetune").Params(), cfg)
+    strategy.prepare(model)
+    from harness.run.loop import place
+
+    placed = place(data, torch.device("cuda"))
+    assert placed.splits["train"].images.is_cuda  # resident: batches are built on the GPU
+    batch = next(placed.splits["train"].batches(8, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert batch["pixel_values"].is_cuda and batch["labels"].is_cuda
+    result = fit(model, data, TASKS.get("image-classification"), strategy, cfg, torch.device("cuda"), seed=0)
+    assert result.steps == 2 and result.precision == "bf16"

@@ -56,6 +56,12 @@ def write_cifar10(root: Path, per_batch: int = 12, seed: int = 0) -> dict:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path, monkeypatch):
+    """The default data dir (decoded-image cache) inside the test's tmp dir, never ~/.cache."""
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "default-data-dir"))
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return SOURCES.get("test").build("tiny_cnn", {}, pretrained=True)
@@ -173,6 +179,12 @@ def test_image_split_select_and_to_device():
     assert torch.equal(sub.images, images[[7, 2]]) and sub.labels.tolist() == [7, 2]
     placed = sub.to_device(torch.device("cpu"))
     assert placed.is_resident and placed.device.type == "cpu"
+    # the residency policy, on the meta device (no GPU needed): auto/always move, never keeps host memory
+    meta = torch.device("meta")
+    on = sub.to_device(meta)
+    assert on.images.device == meta and on.to_device(meta) is on  # placing twice never evicts
+    never = ImageSplit(images, torch.arange(10), sub.pipeline, resident="never").to_device(meta)
+    assert never.images.device.type == "cpu" and never.device == meta and not never.is_resident
 
 
 def _write_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 14), mode="RGB"):
@@ -197,6 +209,27 @@ def test_imagefolder_tree_random_split(tmp_path, tiny):
     assert data.preprocessing["stored"] == [3, 16, 16]
     batch = next(data.splits["test"].batches(4))
     assert batch["pixel_values"].shape == (4, 3, 16, 16)
+
+
+def test_decoded_images_are_cached_until_a_file_changes(tmp_path, tiny, monkeypatch):
+    from PIL import Image
+
+    import harness.targets.vision as vision
+
+    _write_folder(tmp_path / "pets", classes=("a", "b"), per_class=3, size=(8, 8))
+    params = {"data_dir": str(tmp_path / "data"), "val_fraction": 0.2, "test_fraction": 0.2}
+    first = TARGETS.get("imagefolder").load(str(tmp_path / "pets"), params, "image-classification", tiny)
+    assert len(list((tmp_path / "data" / ".decoded").glob("*.pt"))) == 1
+
+    def no_decoding(self, i):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(vision.Decoder, "__call__", no_decoding)
+    again = TARGETS.get("imagefolder").load(str(tmp_path / "pets"), params, "image-classification", tiny)
+    assert torch.equal(again.splits["train"].images, first.splits["train"].images)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "pets" / "a" / "0.png")  # content changes
+    with pytest.raises(AssertionError, match="decoded again"):
+        TARGETS.get("imagefolder").load(str(tmp_path / "pets"), params, "image-classification", tiny)
 
 
 def test_imagefolder_train_test_dirs_and_greyscale(tmp_path, tiny):
