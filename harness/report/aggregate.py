@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.records import RunRecord
-from harness.report.stats import Difference, Summary, difference, paired_gain, pareto_front, summarize
+from harness.report.stats import EMPTY, Difference, Summary, difference, paired_gain, pareto_front, summarize
 
 SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 COST_KEYS = ("wall_s", "train_s", "eval_s", "feature_s", "samples_per_s", "peak_rss_mb", "peak_gpu_mem_mb",
@@ -51,8 +51,14 @@ class Row:
     pareto: bool = False
 
     @property
-    def score(self) -> Summary | None:
-        return self.metrics.get(self.primary) if self.primary else None
+    def score(self) -> Summary:
+        """The primary metric over seeds (``n == 0`` when there is none)."""
+        return self.metrics.get(self.primary or "", EMPTY)
+
+    @property
+    def primary_seeds(self) -> dict[int, float]:
+        """``{seed: primary metric}`` of the ok seeds."""
+        return self.by_seed.get(self.primary or "", {})
 
 
 def _num(v: Any) -> float | None:
@@ -106,22 +112,22 @@ def _baseline(rows: list[Row], strategy: str) -> Row | None:
 
 def annotate(rows: list[Row]) -> None:
     """Rank, best/tied flags, gains and the Pareto front within one pair's rows (in place)."""
-    scored = sorted((r for r in rows if r.score is not None and r.score.n), key=lambda r: (-r.score.mean, r.label))
+    scored = sorted((r for r in rows if r.score.n), key=lambda r: (-r.score.mean, r.label))
     for i, r in enumerate(scored, 1):
         r.rank = i
     if scored:
         top = scored[0]
         top.best = top.tied = True
         for r in scored[1:]:
-            r.vs_best = difference(r.by_seed[r.primary], top.by_seed[top.primary])
+            r.vs_best = difference(r.primary_seeds, top.primary_seeds)
             r.tied = not r.vs_best.significant
     for base_name in GAIN_BASELINES:
         base = _baseline(rows, base_name)
-        if base is None or base.primary not in base.by_seed:
+        if base is None or not base.primary_seeds:
             continue
         for r in rows:
-            if r is not base and r.primary in r.by_seed:
-                g = paired_gain(r.by_seed[r.primary], base.by_seed[base.primary])
+            if r is not base and r.primary_seeds:
+                g = paired_gain(r.primary_seeds, base.primary_seeds)
                 if g.n:
                     r.gains[base_name] = g
     points = {r.label: (r.score.mean, r.cost[PARETO_COST].mean)

@@ -197,7 +197,7 @@ def render_summary(by_pair: Mapping[str, list[Row]]) -> list[str]:
                 continue
             s = r.score
             text = bold(pct(s, with_std=False), r.tied)
-            if s is not None and s.n >= 2:
+            if s.n >= 2:
                 text += f" {ci(s)}"
             if r.n_failed:
                 text += f" ⚠ {seeds(r).removesuffix(' ⚠')}"

@@ -6,9 +6,12 @@ never through pyplot's global state, so plotting is thread-safe and leaves nothi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 from harness.report.aggregate import PARETO_COST, Row
 
@@ -23,6 +26,8 @@ def _figure(width: float = 5.5, height: float = 3.8):
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    # fixed margins: tight_layout would draw the figure an extra time (half the cost of a plot)
+    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.13, top=0.91)
     return fig
 
 
@@ -33,18 +38,23 @@ def file_stem(pair: str) -> str:
 def pareto_plot(rows: list[Row], path: Path) -> Path | None:
     """Primary metric (%, mean with 95% CI) against mean ``wall_s`` per run; the Pareto-optimal
     strategies filled and joined by the front line. None when no row has both coordinates."""
-    points = [r for r in rows if r.score is not None and r.score.n and PARETO_COST in r.cost]
+    points = [r for r in rows if r.score.n and PARETO_COST in r.cost]
     if not points:
         return None
     fig = _figure()
     ax = fig.add_subplot()
+    # one errorbar call per group (not per point): every artist costs drawing time
+    for on_front in (False, True):
+        group = [r for r in points if r.pareto == on_front]
+        if not group:
+            continue
+        ax.errorbar([r.cost[PARETO_COST].mean for r in group], [100 * r.score.mean for r in group],
+                    yerr=[0.0 if math.isnan(r.score.ci95) else 100 * r.score.ci95 for r in group], fmt="o",
+                    mfc="C0" if on_front else "white", color="C0" if on_front else "C7", capsize=3, zorder=3)
     for r in points:
-        x, y = r.cost[PARETO_COST].mean, 100 * r.score.mean
-        err = 0.0 if math.isnan(r.score.ci95) else 100 * r.score.ci95
-        ax.errorbar([x], [y], yerr=[err], fmt="o", mfc=None if r.pareto else "white",
-                    color="C0" if r.pareto else "C7", capsize=3, zorder=3)
-        ax.annotate(r.label + (" ◆" if r.pareto else ""), (x, y), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+        ax.annotate(r.label + (" ◆" if r.pareto else ""), (r.cost[PARETO_COST].mean, 100 * r.score.mean),
+                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.margins(x=0.2)
     front = sorted((r for r in points if r.pareto), key=lambda r: r.cost[PARETO_COST].mean)
     if len(front) > 1:
         ax.step([r.cost[PARETO_COST].mean for r in front], [100 * r.score.mean for r in front], where="post",
@@ -56,7 +66,6 @@ def pareto_plot(rows: list[Row], path: Path) -> Path | None:
     ax.set_ylabel(f"{points[0].primary} (%)")
     ax.set_title(f"{points[0].pair}: {points[0].primary} vs cost (filled ◆ = Pareto-optimal)", fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=_METADATA)
     return path
@@ -85,26 +94,54 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     ax.set_title(f"{curved[0].pair}: learning curves (mean, 95% CI band)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=_METADATA)
     return path
 
 
+PLOT_VERSION = 1  # bump when a plot's look changes: cached PNGs are redrawn
+INDEX = ".plots.json"
+
+
+def digest(kind: str, rows: list[Row]) -> str:
+    """What a plot shows, hashed: the same digest means the same picture."""
+    data = [(r.label, r.primary, r.pareto, r.score, r.cost.get(PARETO_COST), sorted(r.curve.items()))
+            for r in sorted(rows, key=lambda r: r.label)]
+    return hashlib.sha256(repr((PLOT_VERSION, kind, rows[0].pair if rows else "", data)).encode()).hexdigest()[:20]
+
+
 def plot_pairs(rows: list[Row], directory: Path, link_prefix: str) -> dict[str, dict[str, str]]:
     """Both plots for every pair of ``rows`` into ``directory``; returns the relative links
-    (``link_prefix/<file>``) per pair for :func:`harness.report.markdown.render`."""
+    (``link_prefix/<file>``) per pair for :func:`harness.report.markdown.render`.
+
+    A plot whose data has not changed since it was drawn (same digest in ``directory/.plots.json``
+    and the file still there) is not drawn again: a report over many pairs redraws only the
+    pairs that gained records.
+    """
     by_pair: dict[str, list[Row]] = {}
     for r in rows:
         by_pair.setdefault(r.pair, []).append(r)
+    index_path = directory / INDEX
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
     links: dict[str, dict[str, str]] = {}
+    prefix = quote(link_prefix)
     for pair, pair_rows in by_pair.items():
         stem = file_stem(pair)
         made: dict[str, str] = {}
-        if pareto_plot(pair_rows, directory / f"{stem}-pareto.png"):
-            made["pareto"] = f"{link_prefix}/{stem}-pareto.png"
-        if curve_plot(pair_rows, directory / f"{stem}-curve.png"):
-            made["curve"] = f"{link_prefix}/{stem}-curve.png"
+        for kind, draw in (("pareto", pareto_plot), ("curve", curve_plot)):
+            name = f"{stem}-{kind}.png"
+            key = digest(kind, pair_rows)
+            if index.get(name) == key and (directory / name).exists():
+                made[kind] = f"{prefix}/{name}"
+            elif draw(pair_rows, directory / name):
+                index[name] = key
+                made[kind] = f"{prefix}/{name}"
         if made:
             links[pair] = made
+    if index:
+        directory.mkdir(parents=True, exist_ok=True)
+        index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
     return links

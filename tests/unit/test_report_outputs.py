@@ -87,3 +87,25 @@ def test_report_no_plots_no_export(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["board.md", "results"]
     assert "![" not in out.read_text()
+
+
+def test_unchanged_plots_are_not_redrawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    from harness.report.plots import plot_pairs
+
+    recs = full_records()
+    links = plot_pairs(aggregate(recs), tmp_path, "x")
+    pareto = tmp_path / "effnet-digits-pareto.png"
+    pareto.write_bytes(PNG + b"sentinel")  # a redraw would overwrite this
+    assert plot_pairs(aggregate(recs), tmp_path, "x") == links
+    assert pareto.read_bytes() == PNG + b"sentinel"
+    # one more record in the pair changes its data: redrawn; the other pair's plots are kept
+    (tmp_path / "minilm-wnut16-pareto.png").write_bytes(PNG + b"kept")
+    extra = [r for r in recs if r.pair == "effnet-digits" and r.seed == 0][0]
+    recs.append(extra.model_copy(update={"run_id": "extra", "seed": 9, "metrics": {"accuracy": 0.1}}))
+    plot_pairs(aggregate(recs), tmp_path, "x")
+    assert pareto.read_bytes() != PNG + b"sentinel" and pareto.read_bytes().startswith(PNG)
+    assert (tmp_path / "minilm-wnut16-pareto.png").read_bytes() == PNG + b"kept"
+    pareto.unlink()  # a deleted file is drawn again
+    plot_pairs(aggregate(recs), tmp_path, "x")
+    assert pareto.exists()
