@@ -77,7 +77,9 @@ class Pipeline:
         padded = F.pad(x, (p, p, p, p)) if p else x
         bi = torch.arange(b, device=dev)[:, None, None, None]
         ci = torch.arange(c, device=dev)[None, :, None, None]
-        return padded[bi, ci, rows.to(dev)[:, None, :, None], cols.to(dev)[:, None, None, :]]
+        # non_blocking: a blocking host→GPU copy would wait for the previous step's kernels
+        rows, cols = rows.to(dev, non_blocking=True), cols.to(dev, non_blocking=True)
+        return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
     def __call__(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         if train and self.augment:
@@ -93,8 +95,8 @@ class Pipeline:
             x = F.interpolate(x, size=(self.size, self.size), mode=mode, align_corners=False, antialias=down)
             if mode == "bicubic":
                 x = x.clamp_(0, 1)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1).to(x.device, non_blocking=True)
+        std = torch.tensor(self.std).view(1, -1, 1, 1).to(x.device, non_blocking=True)
         return (x - mean).div_(std)
 
 
@@ -149,9 +151,9 @@ class ImageSplit(Split):
         order = shuffled(len(self), shuffle, generator)
         for i in range(0, len(self), batch_size):
             idx = order[i:i + batch_size]
-            x = self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
+            x = self.images[idx.to(self.images.device, non_blocking=True)].to(self.device, non_blocking=True)
             yield {"pixel_values": self.pipeline(x, train=shuffle, generator=generator),
-                   "labels": self.labels[idx.to(self.labels.device)].to(self.device, non_blocking=True)}
+                   "labels": self.labels[idx.to(self.labels.device, non_blocking=True)].to(self.device, non_blocking=True)}
 
 
 class Decoder:
