@@ -180,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("file", metavar="FILE")
     r.add_argument("--results", default="results", help="results root (default: results/)")
     r.add_argument("--only", metavar="GLOB", help="run only run_ids (or pair/label) matching GLOB")
-    r.add_argument("--smoke", action="store_true", help=f"a few steps per cell to check the suite end to end")
+    r.add_argument("--smoke", action="store_true", help="a few steps per cell to check the suite end to end")
     r.add_argument("--retry-failed", action="store_true", help="rerun only runs whose record is failed/timeout")
     r.add_argument("--cache-dir", help="feature cache (default: $HARNESS_CACHE or RESULTS/.cache)")
     r.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
