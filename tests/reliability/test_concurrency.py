@@ -1,0 +1,87 @@
+"""Concurrency: two `harness run` on one results directory cannot corrupt it. The second refuses with a
+clear message and exit code 3, or with --wait queues behind the first (real processes, real flock)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+
+from harness.config.load import load_suite
+from harness.plan import expand
+from harness.records import TMP_SUFFIX, scan
+
+from .support import harness_cmd
+
+SUITE = """\
+suite: shared
+seeds: [0, 1]
+defaults: {epochs: 1, batch_size: 16, max_steps: 2, max_train_samples: 32, max_eval_samples: 16}
+pairs:
+  - id: cnn
+    source: {model: test/tiny_cnn}
+    target: {dataset: test/tiny_images, task: image-classification}
+strategies:
+  - scratch
+"""
+
+
+def lock_is_held(lock_file) -> bool:
+    if not lock_file.exists():
+        return False
+    with open(lock_file) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def test_second_run_refuses_with_exit_3_and_a_waiting_run_queues(tmp_path):
+    suite = tmp_path / "shared.yaml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    directory = results / "shared"
+    base_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HARNESS_TEST_WRITE_PAUSE_S": ""}
+    argv = harness_cmd("run", str(suite), "--results", str(results), "--no-progress")
+
+    # A: holds the lock, parked inside its first record write (the test hook) until we kill it.
+    first = subprocess.Popen(argv, env={**base_env, "HARNESS_TEST_WRITE_PAUSE_S": "600"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(directory.glob(f".*{TMP_SUFFIX}")):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first run never reached its first write"
+            time.sleep(0.05)
+        assert lock_is_held(directory / ".lock")
+        listing = sorted(p.name for p in directory.iterdir())
+
+        # B refuses, C (--wait) queues; both start while A holds the lock.
+        refused = subprocess.Popen(argv, env=base_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = subprocess.Popen([*argv, "--wait"], env=base_env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        out, err = refused.communicate(timeout=240)
+        assert refused.returncode == 3, (out, err)
+        assert f"error: {directory} is in use by another `harness run`" in err and "--wait" in err
+        assert "Traceback" not in err and out == ""
+        assert sorted(p.name for p in directory.iterdir()) == listing  # B wrote nothing
+
+        time.sleep(1.0)
+        assert waiting.poll() is None, waiting.communicate()  # still queued behind A
+        assert scan(results)[0] == []
+    finally:
+        first.kill()
+        first.communicate()
+
+    # A is gone (its lock with it): C goes ahead, sweeps A's half-written temp file, runs the suite.
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, out + err
+    assert "2 run(s) executed, 0 already done" in out
+    plan = expand(load_suite(suite))
+    assert sorted(p.name for p in directory.iterdir()) == sorted([".lock", *(f"{r.run_id}.json" for r in plan)])
+    records, corrupt = scan(results)
+    assert corrupt == [] and sorted(r.run_id for r in records) == sorted(r.run_id for r in plan)
+    assert not lock_is_held(directory / ".lock")
