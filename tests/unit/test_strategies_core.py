@@ -398,3 +398,41 @@ def test_bad_strategy_params_fail_at_validate(write_suite, entry, message):
     text = str(e.value)
     assert message in text
     assert f"{path}:9:" in text  # file and line of the strategy entry
+
+
+# --- per-architecture defaults on timm's tiny test models (random init, offline) ------------
+
+def timm_model(name: str) -> TransferModel:
+    import timm
+
+    from harness.sources.base import TimmBackbone, timm_input_spec
+
+    body = timm.create_model(name, pretrained=False, num_classes=0)
+    return TransferModel(TimmBackbone(body, body.num_features, "image", timm_input_spec(body, 32)), 3)
+
+
+@pytest.mark.parametrize("arch", ["test_vit", "test_resnet", "test_efficientnet"])
+@pytest.mark.parametrize("name", ["lora", "adapter"])
+def test_architecture_defaults_and_every_trainable_param_gets_a_gradient(name, arch):
+    model = timm_model(arch)
+    body = model.backbone.body
+    vit = arch == "test_vit"
+    if vit:  # ViT: LoRA on the fused qkv; adapters after each attention and MLP output projection
+        lora_expected = [n for n, _ in body.named_modules() if n.endswith(".qkv")]
+        adapter_leaf = {"attn.proj", "mlp.fc2"}
+    else:  # CNN: LoRA on every non-depthwise conv (and Linear); adapters after every stage
+        lora_expected = [n for n, m in body.named_modules() if isinstance(m, torch.nn.Linear)
+                         or (isinstance(m, torch.nn.Conv2d) and m.groups == 1)]
+        stages = [b for b in model.blocks()[1:] if not isinstance(b, torch.nn.ModuleList)]
+    strat = strategy(name, norms=False) if name == "adapter" else strategy(name)
+    strat.prepare(model)
+    if name == "lora":
+        assert strat.targets == lora_expected and lora_expected
+    elif vit:
+        assert {s.split(".", 1)[1] for s in strat.sites} == adapter_leaf
+        assert len(strat.sites) == 2 * len(body.blocks)
+    else:
+        assert len(strat.sites) == len(stages) and all(hasattr(b, "harness_adapter") for b in stages)
+    batch = {"pixel_values": torch.rand(2, 3, 32, 32), "labels": torch.tensor([0, 1])}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert params_with_grad(model, batch) == trainable  # injected modules are on the forward path
