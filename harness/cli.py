@@ -104,10 +104,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from harness.records import scan
     from harness.report.aggregate import aggregate
+    from harness.report.export import scan_results
 
-    records, corrupt = scan(args.results)
+    records, corrupt = scan_results(args.results)  # results/baselines/ is the reference, not more seeds
     for p in corrupt:
         print(f"warning: skipping corrupt record {p}", file=sys.stderr)
     if args.suite:

@@ -96,3 +96,31 @@ def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool =
             except HarnessError as e:
                 warnings.append(f"{suffix[1:]} export skipped: {e}")
     return written, warnings
+
+
+BASELINES = "baselines"  # results/baselines/<suite>/: committed records for `harness compare`
+
+
+def scan_results(results: str | Path) -> tuple[list, list[Path]]:
+    """Records under ``results`` except a ``baselines/`` folder directly inside it: the committed
+    baseline is the reference the nightly run is compared with, not more seeds of it. Pointing
+    ``results`` at the baseline folder itself reads it as usual."""
+    from harness.records import CorruptRecord, read_record, scan
+
+    root = Path(results)
+    if not (root / BASELINES).is_dir():
+        return scan(root)
+    records, corrupt = [], []
+    for child in sorted(root.iterdir()):
+        if child.name == BASELINES or child.name.startswith("."):
+            continue
+        if child.is_dir():
+            r, c = scan(child)
+            records += r
+            corrupt += c
+        elif child.suffix == ".json":
+            try:
+                records.append(read_record(child))
+            except CorruptRecord:
+                corrupt.append(child)
+    return records, corrupt

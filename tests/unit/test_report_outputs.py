@@ -109,3 +109,17 @@ def test_unchanged_plots_are_not_redrawn(tmp_path):
     pareto.unlink()  # a deleted file is drawn again
     plot_pairs(aggregate(recs), tmp_path, "x")
     assert pareto.exists()
+
+
+def test_report_leaves_the_committed_baseline_out(tmp_path, capsys):
+    results = tmp_path / "results"
+    recs = records()
+    for r in recs:
+        write_record(results / "golden", r)
+    for r in recs:  # the same suite under results/baselines/: other run_ids, must not add seeds
+        write_record(results / "baselines" / "golden", r.model_copy(update={"run_id": r.run_id + "-base"}))
+    out = tmp_path / "board.md"
+    assert main(["report", "--results", str(results), "--out", str(out), "--no-plots", "--no-export"]) == 0
+    assert "from 12 run records" in out.read_text()
+    assert main(["report", "--results", str(results / "baselines"), "--out", str(out), "--no-plots", "--no-export"]) == 0
+    assert "from 12 run records" in out.read_text()
