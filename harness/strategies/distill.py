@@ -250,6 +250,9 @@ class Distill(Strategy):
                 close = did_you_mean(params.teacher_strategy, names)
                 hint = f" Did you mean: {', '.join(close)}?" if close else ""
                 issues.append(f"teacher_strategy '{params.teacher_strategy}' is not a strategy a teacher can use.{hint}")
+            elif any(f.is_required() for f in STRATEGIES.get(params.teacher_strategy).Params.model_fields.values()):
+                issues.append(f"teacher_strategy '{params.teacher_strategy}' needs parameters of its own; "
+                              "give the teacher its own entry in the suite and name its label as `teacher:`")
             from harness.config.schema import TRAIN_KEYS, TrainConfig
 
             bad = sorted(set(params.teacher_train) - TRAIN_KEYS)

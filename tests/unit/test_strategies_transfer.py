@@ -127,6 +127,9 @@ def test_distill_teacher_loops_and_bad_source_teachers_fail_at_validate(write_su
     assert "teacher_train: unknown key(s) foo" in msg
     msg = config_errors(write_suite, "  - distill: {teacher: {model: test/tiny_bert}}\n", pairs=pairs)
     assert "is a text model; the pair's source is a image model" in msg
+    msg = config_errors(write_suite, "  - distill: {teacher: {model: test/tiny_cnn}, teacher_strategy: multitask}\n",
+                        pairs=pairs)
+    assert "teacher_strategy 'multitask' needs parameters of its own" in msg
 
 
 @pytest.mark.parametrize("pair", ["cnn", pytest.param("bert", marks=pytest.mark.slow)])
