@@ -74,7 +74,7 @@ def test_fractional_df_rounds_down_conservatively():
     assert math.isnan(t975(0.5)) and math.isnan(t975(float("nan")))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(min_value=2, max_value=25).flatmap(
     lambda n: st.tuples(st.lists(st.floats(0, 1), min_size=n, max_size=n),
                         st.lists(st.floats(0, 1), min_size=n, max_size=n))))
