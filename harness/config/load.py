@@ -74,21 +74,39 @@ class Collector:
             return None
 
 
-def _line_map(node: yaml.Node, col: Collector, path: Path_ = ()) -> None:
+MAX_YAML_NODES = 100_000  # aliases are walked once per use: a bound against "billion laughs" files
+
+
+def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int] | None = None,
+              _budget: list[int] | None = None) -> None:
+    _open, _budget = (set(), [MAX_YAML_NODES]) if _open is None else (_open, _budget)
     col.lines.setdefault(path, node.start_mark.line + 1)
+    _budget[0] -= 1
+    if _budget[0] == 0:
+        col.add(path, f"more than {MAX_YAML_NODES} YAML nodes once aliases are expanded; not a suite file")
+    if id(node) in _open or _budget[0] <= 0:
+        if id(node) in _open:
+            col.add(path, "recursive YAML alias (a value that contains itself)")
+        return
+    _open.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                col.lines[path] = k.start_mark.line + 1
+                col.add(path, f"keys must be plain strings, got a YAML {k.id} key")
+                continue
             key = k.value
             if key in seen:
                 col.lines[(*path, key)] = k.start_mark.line + 1
                 col.add((*path, key), "duplicate key (YAML would silently keep the last one)")
             seen.add(key)
             col.lines[(*path, key)] = k.start_mark.line + 1
-            _line_map(v, col, (*path, key))
+            _line_map(v, col, (*path, key), _open, _budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _line_map(v, col, (*path, i))
+            _line_map(v, col, (*path, i), _open, _budget)
+    _open.discard(id(node))
 
 
 def read_yaml(path: Path, col: Collector) -> Any:
