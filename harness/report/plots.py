@@ -54,7 +54,7 @@ def pareto_plot(rows: list[Row], path: Path) -> Path | None:
     for r in points:
         ax.annotate(r.label + (" ◆" if r.pareto else ""), (r.cost[PARETO_COST].mean, 100 * r.score.mean),
                     textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.margins(x=0.2)
+    ax.margins(x=0.25, y=0.12)  # room for the labels right of and above the points
     front = sorted((r for r in points if r.pareto), key=lambda r: r.cost[PARETO_COST].mean)
     if len(front) > 1:
         ax.step([r.cost[PARETO_COST].mean for r in front], [100 * r.score.mean for r in front], where="post",
@@ -99,7 +99,7 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     return path
 
 
-PLOT_VERSION = 1  # bump when a plot's look changes: cached PNGs are redrawn
+PLOT_VERSION = 2  # bump when a plot's look changes: cached PNGs are redrawn
 INDEX = ".plots.json"
 
 
