@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from harness.config.errors import HarnessError
-from harness.records import scan
 from harness.report.aggregate import SCALAR_METRICS, Row, aggregate
+from harness.report.export import scan_results
 from harness.report.stats import Summary
 
 Status = Literal["ok", "improved", "regression", "missing", "new", "failed seeds"]
@@ -117,7 +117,7 @@ def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) 
     root = Path(path)
     if not root.is_dir():
         raise CompareInputError(f"{what} {root}: not a directory of run records")
-    records, corrupt = scan(root)
+    records, corrupt = scan_results(root)  # a results root's baselines/ folder is not new results
     if corrupt:
         raise CompareInputError(f"{what} {root}: corrupt record(s): {', '.join(str(p) for p in corrupt[:3])}")
     if suites is not None:

@@ -151,3 +151,14 @@ def test_compare_rows_thresholds():
     assert change.delta == pytest.approx(-0.041)
     assert change.status == "regression"
     assert cmp.slowdowns == []
+
+
+def test_results_root_holding_the_baseline_compares_only_the_new_runs(tmp_path):
+    # `--results results` where results/baselines/nightly is the committed baseline: the baseline's
+    # records must not be read as more seeds of the new results (they would hide the regression)
+    root = tmp_path / "results"
+    write(root / "baselines" / "nightly", [rec(lab, s, a) for lab, accs in BASE_ACC.items() for s, a in enumerate(accs)])
+    new = [rec(lab, s, a - (0.05 if lab == "full_finetune" else 0)) for lab, accs in BASE_ACC.items()
+           for s, a in enumerate(accs)]
+    write(root / "nightly", [r.model_copy(update={"run_id": r.run_id + "-new"}) for r in new])
+    assert main(["compare", "--baseline", str(root / "baselines" / "nightly"), "--results", str(root)]) == 1
