@@ -119,10 +119,14 @@ _PACKAGES = ("torch", "torchvision", "transformers", "tokenizers", "timm", "peft
              "seqeval", "pydantic", "safetensors")
 
 
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # https://user:token@host: a secret under an innocent name
+
+
 def redacted_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The few environment variables that affect results; secrets are redacted."""
     environ = os.environ if environ is None else environ
-    return {k: ("<redacted>" if _SECRET.search(k) else v) for k, v in sorted(environ.items()) if _ENV_KEEP.match(k)}
+    return {k: ("<redacted>" if _SECRET.search(k) else _URL_USERINFO.sub("<redacted>@", v))
+            for k, v in sorted(environ.items()) if _ENV_KEEP.match(k)}
 
 
 def git_sha(cwd: str | None = None) -> str | None:

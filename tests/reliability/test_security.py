@@ -1,0 +1,257 @@
+"""Security: YAML through the safe loader only; no eval/exec of suite strings; names that would escape
+the results directory are rejected at validate time; trust_remote_code is off unless the suite sets
+it (and then the record says so); records never contain environment secrets."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import harness
+from harness import cli
+from harness.config.errors import ConfigError, HarnessError
+from harness.config.load import load_suite
+from harness.plan import expand
+from harness.records import record_path, suite_dir
+from harness.run import cost
+from harness.run.execute import execute
+
+PACKAGE = Path(harness.__file__).resolve().parent
+
+SUITE = """\
+suite: {suite}
+seeds: [0]
+defaults: {{epochs: 1, batch_size: 8, max_steps: 1, max_train_samples: 16, max_eval_samples: 8}}
+pairs:
+  - id: {pair}
+    source: {{model: test/tiny_cnn}}
+    target: {{dataset: test/tiny_images, task: image-classification}}
+strategies:
+  - scratch: {{label: {label}}}
+"""
+
+
+@pytest.mark.parametrize("tag", [
+    "!!python/object/apply:os.system ['touch PWNED']",
+    "!!python/object/new:os.system ['touch PWNED']",
+    "!!python/name:os.system",
+    "!!python/module:os",
+    "!!python/object:harness.config.schema.SuiteSpec {}",
+])
+def test_python_tags_are_rejected_and_never_run(tmp_path, monkeypatch, capsys, tag):
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "evil.yaml"
+    f.write_text(SUITE.format(suite="s", pair="p", label="l") + f"description: {tag}\n")
+    for command in (["validate", str(f)], ["run", str(f), "--results", str(tmp_path / "r")]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert re.search(rf"{re.escape(str(f))}:10: <root>: invalid YAML: could not determine a constructor", err), err
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "r").exists()
+
+
+def test_an_alias_bomb_is_rejected_quickly(tmp_path, capsys):
+    """A 'billion laughs' file (10^9 nodes once aliases expand) is refused, not expanded."""
+    lines = ['l0: &l0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 9)]
+    f = tmp_path / "bomb.yaml"
+    f.write_text(SUITE.format(suite="s", pair="p", label="l") + "\n".join(lines) + "\n")
+    t0 = time.perf_counter()
+    assert cli.main(["validate", str(f)]) == 2
+    assert time.perf_counter() - t0 < 30  # a bound against hanging, not a speed claim
+    assert "YAML nodes once aliases are expanded" in capsys.readouterr().err
+
+
+# Reviewed exceptions: (file, finding) → why it is acceptable. Keep this short.
+ALLOWED = {
+    ("harness/targets/vision.py", "pickle.load"): "CIFAR's python batches are pickles (as torchvision reads them); "
+                                                  "the files are the user's own data directory, never suite text",
+}
+
+
+def unsafe_calls(package: Path) -> list[tuple[str, int, str]]:
+    """(file, line, finding) for each eval/exec/compile, unsafe YAML/pickle/torch load or shell=True."""
+    banned_calls = {"eval", "exec", "compile", "__import__"}
+    banned_attrs = {"unsafe_load", "full_load", "UnsafeLoader", "FullLoader", "load_all"}
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        rel = str(path.relative_to(package.parent))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            line = getattr(node, "lineno", 0)
+            if isinstance(node, ast.Attribute) and node.attr in banned_attrs and \
+                    isinstance(node.value, ast.Name) and node.value.id == "yaml":
+                found.append((rel, line, f"yaml.{node.attr}"))
+            if not isinstance(node, ast.Call):
+                continue
+            fn = node.func
+            name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(fn, ast.Attribute) else ""
+            owner = fn.value.id if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) else ""
+            kwargs = {k.arg: k.value for k in node.keywords}
+            if isinstance(fn, ast.Name) and name in banned_calls:
+                found.append((rel, line, f"{name}()"))
+            if owner == "yaml" and name == "load":
+                loader = kwargs.get("Loader")
+                if not (isinstance(loader, ast.Attribute) and loader.attr in ("SafeLoader", "CSafeLoader")):
+                    found.append((rel, line, "yaml.load without SafeLoader"))
+            if owner == "pickle" and name in ("load", "loads"):
+                found.append((rel, line, f"pickle.{name}"))
+            if owner == "torch" and name == "load":
+                wo = kwargs.get("weights_only")
+                if not (isinstance(wo, ast.Constant) and wo.value is True):
+                    found.append((rel, line, "torch.load without weights_only=True"))
+            shell = kwargs.get("shell")
+            if isinstance(shell, ast.Constant) and shell.value is True:
+                found.append((rel, line, "subprocess with shell=True"))
+    return sorted(found)
+
+
+def test_no_eval_exec_or_unsafe_deserialisation_in_the_package():
+    """An AST scan of harness/: suite strings can only ever be data."""
+    assert len(list(PACKAGE.rglob("*.py"))) > 20
+    assert [f for f in unsafe_calls(PACKAGE) if (f[0], f[2]) not in ALLOWED] == []
+
+
+def test_the_scan_would_catch_a_violation(tmp_path):
+    """The AST scan above is not vacuous: each banned form planted in a module is reported."""
+    fake = tmp_path / "harness"
+    fake.mkdir()
+    (fake / "bad.py").write_text("import yaml, torch, pickle, subprocess\neval('1')\nexec('x')\nyaml.load(s)\n"
+                                 "yaml.load(s, Loader=yaml.FullLoader)\ntorch.load(p)\npickle.loads(b)\n"
+                                 "subprocess.run('ls', shell=True)\nyaml.load(s, Loader=yaml.SafeLoader)\n"
+                                 "torch.load(p, weights_only=True)\n")
+    assert [(line, what) for _, line, what in unsafe_calls(fake)] == [
+        (2, "eval()"), (3, "exec()"), (4, "yaml.load without SafeLoader"), (5, "yaml.FullLoader"),
+        (5, "yaml.load without SafeLoader"), (6, "torch.load without weights_only=True"), (7, "pickle.loads"),
+        (8, "subprocess with shell=True")]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("pair", "../x"), ("pair", ".."), ("pair", "a/b"), ("pair", "/abs"), ("pair", ".hidden"), ("pair", "x\\\\y"),
+    ("label", "../../etc"), ("label", "a/b"), ("label", "."), ("label", "~root"),
+    ("suite", "../outside"), ("suite", "a/../../b"), ("suite", "/tmp/x"), ("suite", "..."),
+])
+def test_escaping_names_are_rejected_at_validate_time(tmp_path, capsys, field, value):
+    values = {"suite": "ok", "pair": "p", "label": "l", field: json.dumps(value)}
+    f = tmp_path / "s.yaml"
+    f.write_text(SUITE.format(**values))
+    assert cli.main(["validate", str(f)]) == 2
+    key = {"suite": "suite", "pair": r"pairs\[0\]\.id", "label": r"strategies\[0\]\.scratch\.label"}[field]
+    assert re.search(rf"{re.escape(str(f))}:\d+: {key}: .*names files", capsys.readouterr().err)
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suite=st.text(min_size=1, max_size=20), pair=st.text(min_size=1, max_size=20),
+       label=st.text(min_size=1, max_size=20))
+def test_any_accepted_name_stays_inside_the_results_dir(tmp_path, suite, pair, label):
+    """Whatever strings a suite uses as names: either validate rejects them, or every record path and
+    the suite directory resolve inside the results directory."""
+    f = tmp_path / "s.yaml"
+    f.write_text(SUITE.format(suite=json.dumps(suite), pair=json.dumps(pair), label=json.dumps(label)))
+    try:
+        spec = load_suite(f)
+    except ConfigError:
+        return
+    results = (tmp_path / "results").resolve()
+    for smoke in (False, True):
+        directory = suite_dir(results, spec.suite, smoke)
+        assert directory.resolve().parent == results
+        for run in expand(spec, smoke=smoke):
+            assert record_path(directory, run.run_id).resolve().parent == directory.resolve()
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", "", ".lock", "x/../../y", "/etc/passwd"])
+def test_record_path_and_suite_dir_refuse_escapes(tmp_path, bad):
+    with pytest.raises(HarnessError):
+        record_path(tmp_path, bad)
+    with pytest.raises(HarnessError):
+        suite_dir(tmp_path, bad)
+
+
+@pytest.fixture(scope="module")
+def saved_tiny_bert(tmp_path_factory) -> Path:
+    """A tiny BERT saved with save_pretrained() — what `hf/<local dir>` loads offline."""
+    from transformers import BertConfig, BertModel
+
+    from harness.sources.tiny import tiny_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_bert_hf")
+    tok = tiny_tokenizer()
+    BertModel(BertConfig(vocab_size=len(tok.get_vocab()) + 8, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+HF_SUITE = """\
+suite: hf-trust
+seeds: [0]
+defaults: {{epochs: 1, batch_size: 8, max_steps: 1, max_train_samples: 16, max_eval_samples: 8, device: cpu}}
+pairs:
+  - id: local-bert
+    source: {{model: "hf/{path}"{extra}}}
+    target: {{dataset: test/tiny_ner, task: token-classification}}
+strategies:
+  - full_finetune
+"""
+
+
+@pytest.mark.parametrize("setting", [None, False, True])
+def test_trust_remote_code_off_unless_the_suite_sets_it_and_recorded(tmp_path, saved_tiny_bert, monkeypatch, setting):
+    import transformers
+
+    seen = []
+    for cls_name in ("AutoModel", "AutoConfig", "AutoTokenizer"):
+        cls = getattr(transformers, cls_name)
+        real = cls.from_pretrained.__func__
+
+        def spy(klass, *args, _real=real, _name=cls_name, **kwargs):
+            seen.append((_name, kwargs.get("trust_remote_code")))
+            return _real(klass, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    extra = "" if setting is None else f", trust_remote_code: {str(setting).lower()}"
+    f = tmp_path / "hf.yaml"
+    f.write_text(HF_SUITE.format(path=saved_tiny_bert, extra=extra))
+    (run,) = expand(load_suite(f))
+    rec = execute(run)
+    assert rec.status == "ok", rec.error
+    expected = bool(setting)
+    assert rec.config["notes"]["source_info"]["trust_remote_code"] is expected
+    assert {"AutoModel", "AutoConfig", "AutoTokenizer"} <= {name for name, _ in seen}
+    assert all(flag is expected for _, flag in seen), seen
+
+
+SECRETS = {
+    "HF_TOKEN": "hf_SENTINEL_aaaa1111", "HUGGING_FACE_HUB_TOKEN": "hf_SENTINEL_bbbb2222",
+    "AWS_SECRET_ACCESS_KEY": "SENTINEL_aws_cccc3333", "AWS_ACCESS_KEY_ID": "SENTINEL_AKIA4444",
+    "GITHUB_TOKEN": "ghp_SENTINEL_dddd5555", "HARNESS_API_KEY": "SENTINEL_eeee6666",
+    "HARNESS_DB_PASSWORD": "SENTINEL_ffff7777", "HF_ENDPOINT": "https://bob:SENTINEL_gggg8888@hub.example.com",
+    "TRANSFORMERS_AUTH": "SENTINEL_hhhh9999",
+}
+
+
+def test_records_never_contain_environment_secrets(tmp_path, monkeypatch, capsys):
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # kept verbatim: results-relevant, not a secret
+    monkeypatch.setattr(cost, "_ENV_CACHE", None)  # the env block is gathered once per process
+    f = tmp_path / "s.yaml"
+    f.write_text(SUITE.format(suite="sec", pair="p", label="l"))
+    assert cli.main(["run", str(f), "--results", str(tmp_path / "r"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    (record,) = (tmp_path / "r" / "sec").glob("*.json")
+    text = record.read_text()
+    for value in SECRETS.values():
+        assert "SENTINEL" in value
+    assert "SENTINEL" not in text + out + err
+    env = json.loads(text)["env"]["env"]
+    assert env["HF_TOKEN"] == env["HARNESS_API_KEY"] == env["HARNESS_DB_PASSWORD"] == "<redacted>"
+    assert env["HF_ENDPOINT"] == "https://<redacted>@hub.example.com" and env["HF_HUB_OFFLINE"] == "1"
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "GITHUB_TOKEN" not in env  # not results-relevant: not kept
