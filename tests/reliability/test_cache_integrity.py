@@ -1,0 +1,62 @@
+"""Cached artefacts are written atomically with a SHA-256 beside them and verified on read: a torn,
+flipped or orphaned cache file is recomputed, never trusted (frozen-feature cache of linear_probe)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from harness.config.load import load_suite
+from harness.plan import expand
+from harness.records import TMP_SUFFIX
+from harness.run.execute import ExecOptions, execute
+
+SUITE = """\
+suite: cache
+seeds: [0]
+defaults: {epochs: 1, batch_size: 16, max_train_samples: 48, max_eval_samples: 16}
+pairs:
+  - id: cnn
+    source: {model: test/tiny_cnn}
+    target: {dataset: test/tiny_images, task: image-classification}
+strategies:
+  - linear_probe
+"""
+
+
+def damage_flip(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def damage_truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def damage_orphan(path):
+    path.with_suffix(".sha256").unlink()
+
+
+def damage_sidecar(path):
+    path.with_suffix(".sha256").write_text("0" * 64)
+
+
+@pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_orphan, damage_sidecar])
+def test_a_damaged_feature_cache_is_recomputed_not_trusted(write_suite, tmp_path, damage):
+    (spec,) = expand(load_suite(write_suite(SUITE)))
+    options = ExecOptions(cache_dir=tmp_path / "cache")
+    first = execute(spec, options)
+    assert first.status == "ok" and first.config["notes"]["feature_cache_hit"] is False
+    (pt,) = (tmp_path / "cache").rglob("*.pt")
+    good = pt.read_bytes()
+    assert hashlib.sha256(good).hexdigest() == pt.with_suffix(".sha256").read_text().strip()
+    assert execute(spec, options).config["notes"]["feature_cache_hit"] is True  # verified: reused
+
+    damage(pt)
+    third = execute(spec, options)
+    assert third.status == "ok" and third.config["notes"]["feature_cache_hit"] is False  # rebuilt
+    assert third.metrics == first.metrics  # from recomputed features, not from the damaged file
+    assert pt.read_bytes() == good and pt.with_suffix(".sha256").read_text().strip() == hashlib.sha256(good).hexdigest()
+    assert not list((tmp_path / "cache").rglob(f"*{TMP_SUFFIX}"))
