@@ -236,10 +236,10 @@ def test_l2sp_penalty_zero_at_init_and_gradient_is_alpha_times_drift():
     strat.prepare(model)
     penalty = strat.extra_loss(model, {}, {})
     head_sq = sum(float(p.detach().pow(2).sum()) for p in model.head.parameters())
-    assert float(penalty) == pytest.approx(beta / 2 * head_sq)  # backbone term is exactly 0 at w0
+    assert float(penalty.detach()) == pytest.approx(beta / 2 * head_sq)  # backbone term is exactly 0 at w0
     model.head.weight.data.zero_()
     model.head.bias.data.zero_()
-    assert float(strat.extra_loss(model, {}, {})) == 0.0
+    assert float(strat.extra_loss(model, {}, {}).detach()) == 0.0
 
     g = torch.Generator().manual_seed(0)
     drift = {n: 0.1 * torch.randn(p.shape, generator=g) for n, p in model.backbone.named_parameters()}
@@ -253,7 +253,7 @@ def test_l2sp_penalty_zero_at_init_and_gradient_is_alpha_times_drift():
     penalty.backward()
     expected = alpha / 2 * sum(float(d.pow(2).sum()) for d in drift.values()) + \
         beta / 2 * sum(float(p.detach().pow(2).sum()) for p in model.head.parameters())
-    assert float(penalty) == pytest.approx(expected, rel=1e-5)
+    assert float(penalty.detach()) == pytest.approx(expected, rel=1e-5)
     for n, p in model.backbone.named_parameters():
         torch.testing.assert_close(p.grad, alpha * drift[n], rtol=1e-4, atol=1e-6)
     for p in model.head.parameters():
