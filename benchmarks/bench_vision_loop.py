@@ -53,14 +53,20 @@ def harness_model(name: str, classes: int):
     return TransferModel(backbone, classes)
 
 
-def plain_model(name: str, classes: int) -> torch.nn.Module:
+def plain_model(name: str, classes: int, like) -> torch.nn.Module:
+    """The same network as the harness's ``like``, with its weights: the same values matter on a
+    CPU, where denormal numbers in pretrained weights can slow every op."""
     if name == "efficientnet_lite0":
         import timm
 
-        return timm.create_model(name, num_classes=classes)
-    import torchvision
+        model = timm.create_model(name, num_classes=classes)
+    else:
+        import torchvision
 
-    return torchvision.models.get_model(name, weights=None, num_classes=classes)
+        model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+    missing, unexpected = model.load_state_dict(like.backbone.body.state_dict(), strict=False)
+    assert not unexpected and all(k.split(".")[0] in ("fc", "classifier") for k in missing), (missing, unexpected)
+    return model
 
 
 def plain_train(model, images, labels, steps, batch_size, size, device, precision, channels_last, lr, seed=0):
@@ -147,7 +153,7 @@ def main(argv=None) -> dict:
                                                                     args.channels_last)), device, clock))
             assert got["fit"].steps == steps, (got["fit"].steps, steps)
             torch.manual_seed(0)
-            model = plain_model(args.model, classes)
+            model = plain_model(args.model, classes, like=harness_model(args.model, classes))
             times["plain"].setdefault(steps, []).append(timed(
                 lambda m=model, s=steps: plain_train(m, train_x, train_y, s, args.batch_size, args.size, device,
                                                      args.precision, args.channels_last, 1e-3), device, clock))
