@@ -139,7 +139,9 @@ def test_lbfgs_chooses_c_on_validation_not_test():
     data = feature_data(train, val, test)
     head = torch.nn.Linear(2, 2)
     grid = [1e-4, 1e-2, 1.0, 100.0]
+    threads = torch.get_num_threads()
     chosen, scores = select_c(head, data, TASKS.get("image-classification"), ProbeParams(solver="lbfgs", c_grid=grid), CPU)
+    assert torch.get_num_threads() == threads  # the solver's single-thread scope is undone
     assert chosen == 1e-4
     assert scores[0]["val_accuracy"] == 1.0 and scores[-1]["val_accuracy"] == 0.0
     with torch.no_grad():  # the head keeps the chosen C's weights: class 0 on val
