@@ -133,7 +133,7 @@ def test_distill_teacher_loops_and_bad_source_teachers_fail_at_validate(write_su
 
 
 @pytest.mark.parametrize("pair", ["cnn", pytest.param("bert", marks=pytest.mark.slow)])
-def test_distill_runs_learns_from_the_teacher_and_reuses_its_cached_predictions(write_suite, tmp_path, pair):
+def test_distill_run_retrains_the_suites_teacher_and_reuses_its_cached_predictions(write_suite, tmp_path, pair):
     runs = plan(write_suite, "  - full_finetune\n  - distill: {teacher: full_finetune}\n")
     spec = one(runs, pair, "distill")
     options = ExecOptions(cache_dir=tmp_path / "cache")
