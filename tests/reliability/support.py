@@ -15,14 +15,17 @@ ROOT = HERE.parents[1]
 # Tiny CNN on synthetic images with all three strategies, so feature-cache writes (linear_probe)
 # happen alongside record writes. CRASH_SUITE_TEXT adds a tiny-BERT NER pair (slow variant: a
 # fresh process pays the transformers import on its first text run).
-CRASH_SUITE = """\
-suite: crash
-seeds: [0, 1, 2]
-defaults: {epochs: 1, batch_size: 16, max_steps: 2, max_train_samples: 32, max_eval_samples: 16, lr: 1e-2}
+CNN_PAIR = """\
 pairs:
   - id: cnn
     source: {model: test/tiny_cnn}
     target: {dataset: test/tiny_images, task: image-classification}
+"""
+CRASH_SUITE = """\
+suite: crash
+seeds: [0, 1, 2]
+defaults: {epochs: 1, batch_size: 16, max_steps: 2, max_train_samples: 32, max_eval_samples: 16, lr: 1e-2}
+""" + CNN_PAIR + """\
 strategies:
   - scratch
   - linear_probe

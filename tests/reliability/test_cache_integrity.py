@@ -12,14 +12,13 @@ from harness.plan import expand
 from harness.records import TMP_SUFFIX
 from harness.run.execute import ExecOptions, execute
 
+from .support import CNN_PAIR
+
 SUITE = """\
 suite: cache
 seeds: [0]
 defaults: {epochs: 1, batch_size: 16, max_train_samples: 48, max_eval_samples: 16}
-pairs:
-  - id: cnn
-    source: {model: test/tiny_cnn}
-    target: {dataset: test/tiny_images, task: image-classification}
+""" + CNN_PAIR + """\
 strategies:
   - linear_probe
 """

@@ -12,16 +12,13 @@ from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import TMP_SUFFIX, scan
 
-from .support import harness_cmd
+from .support import CNN_PAIR, harness_cmd
 
 SUITE = """\
 suite: shared
 seeds: [0, 1]
 defaults: {epochs: 1, batch_size: 16, max_steps: 2, max_train_samples: 32, max_eval_samples: 16}
-pairs:
-  - id: cnn
-    source: {model: test/tiny_cnn}
-    target: {dataset: test/tiny_images, task: image-classification}
+""" + CNN_PAIR + """\
 strategies:
   - scratch
 """
