@@ -150,6 +150,22 @@ def test_distill_run_retrains_the_suites_teacher_and_reuses_its_cached_predictio
     assert first.curve == second.curve
 
 
+@pytest.mark.parametrize(("pair", "teacher"), [("cnn", "{model: test/tiny_cnn, image_size: 12}"),
+                                              pytest.param("bert", "{model: test/tiny_bert, max_length: 12}",
+                                                           marks=pytest.mark.slow)])
+def test_distill_from_a_source_teacher_with_other_preprocessing(write_suite, tmp_path, pair, teacher):
+    """A source-spec teacher (its head fitted by a linear probe) reads the student's training
+    examples through its own preprocessing (another image size; a shorter token limit)."""
+    pairs = "pairs:\n  - id: " + next(block for block in PAIRS.split("  - id: ")[1:] if block.startswith(pair))
+    runs = plan(write_suite, f"  - distill: {{teacher: {teacher}, teacher_train: {{epochs: 2}}}}\n", pairs=pairs)
+    spec = one(runs, pair, "distill")
+    run = spec.params["teacher_run"]
+    assert (run["strategy"], run["source"]["model"], run["train"]["epochs"]) == ("linear_probe", f"test/tiny_{pair}", 2)
+    record = execute(spec, ExecOptions(cache_dir=tmp_path / "cache"))
+    assert record.status == "ok", record.error
+    assert record.config["notes"]["teacher"]["strategy"] == "linear_probe"
+
+
 def test_distill_token_batches_carry_the_teachers_logits_at_labelled_words(write_suite):
     runs = plan(write_suite, "  - full_finetune\n  - distill: {teacher: full_finetune}\n")
     _, model, data, _ = build(one(runs, "bert", "distill"), CPU)
