@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness.config.errors import HarnessError
-from harness.report.aggregate import SCALAR_METRICS, Row, aggregate
+from harness.config.errors import HarnessError, unknown_message
+from harness.report.aggregate import COST_KEYS, SCALAR_METRICS, Row, aggregate
 from harness.report.export import scan_results
 from harness.report.stats import Summary
 
@@ -132,13 +132,16 @@ def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) 
 def compare_dirs(baseline: str | Path, results: str | Path, options: GateOptions | None = None,
                  suite: str | None = None) -> Comparison:
     """Compare the records under ``results`` with those under ``baseline`` (same suite(s))."""
+    opts = options or GateOptions()
+    if opts.max_slowdown is not None and opts.cost_key not in COST_KEYS:
+        raise CompareInputError(unknown_message("cost key", opts.cost_key, COST_KEYS))
     base_rows = load_rows(baseline, "baseline", [suite] if suite else None)
     suites = sorted({r.suite for r in base_rows})
     smoke = {r.smoke for r in base_rows}
     new_rows = [r for r in load_rows(results, "results", suites) if r.smoke in smoke]
     if not new_rows:
         raise CompareInputError(f"results {results}: no records with the baseline's smoke flag")
-    return compare_rows(base_rows, new_rows, options)
+    return compare_rows(base_rows, new_rows, opts)
 
 
 def _pct(s: Summary | None) -> str:

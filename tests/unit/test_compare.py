@@ -133,6 +133,9 @@ def test_bad_input_exits_2_without_traceback(tmp_path, capsys):
     (tmp_path / "results").mkdir()
     assert gate(tmp_path) == 2
     assert "no run records of suite(s) nightly" in capsys.readouterr().err
+    results(tmp_path)
+    assert gate(tmp_path, "--cost-key", "wal_s") == 2
+    assert "Unknown cost key 'wal_s'. Did you mean: wall_s" in capsys.readouterr().err
 
 
 def test_other_suites_in_the_results_are_ignored(tmp_path):
