@@ -17,7 +17,7 @@ measures the other jobs as much as the code, also per second of this process's C
 same spans (``--threads 1`` keeps idle OpenMP threads from spinning into that figure). Runs
 alternate harness / Trainer per seed so that machine load hits both alike.
 
-    python benchmarks/bench_nlp_parity.py                       # 2 seeds, 800 sentences, 1 epoch (CPU: minutes)
+    python benchmarks/bench_nlp_parity.py                       # 2 seeds, 800 sentences, 2 epochs (CPU: minutes)
     python benchmarks/bench_nlp_parity.py --seeds 0 1 2 --epochs 3 --max-train 0   # full train split
 """
 
@@ -217,9 +217,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--max-train", type=int, default=800, help="training sentences (0: the whole train split)")
-    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--warmup-ratio", type=float, default=0.1)
     ap.add_argument("--max-eval", type=int, default=0, help="val/test sentences (0: all)")
     ap.add_argument("--max-length", type=int, default=64)
