@@ -177,7 +177,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
             if extra is not None:
                 loss = loss + extra
         if not torch.isfinite(loss):
-            raise Diverged(f"loss is {float(loss)} at step {step}")
+            raise Diverged(f"loss is {float(loss.detach())} at step {step}")
         scaler.scale(loss / cfg.grad_accum).backward()
         return loss
 
