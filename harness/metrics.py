@@ -62,7 +62,7 @@ def word_sequences(p: Predictions) -> tuple[list[list[str]], list[list[str]]]:
     assert p.sequences is not None and p.seq_index is not None, "token metrics need sequences"
     names = list(p.label_names)
     preds: list[list[str]] = [[] for _ in p.sequences]
-    for s, y in zip(p.seq_index.tolist(), p.y_pred.tolist()):
+    for s, y in zip(p.seq_index.tolist(), p.y_pred.tolist(), strict=False):
         preds[s].append(names[y])
     gold = [list(seq) for seq in p.sequences]
     for i, seq in enumerate(gold):

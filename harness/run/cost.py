@@ -165,8 +165,7 @@ def environment(device: torch.device) -> dict[str, Any]:
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             "packages": versions,
-            "env": redacted_env(),
         }
     dev = {"device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"}
-    return {**_ENV_CACHE, **dev}
+    return {**_ENV_CACHE, **dev, "env": redacted_env()}  # env vars read per run: they may change between runs

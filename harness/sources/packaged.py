@@ -51,7 +51,7 @@ def map_in_order(src: dict, dst: dict) -> dict:
     if len(src) != len(dst):
         raise HarnessError(f"state dicts differ in length: {len(src)} tensors vs {len(dst)}")
     out = {}
-    for (ks, vs), (kd, vd) in zip(src.items(), dst.items()):
+    for (ks, vs), (kd, vd) in zip(src.items(), dst.items(), strict=False):
         if tuple(vs.shape) != tuple(vd.shape):
             raise HarnessError(f"cannot map {ks} {tuple(vs.shape)} onto {kd} {tuple(vd.shape)}")
         out[kd] = vs

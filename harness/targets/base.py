@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-
 from pydantic import Field
 
 from harness.config.errors import did_you_mean

@@ -22,7 +22,7 @@ def ner(gold: list[list[str]], pred: list[list[str]], kept: list[int] | None = N
     ids = {n: i for i, n in enumerate(names)}
     kept = kept or [len(s) for s in gold]
     y_true, y_pred, seq = [], [], []
-    for s, (g, p) in enumerate(zip(gold, pred)):
+    for s, (g, p) in enumerate(zip(gold, pred, strict=False)):
         for j in range(kept[s]):
             y_true.append(ids[g[j]])
             y_pred.append(ids[p[j]])

@@ -19,7 +19,7 @@ def test_miss_suggests_and_lists():
     with pytest.raises(UnknownNameError) as exc:
         STRATEGIES.get("ful_finetune")
     msg = str(exc.value)
-    assert msg.startswith("Unknown strategy 'ful_finetune'. Did you mean: full_finetune?")
+    assert msg.startswith("Unknown strategy 'ful_finetune'. Did you mean: full_finetune")
     assert "Available:" in msg and "linear_probe" in msg
 
 
