@@ -237,6 +237,9 @@ class ConllFile(Target):
     def check_name(self, name: str) -> None:
         if not name:
             raise ValueError("give a path: conll/path/to/file.txt")
+        if not Path(name).is_file():  # caught at validate time, not after hours of other runs
+            raise ValueError(f"CoNLL file not found: {name} (relative paths are read from the working directory, "
+                             f"{Path.cwd()})")
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         p = ConllParams.model_validate(params)

@@ -114,3 +114,21 @@ def test_false_and_zero_are_values_not_absence(write_suite):
     assert probe.train["weight_decay"] == 0.0
     assert ft.train["weight_decay"] == 0.1
     assert probe.train["max_grad_norm"] is None
+
+
+def test_missing_data_file_is_a_validate_error(write_suite, tmp_path):
+    conll = tmp_path / "ner.txt"
+    suite = """\
+    suite: ner
+    seeds: [0]
+    pairs:
+      - id: bert-ner
+        source: {model: test/tiny_bert}
+        target: {dataset: conll/%s, task: token-classification}
+    strategies: [full_finetune]
+    """
+    path = write_suite(suite % conll)
+    (err,) = errors_of(path)
+    assert f"{path}:6: pairs[0].target.dataset: CoNLL file not found: {conll}" in err
+    conll.write_text("EU B-org\nrejects O\n\nPeter B-per\n")
+    assert load_suite(path).pairs[0].target.ref == f"conll/{conll}"
