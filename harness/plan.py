@@ -69,8 +69,8 @@ def resolve(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: bool =
     from harness.registry import STRATEGIES
 
     override = pair.overrides.get(strat.label)
-    train = {**suite.defaults, **pair.train, **strat.train, **(override.train if override else {})}
-    train = TrainConfig.model_validate(train)
+    layers = {**suite.defaults, **pair.train, **strat.train, **(override.train if override else {})}
+    train = TrainConfig.model_validate(layers)
     if smoke:
         bs = train.batch_size * train.grad_accum
         train = train.model_copy(update={

@@ -68,7 +68,7 @@ class Collector:
             for err in e.errors():
                 loc = (*path, *err["loc"])
                 if err["type"] == "extra_forbidden":
-                    self.unknown_key(path + tuple(err["loc"][:-1]), err["loc"][-1], cls.model_fields)
+                    self.unknown_key(path + tuple(err["loc"][:-1]), str(err["loc"][-1]), cls.model_fields)
                 else:
                     self.add(loc, f"{err['msg']} (got {err.get('input')!r})")
             return None
@@ -79,7 +79,8 @@ MAX_YAML_NODES = 100_000  # aliases are walked once per use: a bound against "bi
 
 def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int] | None = None,
               _budget: list[int] | None = None) -> None:
-    _open, _budget = (set(), [MAX_YAML_NODES]) if _open is None else (_open, _budget)
+    if _open is None or _budget is None:
+        _open, _budget = set(), [MAX_YAML_NODES]
     col.lines.setdefault(path, node.start_mark.line + 1)
     _budget[0] -= 1
     if _budget[0] == 0:
@@ -98,10 +99,10 @@ def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int]
                 continue
             key = k.value
             if key in seen:
-                col.lines[(*path, key)] = k.start_mark.line + 1
+                col.lines[path + (key,)] = k.start_mark.line + 1
                 col.add((*path, key), "duplicate key (YAML would silently keep the last one)")
             seen.add(key)
-            col.lines[(*path, key)] = k.start_mark.line + 1
+            col.lines[path + (key,)] = k.start_mark.line + 1
             _line_map(v, col, (*path, key), _open, _budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
@@ -234,6 +235,7 @@ def _set_fields(model: BaseModel | None) -> dict[str, Any]:
 def _strategy(col: Collector, item: Any, path: Path_) -> StrategySpec | None:
     from harness.registry import STRATEGIES
 
+    block: Any
     if isinstance(item, str):
         name, block = item, {}
     elif isinstance(item, dict) and len(item) == 1:
@@ -248,10 +250,10 @@ def _strategy(col: Collector, item: Any, path: Path_) -> StrategySpec | None:
     if name not in STRATEGIES:
         col.add(path if isinstance(item, str) else (*path, name), str(UnknownNameError("strategy", name, STRATEGIES.names())))
         return None
-    block = _mapping(col, block, (*path, name), f"strategy '{name}' block")
-    if block is None:
+    mapping = _mapping(col, block, (*path, name), f"strategy '{name}' block")
+    if mapping is None:
         return None
-    return _split_strategy_keys(col, name, block, (*path, name), allow_label=True)
+    return _split_strategy_keys(col, name, mapping, (*path, name), allow_label=True)
 
 
 def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec]) -> PairSpec | None:
@@ -270,7 +272,7 @@ def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec
         col.add(path, "missing required key 'target'")
     source, src_entry = _component(col, data.get("source"), (*path, "source"), "source") if "source" in data else (None, None)
     target, tgt_entry = _component(col, data.get("target"), (*path, "target"), "target") if "target" in data else (None, None)
-    if source and target and target.task:
+    if source and target and target.task and src_entry is not None:
         task = TASKS.get(target.task)
         src_mod = src_entry.modality(source.name)
         if src_mod != task.modality:
@@ -353,18 +355,18 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
             col.add(("pairs", i, "id"), f"pair id '{p.id}' is used twice")
         pairs.append(p)
 
-    if col.issues:
+    if col.issues or suite is None:
         return None
-    spec = SuiteSpec(suite=suite, path=col.file, seeds=tuple(seeds), defaults=defaults, pairs=tuple(pairs),
+    suite_spec = SuiteSpec(suite=suite, path=col.file, seeds=tuple(seeds), defaults=defaults, pairs=tuple(pairs),
                      strategies=tuple(strategies), description=description or "", price_per_gpu_hour=price)
     # Strategy checks that need the whole suite (a teacher that exists, a depth that fits).
-    for i, s in enumerate(spec.strategies):
+    for i, s in enumerate(suite_spec.strategies):
         cls = STRATEGIES.get(s.name)
-        for pair in spec.pairs:
+        for pair in suite_spec.pairs:
             params = cls.Params.model_validate({**s.params, **(pair.overrides[s.label].params if s.label in pair.overrides else {})})
-            for msg in cls.check(params, pair, spec):
+            for msg in cls.check(params, pair, suite_spec):
                 col.add(("strategies", i, s.name), f"pair '{pair.id}': {msg}")
-    return None if col.issues else spec
+    return None if col.issues else suite_spec
 
 
 def load_suite(path: str | Path) -> SuiteSpec:
