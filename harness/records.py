@@ -23,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 from harness.config.errors import HarnessError, LockedError
 
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temp files: ".<name>.<random>.tmp", never read as records
 
@@ -73,6 +75,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file written with open()
     pause = float(os.environ.get("HARNESS_TEST_WRITE_PAUSE_S") or 0)
     try:
         with os.fdopen(fd, "wb") as f:

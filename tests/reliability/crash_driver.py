@@ -94,10 +94,19 @@ def wait_for_write(pid: int, results: Path, before: set[str], nth: int, under: s
             seen |= {t for t in temp_files(results) - before if t.startswith(under)}
         if len(seen) >= nth:
             return True
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+        if exited(pid):
             return False
         time.sleep(0.002)
     return True
+
+
+def exited(pid: int) -> bool:
+    """Whether the child has exited; reaps it. A child reaped earlier (e.g. while waiting for a
+    write) has exited too: ``waitpid`` then raises ChildProcessError instead of answering."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
 
 
 def main() -> None:
@@ -114,10 +123,14 @@ def main() -> None:
         pid = fork_run([*argv, "--only", args.first_complete])
         os.waitpid(pid, 0)
     suite_name = runs[0].suite
-    rounds = ["exec"] * args.exec_kills + [("random", "mid-record-write", "random", "mid-any-write")[i % 4]
-                                           for i in range(args.kills - args.exec_kills)]
+    # Rounds go on until `kills` of them killed a live process: on a fast machine a child may
+    # finish on its own before its kill, and such a round does not count (capped at 4× rounds).
+    kinds = ("random", "mid-record-write", "random", "mid-any-write")
+    rounds = ["exec"] * args.exec_kills + [kinds[i % 4] for i in range(4 * args.kills)]
     log, seen_ok, violations = [], ok_fingerprints(results) if results.exists() else {}, []
     for round_no, kind in enumerate(rounds):
+        if sum(r["killed"] for r in log) >= args.kills:
+            break
         before_tmp = temp_files(results) if results.exists() else set()
         t0 = time.monotonic()
         if kind == "exec":
@@ -128,12 +141,12 @@ def main() -> None:
         else:
             pid = fork_run(argv)
             if kind == "random":
-                time.sleep(rng.uniform(0.05, 1.5))
+                time.sleep(rng.uniform(0.02, 0.8))
             elif kind == "mid-record-write":
                 wait_for_write(pid, results, before_tmp, nth=1, under=f"{suite_name}/")
             else:  # any file (feature cache included); sometimes the second, after one whole file
                 wait_for_write(pid, results, before_tmp, nth=rng.choice((1, 1, 2)))
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done = exited(pid)
         if not done:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)

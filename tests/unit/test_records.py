@@ -67,3 +67,13 @@ def test_lock_refuses_a_second_holder(tmp_path):
         pass
     with results_lock(tmp_path):  # released after the first holder is done
         pass
+
+
+def test_records_get_normal_file_permissions(tmp_path):
+    import os
+    import stat
+
+    path = write_record(tmp_path, record())
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
