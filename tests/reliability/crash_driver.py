@@ -141,7 +141,7 @@ def main() -> None:
         else:
             pid = fork_run(argv)
             if kind == "random":
-                time.sleep(rng.uniform(0.02, 0.8))
+                time.sleep(rng.uniform(0.02, 0.4))
             elif kind == "mid-record-write":
                 wait_for_write(pid, results, before_tmp, nth=1, under=f"{suite_name}/")
             else:  # any file (feature cache included); sometimes the second, after one whole file

@@ -90,4 +90,7 @@ def test_sigkill_24_times_then_resume_loses_nothing(tmp_path):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_sigkill_40_times_image_and_text_pairs(tmp_path, seed):
     """More rounds, a text pair too, and more exec'd processes (killed during interpreter start-up)."""
-    crash_and_resume(tmp_path, kills=40, exec_kills=4, seed=seed, suite_text=CRASH_SUITE_TEXT)
+    # Six seeds (36 runs): enough work left that 40 kills land before the suite completes on its own.
+    suite = CRASH_SUITE_TEXT.replace("seeds: [0, 1, 2]", "seeds: [0, 1, 2, 3, 4, 5]")
+    assert suite != CRASH_SUITE_TEXT
+    crash_and_resume(tmp_path, kills=40, exec_kills=4, seed=seed, suite_text=suite)
