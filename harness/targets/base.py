@@ -23,11 +23,15 @@ class Target:
     default_task: ClassVar[str | None] = None
     names: ClassVar[tuple[str, ...] | None] = None
 
+    name_hint: ClassVar[str] = ""  # open namespaces: what goes after "<namespace>/", for the empty-name error
+
     def check_name(self, name: str) -> None:
         if self.names is not None and name not in self.names:
             close = did_you_mean(name, self.names)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown dataset '{name}'.{hint} Available: {', '.join(self.names)}.")
+        if not name.strip():
+            raise ValueError(f"a dataset is needed after the namespace: {self.name_hint}")
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         raise NotImplementedError

@@ -157,9 +157,7 @@ class HFText(Target):
     tasks = frozenset({"text-classification"})
     default_task = "text-classification"
 
-    def check_name(self, name: str) -> None:
-        if not name:
-            raise ValueError("give a dataset: hftext/<hub id>, hftext/<saved directory> or hftext/json with data_files")
+    name_hint = "hftext/<hub id>, hftext/<saved directory> or hftext/json with data_files"
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         p = HFTextParams.model_validate(params)

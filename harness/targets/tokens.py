@@ -234,9 +234,10 @@ class ConllFile(Target):
     tasks = frozenset({"token-classification"})
     default_task = "token-classification"
 
+    name_hint = "conll/path/to/file.txt"
+
     def check_name(self, name: str) -> None:
-        if not name:
-            raise ValueError("give a path: conll/path/to/file.txt")
+        super().check_name(name)
         if not Path(name).is_file():  # caught at validate time, not after hours of other runs
             raise ValueError(f"CoNLL file not found: {name} (relative paths are read from the working directory, "
                              f"{Path.cwd()})")
@@ -297,9 +298,7 @@ class HFNer(Target):
     tasks = frozenset({"token-classification"})
     default_task = "token-classification"
 
-    def check_name(self, name: str) -> None:
-        if not name:
-            raise ValueError(f"give a dataset: hfner/<hub id>, hfner/<saved directory>, or one of {', '.join(KNOWN_NER)}")
+    name_hint = f"hfner/<hub id>, hfner/<saved directory>, or one of {', '.join(KNOWN_NER)}"
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         known = KNOWN_NER.get(name)

@@ -486,9 +486,7 @@ class ImageFolderTarget(Target):
     tasks = frozenset({"image-classification"})
     default_task = "image-classification"
 
-    def check_name(self, name: str) -> None:
-        if not name.strip():
-            raise ValueError("imagefolder needs a path: imagefolder/<path to the tree>")
+    name_hint = "imagefolder/<path to the tree>"
 
     def resolve(self, name: str, p: FolderParams) -> Path:
         candidates = [Path(name).expanduser()]
@@ -563,9 +561,7 @@ class HFImages(Target):
     tasks = frozenset({"image-classification"})
     default_task = "image-classification"
 
-    def check_name(self, name: str) -> None:
-        if not name.strip():
-            raise ValueError("hfimages needs a dataset id: hfimages/<owner>/<name> (or a builder: parquet, imagefolder)")
+    name_hint = "hfimages/<owner>/<name> (or a builder: parquet, imagefolder)"
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         try:

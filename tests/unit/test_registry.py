@@ -40,3 +40,10 @@ def test_decorator_registers_class_and_returns_it():
 
     assert isinstance(reg._entries["w"].obj, W)
     assert reg._entries["w"].description == "A widget."
+
+
+def test_every_open_target_namespace_rejects_an_empty_name():
+    for entry in TARGETS.entries():
+        if entry.obj.names is None:
+            with pytest.raises(ValueError, match="a dataset is needed after the namespace"):
+                entry.obj.check_name("")
