@@ -51,9 +51,6 @@ class Split:
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[dict]:
         raise NotImplementedError
 
-    def head(self, n: int | None) -> Split:
-        return self if n is None or n >= len(self) else self.select(np.arange(n))
-
     def sample(self, n: int | None, seed: int) -> Split:
         """A fixed random subset of ``n`` examples (all of them when ``n`` is None)."""
         if n is None or n >= len(self):
@@ -75,11 +72,8 @@ class TensorSplit(Split):
 
     def select(self, indices):
         idx = torch.as_tensor(indices, dtype=torch.long)
-        out = {k: t[idx] for k, t in self.tensors.items()}
-        if self.sequences is None:
-            return TensorSplit(out)
-        # per-word rows (token features): keep whole sentences, renumbered
-        return TensorSplit(out, self.sequences)
+        # Per-word rows (token features) keep their sentence ``index``, so the sentences stay as they are.
+        return TensorSplit({k: t[idx] for k, t in self.tensors.items()}, self.sequences)
 
     def batches(self, batch_size, shuffle=False, generator=None):
         n = len(self)

@@ -6,6 +6,7 @@ normalised with the source's mean/std, then kept in memory as one tensor.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -32,13 +33,13 @@ def to_model_input(images: torch.Tensor, spec) -> torch.Tensor:
 
 
 def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: list[str], p: SplitParams,
-                      backbone, source_desc: str, domains: dict[str, torch.Tensor] | None = None,
+                      spec, source_desc: str, domains: dict[str, torch.Tensor] | None = None,
                       eval_images: torch.Tensor | None = None, unlabeled: torch.Tensor | None = None,
                       **how: Any) -> TargetData:
     """Split ``images`` train/val/test; ``eval_images`` (same examples, another domain) feed val
     and test; ``unlabeled`` (same examples) exposes its train-split images, without labels, as
-    ``extra["unlabeled"]`` (domain adaptation). ``how`` is recorded in ``split_info``."""
-    spec = backbone.input_spec
+    ``extra["unlabeled"]`` (domain adaptation). ``how`` is recorded in ``split_info``. ``spec`` is
+    the backbone's :class:`ImageInput` (resolution possibly overridden by the target)."""
     y = torch.as_tensor(labels, dtype=torch.long)
     parts = split_indices(len(y), p.val_fraction, p.test_fraction, p.split_seed)
     held_out = images if eval_images is None else eval_images
@@ -88,28 +89,14 @@ class SklearnImages(Target):
         p = DigitsParams.model_validate(params)
         d = load_digits()
         images = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        if p.image_size:
-            backbone = _with_size(backbone, p.image_size)
+        spec = replace(backbone.input_spec, size=p.image_size) if p.image_size else backbone.input_spec
         by_domain = {"original": images, "shifted": shift_domain(images, p.split_seed)}
         eval_domain = p.eval_domain or p.domain
         labels, names = (d.target % 2, ["even", "odd"]) if p.labels == "parity" else (d.target, [str(c) for c in d.target_names])
-        return image_target_data(by_domain[p.domain], labels, names, p, backbone, "sklearn.datasets.load_digits",
+        return image_target_data(by_domain[p.domain], labels, names, p, spec, "sklearn.datasets.load_digits",
                                  eval_images=by_domain[eval_domain],
                                  unlabeled=by_domain[p.unlabeled] if p.unlabeled else None,
                                  domain=p.domain, eval_domain=eval_domain, unlabeled_domain=p.unlabeled, label_kind=p.labels)
-
-
-class _SizedBackbone:
-    """A view of a backbone with its input resolution overridden by the target."""
-
-    def __init__(self, backbone, size):
-        from dataclasses import replace
-
-        self.input_spec = replace(backbone.input_spec, size=size)
-
-
-def _with_size(backbone, size):
-    return _SizedBackbone(backbone, size)
 
 
 class TinyImageParams(SplitParams):
@@ -136,5 +123,5 @@ class TinyTargets(Target):
         for i, c in enumerate(labels.tolist()):  # a learnable signal: class c lights one band
             images[i, :, (c * 12) // p.num_classes:((c + 1) * 12) // p.num_classes, :] += 0.6
         images = images.clamp(0, 1)
-        return image_target_data(images, labels.numpy(), [f"c{c}" for c in range(p.num_classes)], p, backbone,
+        return image_target_data(images, labels.numpy(), [f"c{c}" for c in range(p.num_classes)], p, backbone.input_spec,
                                  "synthetic", unlabeled=shift_domain(images, p.split_seed) if p.unlabeled else None)
