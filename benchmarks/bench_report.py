@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import random
 import shutil
 import statistics
@@ -68,15 +69,20 @@ def write_all(records: list[RunRecord], directory: Path) -> None:
 
 
 def report_once(results: Path, reports: Path, *extra: str) -> tuple[float, float]:
-    """Wall and CPU seconds of one in-process ``harness report`` (CPU time is what a busy machine
-    does not inflate)."""
+    """Wall and CPU seconds of one in-process ``harness report``; the CPU time includes the plot
+    worker processes (CPU time is what a busy machine does not inflate)."""
     from harness.cli import main
 
-    w, c = time.perf_counter(), time.process_time()
+    w, c = time.perf_counter(), cpu_s()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = main(["report", "--results", str(results), "--reports", str(reports), *extra])
     assert code == 0
-    return time.perf_counter() - w, time.process_time() - c
+    return time.perf_counter() - w, cpu_s() - c
+
+
+def cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def phases(results: Path, reports: Path) -> dict[str, tuple[float, float]]:
@@ -90,9 +96,9 @@ def phases(results: Path, reports: Path) -> dict[str, tuple[float, float]]:
 
     @contextlib.contextmanager
     def timed(name):
-        w, c = time.perf_counter(), time.process_time()
+        w, c = time.perf_counter(), cpu_s()
         yield
-        out[name] = (time.perf_counter() - w, time.process_time() - c)
+        out[name] = (time.perf_counter() - w, cpu_s() - c)
 
     with timed("scan (read + validate JSON)"):
         records, _ = scan(results)
@@ -131,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         write_all(recs, results / "bench")
         cold = report_once(results, reports)  # imports, and every plot drawn
 
-        def fresh():
+        def fresh(*extra):
             shutil.rmtree(reports, ignore_errors=True)
-            return report_once(results, reports)
+            return report_once(results, reports, *extra)
 
         runs = {
-            "report, plots drawn": [fresh() for _ in range(args.repeat)],
+            "report, plots drawn (one process)": [fresh("-j", "1") for _ in range(args.repeat)],
+            "report, plots drawn (one process per CPU)": [fresh() for _ in range(args.repeat)],
             "report, plots unchanged (cached)": [report_once(results, reports) for _ in range(args.repeat)],
             "report --no-plots": [report_once(results, reports, "--no-plots") for _ in range(args.repeat)],
         }
@@ -150,15 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
         figures[name] = {"wall_s": wall, "cpu_s": cpu}
         print(f"  {name:<40} {wall:6.3f} s wall {cpu:6.3f} s CPU")
-    # CPU time is the figure a machine shared with other jobs does not inflate
-    target = figures["report, plots unchanged (cached)"]["cpu_s"]
-    verdict = "PASS" if target < TARGET_S else "FAIL"
-    print(f"target: < {TARGET_S:.0f} s CPU for the report of unchanged plots over {len(recs)} records: "
-          f"{target:.3f} s {verdict}")
+    # two verdicts: the records' cost (plots current: CPU time, which a shared machine does not
+    # inflate) and a first report that must draw every plot (wall: the plots run in parallel)
+    verdicts = {}
+    for name, key in (("report of unchanged plots, CPU", ("report, plots unchanged (cached)", "cpu_s")),
+                      ("report drawing every plot, wall", ("report, plots drawn (one process per CPU)", "wall_s"))):
+        value = figures[key[0]][key[1]]
+        verdicts[name] = value < TARGET_S
+        print(f"target < {TARGET_S:.0f} s, {name}, {len(recs)} records: {value:.3f} s "
+              f"{'PASS' if verdicts[name] else 'FAIL'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"records": len(recs), "pairs": args.pairs, "cold": cold,
                                                "runs": figures, "phases": split}, indent=2))
-    return 0 if verdict == "PASS" else 1
+    return 0 if all(verdicts.values()) else 1
 
 
 if __name__ == "__main__":

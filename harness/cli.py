@@ -18,6 +18,16 @@ from harness import __version__
 from harness.config.errors import ConfigError, HarnessError
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _load(path: str):
     from harness.config.load import load_suite
 
@@ -125,7 +135,8 @@ def cmd_report(args) -> int:
 
     for (suite, smoke), group in sorted(groups.items()):
         out = Path(args.out) if args.out else Path(args.reports) / f"{suite}{'-smoke' if smoke else ''}.md"
-        written, warnings = write_report(group, out, plots=not args.no_plots, exports=not args.no_export)
+        written, warnings = write_report(group, out, plots=not args.no_plots, exports=not args.no_export,
+                                         jobs=args.jobs)
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
@@ -196,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--suite", help="only this suite")
     rep.add_argument("--no-plots", action="store_true", help="skip the per-pair Pareto and learning-curve PNGs")
     rep.add_argument("--no-export", action="store_true", help="skip the CSV and Parquet exports")
+    rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
+                     help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)
 
     cmp = sub.add_parser("compare", help="regression gate: results vs a baseline; exit 1 when anything regressed")

@@ -8,7 +8,6 @@ moment the process dies at.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
@@ -120,24 +119,34 @@ class CorruptRecord(HarnessError):
     pass
 
 
-def read_record(path: Path) -> RunRecord:
+def read_record(path: str | Path) -> RunRecord:
     try:
-        return RunRecord.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as e:
+        with open(path, "rb") as f:
+            # pydantic's own JSON parser: a third of the time of json.loads + model_validate
+            return RunRecord.model_validate_json(f.read())
+    except ValidationError as e:  # also malformed JSON and bytes that are not UTF-8
         raise CorruptRecord(f"{path}: not a valid run record ({e.__class__.__name__})") from e
 
 
 def scan(results: str | Path) -> tuple[list[RunRecord], list[Path]]:
-    """Every record under ``results`` (recursively, temp files ignored) and the corrupt ones."""
+    """Every record under ``results`` (recursively, temp files and dot-directories ignored) in
+    path order, and the corrupt ones."""
     records, corrupt = [], []
-    root = Path(results)
-    for path in sorted(root.rglob("*.json")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue  # temp files and caches
+    found: list[tuple[tuple[str, ...], str]] = []
+    root = os.fspath(results)
+    # os.walk on strings, not pathlib: a report over 10,000 records spent a third of its scan
+    # building, comparing and relativising Path objects
+    for here, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # caches, temp dirs
+        rel = os.path.relpath(here, root)
+        parts = () if rel == "." else tuple(rel.split(os.sep))
+        found.extend((parts + (name,), os.path.join(here, name)) for name in files
+                     if name.endswith(".json") and not name.startswith("."))
+    for _, path in sorted(found):
         try:
             records.append(read_record(path))
         except CorruptRecord:
-            corrupt.append(path)
+            corrupt.append(Path(path))
     return records, corrupt
 
 

@@ -69,9 +69,11 @@ def write_parquet(rows: list[Row], path: Path) -> Path:
     return path
 
 
-def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool = True) -> tuple[list[Path], list[str]]:
+def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool = True,
+                 jobs: int | None = None) -> tuple[list[Path], list[str]]:
     """The whole report of one suite: ``out`` (markdown), its plots under ``<out stem>/`` linked
-    relatively, and ``<out stem>.csv`` / ``.parquet``. Returns the files written and warnings
+    relatively (drawn on ``jobs`` processes, default one per CPU), and ``<out stem>.csv`` /
+    ``.parquet``. Returns the files written and warnings
     (a missing optional library skips its files with a warning; the markdown is always written)."""
     from harness.records import atomic_write_bytes
     from harness.report.markdown import render
@@ -83,7 +85,7 @@ def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool =
         try:
             from harness.report.plots import plot_pairs
 
-            assets = plot_pairs(rows, out.parent / out.stem, out.stem)
+            assets = plot_pairs(rows, out.parent / out.stem, out.stem, workers=jobs)
             written += [out.parent / link for links in assets.values() for link in links.values()]
         except ImportError:
             warnings.append("plots skipped: matplotlib is not installed (pip install 'harness[report]')")

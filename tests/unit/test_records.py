@@ -44,6 +44,15 @@ def test_corrupt_records_are_reported_not_loaded(tmp_path):
     assert sorted(p.name for p in corrupt) == ["alien.json", "torn.json"]
 
 
+def test_scan_walks_subdirectories_in_path_order_and_skips_dot_directories(tmp_path):
+    for sub, run_id in (("b", "z-1"), ("a/deep", "y-1"), ("a", "x-1"), (".cache", "hidden-1"), ("a/.tmp", "hidden-2")):
+        write_record(tmp_path / sub, record(run_id))
+    records, corrupt = scan(tmp_path)
+    # sorted by path components (a/deep/y-1 < a/x-1 < b/z-1); nothing under a dot-directory
+    assert [r.run_id for r in records] == ["y-1", "x-1", "z-1"] and corrupt == []
+    assert scan(str(tmp_path))[0] == records
+
+
 def test_completed_ids_only_counts_ok(tmp_path):
     write_record(tmp_path, record("a-1"))
     write_record(tmp_path, record("b-1", status="failed", error={"type": "X", "message": "boom"}))

@@ -111,6 +111,32 @@ def test_unchanged_plots_are_not_redrawn(tmp_path):
     assert pareto.exists()
 
 
+def test_plots_drawn_in_worker_processes_are_the_same_bytes(tmp_path):
+    pytest.importorskip("matplotlib")
+    from harness.report.plots import plot_pairs
+
+    rows = aggregate(full_records())
+    serial = plot_pairs(rows, tmp_path / "serial", "x", workers=1)
+    forked = plot_pairs(rows, tmp_path / "forked", "x", workers=2)
+    assert forked == serial and len(serial) == 2  # both pairs, in their order
+    assert list(serial) == list(dict.fromkeys(r.pair for r in rows))
+    names = sorted(p.name for p in (tmp_path / "serial").glob("*.png"))
+    assert len(names) == 3  # the NER pair's records have no curve
+    for name in names:
+        assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
+
+
+def test_report_jobs_flag(tmp_path, capsys):
+    results = tmp_path / "results"
+    for r in full_records():
+        write_record(results / "golden", r)
+    assert main(["report", "--results", str(results), "--reports", str(tmp_path / "rep"), "-j", "2"]) == 0
+    assert len(list((tmp_path / "rep" / "golden").glob("*.png"))) == 3
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--results", str(results), "--jobs", "0"])
+    assert e.value.code == 2 and "expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
 def test_report_leaves_the_committed_baseline_out(tmp_path, capsys):
     results = tmp_path / "results"
     recs = records()
