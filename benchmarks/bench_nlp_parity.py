@@ -5,9 +5,10 @@ Both sides read the same sentences: the harness's fixed-seed split of WNUT-16
 (``harness.targets.tokens`` + ``split_indices``, ``split_seed`` 0) and the same training subset
 (``max_train_samples`` drawn with the harness's subsample seed). The Trainer side re-tokenises the
 words with the recipe's own ``tokenize_and_align_labels`` (first sub-word labelled) and the script
-checks that its input ids equal the harness's, token for token. Same seed, optimiser (AdamW, no
-weight decay), learning rate, linear schedule with the same warm-up steps, batch size, epochs,
-gradient clipping, dropout and ``max_length``. Test predictions of both are scored by the same
+checks that its input ids equal the harness's, token for token. Same seed, head init (N(0, 0.02),
+zero bias: ``head_init: auto``), optimiser (AdamW, no weight decay), learning rate, linear
+schedule with the same warm-up steps, batch size, epochs, gradient clipping, dropout and
+``max_length``. Test predictions of both are scored by the same
 function (seqeval, strict IOB2; words past ``max_length`` predicted O on both sides).
 
 Throughput is real (non-padding) training tokens per second of training time: the harness's
@@ -76,21 +77,6 @@ def random_batches() -> None:
     TokenSplit.batches = batches
 
 
-def hf_head_init() -> None:
-    """Ablation: the harness's new head initialised as BERT's classifier is (N(0, 0.02), zero bias)
-    instead of ``nn.Linear``'s default."""
-    from harness.sources.base import TransferModel
-
-    init = TransferModel.__init__
-
-    def __init__(self, *a, **kw):
-        init(self, *a, **kw)
-        torch.nn.init.normal_(self.head.weight, std=0.02)
-        torch.nn.init.zeros_(self.head.bias)
-
-    TransferModel.__init__ = __init__
-
-
 def harness_run(args, seed: int, workdir: Path) -> dict:
     from harness.config.load import load_suite
     from harness.plan import expand
@@ -106,7 +92,8 @@ def harness_run(args, seed: int, workdir: Path) -> dict:
     suite = workdir / "parity.yaml"
     suite.write_text(json.dumps({  # JSON is YAML
         "suite": "nlp-parity", "seeds": [seed], "defaults": train,
-        "pairs": [{"id": "minilm-wnut16", "source": {"model": "packaged/all-MiniLM-L6-v2", "max_length": args.max_length},
+        "pairs": [{"id": "minilm-wnut16", "source": {"model": "packaged/all-MiniLM-L6-v2", "max_length": args.max_length,
+                                                "head_init": args.head_init},
                    "target": {"dataset": "packaged/wnut16", "task": "token-classification"}}],
         "strategies": ["full_finetune"]}))
     (spec,) = expand(load_suite(suite))
@@ -228,7 +215,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--only", choices=["harness", "trainer"], help="run one side (ablations)")
     ap.add_argument("--random-batches", action="store_true", help="ablation: harness without length grouping")
-    ap.add_argument("--hf-head-init", action="store_true", help="ablation: harness head initialised like BERT's classifier")
+    ap.add_argument("--head-init", default="auto", choices=["auto", "pytorch", "normal"],
+                    help="the harness's source.head_init (auto: BERT's classifier init, as the Trainer's model; "
+                         "pytorch: ablation, nn.Linear's default)")
     args = ap.parse_args(argv)
 
     from harness.cli import quiet_libraries
@@ -239,8 +228,6 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.random_batches:
         random_batches()
-    if args.hf_head_init:
-        hf_head_init()
     import datasets
 
     datasets.disable_progress_bars()

@@ -51,14 +51,17 @@ def build(spec: RunSpec, device: torch.device):
     src_ref = spec.source["model"]
     ns, name = src_ref.split("/", 1)
     src_params = {k: v for k, v in spec.source.items() if k != "model"}
-    backbone = SOURCES.get(ns).build(name, src_params, pretrained=strategy.pretrained)
+    source = SOURCES.get(ns)
+    backbone = source.build(name, src_params, pretrained=strategy.pretrained)
+    head_init = getattr(source.Params.model_validate(src_params), "head_init", "auto")  # plugins may lack it
     tns, tname = spec.target["dataset"].split("/", 1)
     task = TASKS.get(spec.target["task"])
     tparams = {k: v for k, v in spec.target.items() if k not in ("dataset", "task")}
     data = TARGETS.get(tns).load(tname, tparams, task.name, backbone)
     data = limit(data, cfg.max_train_samples, cfg.max_eval_samples)
     data = place(data, device, cfg.num_workers)  # before adapt: feature extraction reads it on the device too
-    model = TransferModel(backbone, len(data.label_names), dropout=0.1 if backbone.modality == "text" else 0.0)
+    model = TransferModel(backbone, len(data.label_names), dropout=0.1 if backbone.modality == "text" else 0.0,
+                          head_init=head_init)
     strategy.prepare(model)
     return strategy, model, data, task
 

@@ -8,19 +8,32 @@ it checks names without building anything (so ``validate`` stays fast) and build
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from harness.config.errors import did_you_mean
 from harness.config.schema import Params
 
+HeadInit = Literal["auto", "pytorch", "normal"]
+
+
+class SourceParams(Params):
+    """Keys every source takes; each namespace's ``Params`` adds its own."""
+
+    head_init: HeadInit = Field(
+        "auto", description="the new head's weights: auto = the model family's own convention (Hugging Face "
+        "text models: normal, std = config.initializer_range, zero bias, as AutoModelFor*Classification; "
+        "vision: PyTorch's nn.Linear default, as timm's reset_classifier and torchvision); pytorch = "
+        "nn.Linear's default (Kaiming-uniform); normal = N(0, initializer_range or 0.02), zero bias")
+
 
 class Source:
     """A namespace of models. Subclasses set ``Params`` and implement ``build``."""
 
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[SourceParams]] = SourceParams
     names: ClassVar[tuple[str, ...] | None] = None  # closed namespaces list their names
 
     def modality(self, name: str) -> str:  # "image" | "text"
@@ -84,15 +97,29 @@ class Backbone(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    # the family's convention for a new head (``head_init: auto``); vision: nn.Linear's default
+    head_convention: ClassVar[HeadInit] = "pytorch"
+    initializer_range: float = 0.02  # std of ``head_init: normal``
+
+    def new_head(self, num_labels: int, init: HeadInit = "auto") -> nn.Linear:
+        """A fresh linear head on this backbone's features, initialised as ``init`` says (draws
+        from the global RNG, so it follows the run's seed)."""
+        head = nn.Linear(self.feature_dim, num_labels)
+        if (self.head_convention if init == "auto" else init) == "normal":
+            nn.init.normal_(head.weight, mean=0.0, std=self.initializer_range)
+            nn.init.zeros_(head.bias)
+        return head
+
 
 class TransferModel(nn.Module):
     """Backbone + a fresh linear head for the target's labels."""
 
-    def __init__(self, backbone: Backbone, num_labels: int, dropout: float = 0.0):
+    def __init__(self, backbone: Backbone, num_labels: int, dropout: float = 0.0, head_init: HeadInit = "auto"):
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.feature_dim, num_labels)
+        self.head_init = head_init  # auxiliary heads (multitask) are made alike
+        self.head = backbone.new_head(num_labels, head_init)
 
     def blocks(self) -> list[nn.Module]:
         return self.backbone.blocks()
@@ -164,7 +191,14 @@ def timm_input_spec(model: nn.Module, image_size: int | None) -> ImageInput:
 
 
 class HFBackbone(Backbone):
-    """A Hugging Face encoder (``AutoModel``): per-token last hidden states."""
+    """A Hugging Face encoder (``AutoModel``): per-token last hidden states. A new head is
+    initialised as the library's ``*ForTokenClassification`` heads are: N(0, initializer_range)."""
+
+    head_convention = "normal"
+
+    @property
+    def initializer_range(self) -> float:  # type: ignore[override]
+        return float(getattr(self.body.config, "initializer_range", 0.02))
 
     def blocks(self) -> list[nn.Module]:
         body = self.body

@@ -18,14 +18,13 @@ from typing import Any
 from pydantic import Field
 
 from harness.config.errors import HarnessError
-from harness.config.schema import Params
 from harness.registry import SOURCES
-from harness.sources.base import Source, hf_backbone
+from harness.sources.base import Source, SourceParams, hf_backbone
 
 DEFAULT_MODEL = "bert-base-cased"
 
 
-class HFParams(Params):
+class HFParams(SourceParams):
     revision: str | None = Field(None, description="git revision on the Hub (branch, tag or commit; recorded)")
     trust_remote_code: bool = Field(False, description="run model code from the Hub; off unless set")
     max_length: int = Field(128, ge=8, le=8192, description="token limit (capped at the tokenizer's own limit)")

@@ -15,9 +15,8 @@ from typing import Any
 from pydantic import Field
 
 from harness.config.errors import HarnessError
-from harness.config.schema import Params
 from harness.registry import SOURCES
-from harness.sources.base import Source, TimmBackbone, hf_backbone, timm_input_spec
+from harness.sources.base import Source, SourceParams, TimmBackbone, hf_backbone, timm_input_spec
 
 MINILM = "all-MiniLM-L6-v2"
 EFFNET = "efficientnet_lite0"
@@ -58,7 +57,7 @@ def map_in_order(src: dict, dst: dict) -> dict:
     return out
 
 
-class PackagedParams(Params):
+class PackagedParams(SourceParams):
     image_size: int | None = Field(None, ge=16, le=1024, description="input resolution (images; default 224)")
     max_length: int = Field(128, ge=8, le=512, description="token limit (text)")
 

@@ -12,14 +12,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from harness.config.errors import HarnessError, did_you_mean
-from harness.config.schema import Params
 from harness.registry import SOURCES
-from harness.sources.base import ImageInput, Source, TimmBackbone, timm_input_spec
+from harness.sources.base import ImageInput, Source, SourceParams, TimmBackbone, timm_input_spec
 
 Triple = tuple[float, float, float]
 
 
-class ImageSourceParams(Params):
+class ImageSourceParams(SourceParams):
     """Preprocessing overrides: each left unset comes from the weights' own metadata."""
 
     checkpoint: str | None = Field(None, description="local state-dict file (.pth/.pt/.safetensors) instead of a download")

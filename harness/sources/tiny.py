@@ -6,12 +6,11 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.config.schema import Params
 from harness.registry import SOURCES
-from harness.sources.base import Backbone, ImageInput, Source, hf_backbone
+from harness.sources.base import Backbone, ImageInput, Source, SourceParams, hf_backbone
 
 
-class TinyParams(Params):
+class TinyParams(SourceParams):
     image_size: int = Field(16, ge=8, le=64)
     max_length: int = Field(32, ge=8, le=128)
 
