@@ -117,7 +117,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
             metrics = {**result.test, "val": result.val}
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
-                     "deterministic": cfg.deterministic, "determinism": determinism_state(), "source_info": model.backbone.info if hasattr(model, "backbone") else {}}
+                     "deterministic": cfg.deterministic, "determinism": determinism_state(),
+                     "source_info": model.backbone.info, "head_init": model.backbone.head_init_used(model.head_init)}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,
                 "trainable_fraction": round(trainable / total, 6) if total else None,

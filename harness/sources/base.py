@@ -101,11 +101,16 @@ class Backbone(nn.Module):
     head_convention: ClassVar[HeadInit] = "pytorch"
     initializer_range: float = 0.02  # std of ``head_init: normal``
 
+    def head_init_used(self, init: HeadInit = "auto") -> dict[str, Any]:
+        """What ``init`` resolves to on this backbone (recorded in ``config.notes.head_init``)."""
+        kind = self.head_convention if init == "auto" else init
+        return {"init": kind, "std": self.initializer_range} if kind == "normal" else {"init": kind}
+
     def new_head(self, num_labels: int, init: HeadInit = "auto") -> nn.Linear:
         """A fresh linear head on this backbone's features, initialised as ``init`` says (draws
         from the global RNG, so it follows the run's seed)."""
         head = nn.Linear(self.feature_dim, num_labels)
-        if (self.head_convention if init == "auto" else init) == "normal":
+        if self.head_init_used(init)["init"] == "normal":
             nn.init.normal_(head.weight, mean=0.0, std=self.initializer_range)
             nn.init.zeros_(head.bias)
         return head

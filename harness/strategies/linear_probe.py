@@ -127,7 +127,8 @@ class LinearProbe(Strategy):
         from harness.registry import TASKS
         from harness.run.features import cached_features
 
-        key = {"source": ctx.source, "target": ctx.target, "split": data.split_info,
+        source = {k: v for k, v in ctx.source.items() if k != "head_init"}  # the features do not depend on it
+        key = {"source": source, "target": ctx.target, "split": data.split_info,
                "preprocessing": data.preprocessing, "sizes": {k: len(s) for k, s in data.splits.items()}}
         with ctx.phase("feature"):
             feats, hit = cached_features(model.backbone.to(ctx.device), data, key, ctx.cache_dir, ctx.device,

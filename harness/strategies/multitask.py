@@ -91,7 +91,7 @@ class Multitask(Strategy):
             tparams = {k: v for k, v in t.target.items() if k not in ("dataset", "task")}
             aux = entry.load(name, tparams, task, backbone)
             train = aux.splits["train"].sample(self.train.max_train_samples, SUBSAMPLE_SEED)
-            self.heads.append(backbone.new_head(len(aux.label_names), model.head_init))
+            self.heads.append(backbone.new_head(len(aux.label_names), getattr(model, "head_init", "auto")))
             self.streams.append(cycle(train, self.train.batch_size, data_generator(ctx.seed + 104_729 * (i + 1))))
             self.sizes.append(len(train))
             info.append({"dataset": t.target["dataset"], "task": task, "weight": t.weight, "labels": len(aux.label_names),

@@ -91,3 +91,36 @@ def test_the_run_builds_its_heads_with_the_suites_head_init(write_suite, init, z
     _, model, _, _ = build(spec, torch.device("cpu"))
     assert model.head_init == init
     assert (torch.count_nonzero(model.head.bias) == 0) == zero_bias
+
+
+@pytest.mark.parametrize("name", ["tiny_bert", "tiny_cnn"])
+def test_pytorch_head_draws_exactly_what_a_plain_nn_linear_did(name):
+    """``head_init: pytorch`` (and vision's auto) keep the results of records made before the
+    option existed: the same tensors and the same RNG state afterwards."""
+    backbone = SOURCES.get("test").build(name, {}, pretrained=True)
+    torch.manual_seed(3)
+    model = TransferModel(backbone, 7, dropout=0.1, head_init="pytorch" if name == "tiny_bert" else "auto")
+    after = torch.rand(3)
+    torch.manual_seed(3)
+    torch.nn.Dropout(0.1)
+    old = torch.nn.Linear(backbone.feature_dim, 7)
+    assert torch.equal(model.head.weight, old.weight) and torch.equal(model.head.bias, old.bias)
+    assert torch.equal(torch.rand(3), after)
+
+
+def test_the_record_says_which_init_the_head_got_and_the_probe_cache_ignores_it(write_suite, tmp_path):
+    from harness.plan import expand
+    from harness.run.execute import ExecOptions, execute
+
+    records = {}
+    for init in ("auto", "normal"):
+        suite = TINY_SUITE.replace("source: {model: test/tiny_cnn}", f"source: {{model: test/tiny_cnn, head_init: {init}}}")
+        spec = next(s for s in expand(load_suite(write_suite(suite, name=f"{init}.yaml")))
+                    if s.strategy == "linear_probe" and s.seed == 0)
+        records[init] = execute(spec, ExecOptions(cache_dir=tmp_path / "cache"))
+    assert records["auto"].status == records["normal"].status == "ok"
+    assert records["auto"].config["notes"]["head_init"] == {"init": "pytorch"}
+    assert records["normal"].config["notes"]["head_init"] == {"init": "normal", "std": 0.02}
+    # the features do not depend on the head: the second run reads the first one's cache
+    assert records["auto"].config["notes"]["feature_cache_hit"] is False
+    assert records["normal"].config["notes"]["feature_cache_hit"] is True

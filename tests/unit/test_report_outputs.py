@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -111,19 +112,89 @@ def test_unchanged_plots_are_not_redrawn(tmp_path):
     assert pareto.exists()
 
 
+FORKED = """
+import json, sys
+from concurrent import futures
+from pathlib import Path
+from harness.report import plots
+from harness.report.aggregate import aggregate
+from tests.unit.test_report_markdown_golden import full_records
+
+pools = []
+class Spy(futures.ProcessPoolExecutor):
+    def __init__(self, *a, **kw):
+        pools.append(a[0])
+        super().__init__(*a, **kw)
+futures.ProcessPoolExecutor = Spy
+links = plots.plot_pairs(aggregate(full_records()), Path(sys.argv[1]), "x", workers=2)
+print(json.dumps({"links": links, "pools": pools, "matplotlib_in_parent": "matplotlib.figure" in sys.modules}))
+"""
+
+
 def test_plots_drawn_in_worker_processes_are_the_same_bytes(tmp_path):
+    """A fresh process (as ``harness report`` is) draws on two forked workers; the PNGs are byte
+    for byte those drawn in-process."""
     pytest.importorskip("matplotlib")
+    import json
+    import subprocess
+    import sys
+
     from harness.report.plots import plot_pairs
+    from tests.conftest import ROOT
 
     rows = aggregate(full_records())
     serial = plot_pairs(rows, tmp_path / "serial", "x", workers=1)
-    forked = plot_pairs(rows, tmp_path / "forked", "x", workers=2)
-    assert forked == serial and len(serial) == 2  # both pairs, in their order
+    out = subprocess.run([sys.executable, "-c", FORKED, str(tmp_path / "forked")], cwd=ROOT, check=True,
+                         capture_output=True, text=True)
+    forked = json.loads(out.stdout)
+    assert forked["pools"] == [2], "the plots were not drawn on forked workers"
+    assert forked["matplotlib_in_parent"], "matplotlib must be loaded before the fork"
+    assert forked["links"] == serial and len(serial) == 2  # both pairs, in their order
     assert list(serial) == list(dict.fromkeys(r.pair for r in rows))
     names = sorted(p.name for p in (tmp_path / "serial").glob("*.png"))
     assert len(names) == 3  # the NER pair's records have no curve
     for name in names:
         assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()
+
+
+def test_no_fork_beside_other_python_threads(monkeypatch):
+    import threading
+
+    from harness.report import plots
+
+    assert plots._safe_to_fork() == (threading.active_count() == 1)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not plots._safe_to_fork()
+    finally:
+        stop.set()
+        t.join()
+
+
+def test_a_long_strategy_label_stays_inside_the_curve_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    from harness.report import plots
+
+    rows = [r for r in aggregate(full_records()) if r.curve]
+    long = "x" * 64  # the longest label a suite accepts
+    rows[0] = dataclasses.replace(rows[0], label=long)
+    captured = {}
+    real = plots._figure
+
+    def spy(*a, **kw):
+        captured["fig"] = real(*a, **kw)
+        return captured["fig"]
+
+    plots._figure = spy
+    try:
+        plots.curve_plot(rows, tmp_path / "c.png")
+    finally:
+        plots._figure = real
+    fig = captured["fig"]
+    box = fig.axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
 
 
 def test_report_jobs_flag(tmp_path, capsys):

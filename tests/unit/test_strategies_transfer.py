@@ -322,6 +322,14 @@ def test_multitask_trains_every_head_and_a_zero_weight_head_not_at_all(write_sui
     assert not changed(aux[1], strat.heads[1]), "an auxiliary head with weight 0 must stay as initialised"
 
 
+@pytest.mark.parametrize(("pair", "zero_bias"), [("cnn", False), ("bert", True)])
+def test_multitask_auxiliary_heads_are_initialised_like_the_main_head(write_suite, pair, zero_bias):
+    strat, model, _, _ = multitask_run(write_suite, pair, weight=0.5)
+    # head_init auto: nn.Linear's default on the CNN, N(0, initializer_range) + zero bias on BERT
+    for head in [model.head, *strat.heads]:
+        assert (torch.count_nonzero(head.bias) == 0) == zero_bias
+
+
 def test_multitask_loss_weights_scale_each_heads_gradient(write_suite):
     grads = {}
     for weight in (1.0, 0.25):
