@@ -178,7 +178,7 @@ def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
         lr_scheduler_type="linear", warmup_steps=int(args.warmup_ratio * steps_per_epoch * args.epochs),
         weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, eval_strategy="no", save_strategy="no",
         logging_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not cuda,
-        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0)
+        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0, group_by_length=args.trainer_group_by_length)
     trainer = Trainer(model=model, args=targs, train_dataset=ds["train"],
                       data_collator=DataCollatorForTokenClassification(tokenizer))
     cpu0 = time.process_time()
@@ -215,6 +215,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--only", choices=["harness", "trainer"], help="run one side (ablations)")
     ap.add_argument("--random-batches", action="store_true", help="ablation: harness without length grouping")
+    ap.add_argument("--trainer-group-by-length", action="store_true",
+                    help="ablation: the Trainer with group_by_length=True (mega-batches of 50, as the harness)")
     ap.add_argument("--head-init", default="auto", choices=["auto", "pytorch", "normal"],
                     help="the harness's source.head_init (auto: BERT's classifier init, as the Trainer's model; "
                          "pytorch: ablation, nn.Linear's default)")
