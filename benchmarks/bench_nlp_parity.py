@@ -77,6 +77,33 @@ def random_batches() -> None:
     TokenSplit.batches = batches
 
 
+def mega_batches(n: int) -> None:
+    """Ablation: length grouping within mega-batches of ``n`` batches instead of 50."""
+    from harness.targets.base import TokenSplit
+
+    TokenSplit.mega_batches = n
+
+
+def token_sum_loss(data, batch_size: int) -> None:
+    """Ablation: the token loss summed over the batch and divided by the train split's mean number
+    of labelled tokens per batch (a constant) instead of by the batch's own count: every labelled
+    token weighs the same, however the batches are grouped."""
+    import torch.nn.functional as F
+
+    from harness.run import loop
+
+    labelled = sum(sum(1 for t in row if t != -100) for row in data.splits["train"].labels)
+    per_batch = labelled / math.ceil(len(data.splits["train"]) / batch_size)
+
+    def task_loss(logits, labels):
+        if logits.ndim == 3:
+            logits, labels = logits.flatten(0, 1), labels.flatten()
+            return F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum") / per_batch
+        return F.cross_entropy(logits.float(), labels, ignore_index=-100)
+
+    loop.task_loss = task_loss
+
+
 def harness_run(args, seed: int, workdir: Path) -> dict:
     from harness.config.load import load_suite
     from harness.plan import expand
@@ -178,7 +205,8 @@ def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
         lr_scheduler_type="linear", warmup_steps=int(args.warmup_ratio * steps_per_epoch * args.epochs),
         weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, eval_strategy="no", save_strategy="no",
         logging_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not cuda,
-        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0, group_by_length=args.trainer_group_by_length)
+        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if args.trainer_group_by_length else "random")
     trainer = Trainer(model=model, args=targs, train_dataset=ds["train"],
                       data_collator=DataCollatorForTokenClassification(tokenizer))
     cpu0 = time.process_time()
@@ -215,8 +243,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--only", choices=["harness", "trainer"], help="run one side (ablations)")
     ap.add_argument("--random-batches", action="store_true", help="ablation: harness without length grouping")
+    ap.add_argument("--mega-batches", type=int, help="ablation: harness length grouping within this many batches (default 50)")
+    ap.add_argument("--token-sum-loss", action="store_true",
+                    help="ablation: harness token loss divided by a constant (mean labelled tokens per batch)")
     ap.add_argument("--trainer-group-by-length", action="store_true",
-                    help="ablation: the Trainer with group_by_length=True (mega-batches of 50, as the harness)")
+                    help="ablation: the Trainer with train_sampling_strategy=group_by_length (mega-batches of 50, as the harness)")
     ap.add_argument("--head-init", default="auto", choices=["auto", "pytorch", "normal"],
                     help="the harness's source.head_init (auto: BERT's classifier init, as the Trainer's model; "
                          "pytorch: ablation, nn.Linear's default)")
@@ -230,6 +261,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.random_batches:
         random_batches()
+    if args.mega_batches:
+        mega_batches(args.mega_batches)
     import datasets
 
     datasets.disable_progress_bars()
@@ -237,6 +270,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         data, words, tokenizer = shared_data(args)
+        if args.token_sum_loss:
+            token_sum_loss(data, args.batch_size)
         train_tokens = sum(len(x) for x in data.splits["train"].input_ids) * args.epochs
         rows = {"harness": [], "trainer": []}
         for seed in args.seeds:

@@ -86,6 +86,8 @@ class TensorSplit(Split):
 class TokenSplit(Split):
     """Variable-length token sequences, padded per batch; batches grouped by length."""
 
+    mega_batches = 50  # length grouping sorts within this many batches (the Trainer's group_by_length: 50)
+
     def __init__(self, input_ids: list[list[int]], labels: list[list[int]], sequences: Sequence[Sequence[str]],
                  pad_id: int, doc_labels: list[int] | None = None):
         self.input_ids, self.labels, self.sequences, self.pad_id = input_ids, labels, sequences, pad_id
@@ -121,7 +123,7 @@ class TokenSplit(Split):
             # Length-grouped: shuffle, then sort by length inside mega-batches of 50 batches,
             # then shuffle the batches — little padding, still random.
             order = torch.randperm(n, generator=generator).tolist()
-            mega = batch_size * 50
+            mega = batch_size * self.mega_batches
             groups = []
             for i in range(0, n, mega):
                 chunk = sorted(order[i:i + mega], key=lambda j: len(self.input_ids[j]), reverse=True)

@@ -438,3 +438,19 @@ def test_architecture_defaults_and_every_trainable_param_gets_a_gradient(name, a
     batch = {"pixel_values": torch.rand(2, 3, 32, 32), "labels": torch.tensor([0, 1])}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert params_with_grad(model, batch) == trainable  # injected modules are on the forward path
+
+
+def test_adamw_is_fused_where_it_can_be():
+    from harness.run.loop import fused_ok
+
+    cfg = TrainConfig()
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = build_optimizer([{"params": [w], "weight_decay": 0.0}], cfg)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
+    w.grad = torch.ones_like(w)
+    before = w.detach().clone()
+    opt.step()
+    assert torch.allclose(w, before - cfg.lr * torch.sign(w.grad), atol=1e-6)  # Adam's first step: lr · sign
+    meta = torch.nn.Parameter(torch.empty(2, device="meta"))
+    assert not fused_ok([{"params": [w, meta]}])  # two devices: the default implementation
+    assert build_optimizer([{"params": [w]}], cfg.model_copy(update={"optimizer": "sgd"})).__class__ is torch.optim.SGD
