@@ -59,26 +59,9 @@ def count_cpu_time() -> None:
     cost.Meter.phase = phase
 
 
-def random_batches() -> None:
-    """Ablation: the harness trains on plainly shuffled batches (the Trainer's sampler) instead of
-    length-grouped ones; evaluation batching is unchanged."""
-    from harness.targets.base import TokenSplit
-
-    grouped = TokenSplit.batches
-
-    def batches(self, batch_size, shuffle=False, generator=None):
-        if not shuffle:
-            yield from grouped(self, batch_size, shuffle, generator)
-            return
-        order = torch.randperm(len(self), generator=generator).tolist()
-        for k in range(0, len(order), batch_size):
-            yield self.collate(order[k:k + batch_size])
-
-    TokenSplit.batches = batches
-
-
 def mega_batches(n: int) -> None:
-    """Ablation: length grouping within mega-batches of ``n`` batches instead of 50."""
+    """Ablation (with --group-by-length): length grouping within mega-batches of ``n`` batches
+    instead of 50."""
     from harness.targets.base import TokenSplit
 
     TokenSplit.mega_batches = n
@@ -111,7 +94,7 @@ def harness_run(args, seed: int, workdir: Path) -> dict:
 
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "scheduler": "linear",
              "warmup_ratio": args.warmup_ratio, "weight_decay": 0.0, "max_grad_norm": 1.0,
-             "precision": args.precision}
+             "precision": args.precision, "group_by_length": args.group_by_length}
     if args.max_train:
         train["max_train_samples"] = args.max_train
     if args.max_eval:
@@ -205,8 +188,7 @@ def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
         lr_scheduler_type="linear", warmup_steps=int(args.warmup_ratio * steps_per_epoch * args.epochs),
         weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, eval_strategy="no", save_strategy="no",
         logging_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not cuda,
-        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0,
-        train_sampling_strategy="group_by_length" if args.trainer_group_by_length else "random")
+        bf16=cuda and args.precision == "bf16", dataloader_num_workers=0)
     trainer = Trainer(model=model, args=targs, train_dataset=ds["train"],
                       data_collator=DataCollatorForTokenClassification(tokenizer))
     cpu0 = time.process_time()
@@ -242,12 +224,11 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="on CUDA (CPU runs fp32 on both sides)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--only", choices=["harness", "trainer"], help="run one side (ablations)")
-    ap.add_argument("--random-batches", action="store_true", help="ablation: harness without length grouping")
+    ap.add_argument("--group-by-length", action="store_true",
+                    help="ablation: the harness's group_by_length (batches of like lengths; the default shuffles plainly, as the Trainer)")
     ap.add_argument("--mega-batches", type=int, help="ablation: harness length grouping within this many batches (default 50)")
     ap.add_argument("--token-sum-loss", action="store_true",
                     help="ablation: harness token loss divided by a constant (mean labelled tokens per batch)")
-    ap.add_argument("--trainer-group-by-length", action="store_true",
-                    help="ablation: the Trainer with train_sampling_strategy=group_by_length (mega-batches of 50, as the harness)")
     ap.add_argument("--head-init", default="auto", choices=["auto", "pytorch", "normal"],
                     help="the harness's source.head_init (auto: BERT's classifier init, as the Trainer's model; "
                          "pytorch: ablation, nn.Linear's default)")
@@ -259,8 +240,6 @@ def main(argv=None) -> int:
     count_cpu_time()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.random_batches:
-        random_batches()
     if args.mega_batches:
         mega_batches(args.mega_batches)
     import datasets

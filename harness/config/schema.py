@@ -46,6 +46,9 @@ class TrainConfig(Params):
         "fail", description="on CUDA out-of-memory: fail the run, or halve batch_size, double grad_accum and retry")
     channels_last: bool = Field(False, description="NHWC memory format for 4-d image inputs and the model (fast convs on GPU)")
     compile: bool = Field(False, description="torch.compile the model for training steps (first steps pay the compile)")
+    group_by_length: bool = Field(
+        False, description="token tasks: train on batches of like lengths (sorted within mega-batches of 50, as the "
+        "Trainer's group_by_length): less padding, faster, but measured 1.5-2 F1 points lower on WNUT-16")
 
 
 TRAIN_KEYS = frozenset(TrainConfig.model_fields)

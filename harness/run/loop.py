@@ -196,7 +196,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         strategy.on_epoch_start(model, epoch)
         running, seen, micro = 0.0, 0, 0
         with phase("train"):
-            for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen):
+            for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen, group_by_length=cfg.group_by_length):
                 if deadline is not None and time.monotonic() > deadline:
                     raise RunTimeout(f"timeout_s={cfg.timeout_s} exceeded at step {step}")
                 batch = to_device(batch, device, cfg.channels_last)

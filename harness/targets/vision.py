@@ -147,7 +147,7 @@ class ImageSplit(Split):
         images = self.images.to(device) if keep else self.images.cpu()
         return ImageSplit(images, self.labels.to(device), self.pipeline, self.resident, device)
 
-    def batches(self, batch_size, shuffle=False, generator=None) -> Iterator[dict]:
+    def batches(self, batch_size, shuffle=False, generator=None, group_by_length=False) -> Iterator[dict]:
         order = shuffled(len(self), shuffle, generator)
         for i in range(0, len(self), batch_size):
             idx = order[i:i + batch_size]
@@ -212,7 +212,7 @@ class LoaderSplit(Split):
     def to_device(self, device: torch.device, num_workers: int = 0) -> LoaderSplit:
         return LoaderSplit(self.decode, self.indices, self.labels, self.pipeline, torch.device(device), num_workers)
 
-    def batches(self, batch_size, shuffle=False, generator=None) -> Iterator[dict]:
+    def batches(self, batch_size, shuffle=False, generator=None, group_by_length=False) -> Iterator[dict]:
         order = shuffled(len(self), shuffle, generator).tolist()
         loader = torch.utils.data.DataLoader(
             _Decoded(self.decode, [self.indices[i] for i in order]), batch_size=batch_size, shuffle=False,

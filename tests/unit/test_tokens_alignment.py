@@ -91,3 +91,35 @@ def test_conll_column_choice_and_docstart(tmp_path):
     assert sents == [(["EU", "rejects"], ["I-ORG", "O"]), (["Peter"], ["I-PER"])]
     with pytest.raises(ConllError, match=r"four.conll:3: tag 'B-NP' is not IOB2|four.conll:3: tag 'NNP'"):
         read_conll(path, token_col=0, tag_col=1)
+
+
+def _lengths_split(n: int = 400):
+    from harness.targets.base import TokenSplit
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, n)
+    ids = [[5] * int(k) for k in lengths]
+    return TokenSplit(ids, [[0] * int(k) for k in lengths], [["w"] * int(k) for k in lengths], pad_id=0)
+
+
+def test_training_batches_are_plainly_shuffled_unless_grouped_by_length():
+    import torch
+
+    split = _lengths_split()
+
+    def run(group):
+        batches = list(split.batches(16, shuffle=True, generator=torch.Generator().manual_seed(1), group_by_length=group))
+        assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(len(split)))  # each once
+        padded = sum(b["input_ids"].numel() for b in batches)
+        return batches, padded
+
+    plain, plain_padded = run(False)
+    # the recipe's sampler: a permutation of the split cut into consecutive batches
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(1)).tolist()
+    assert [b["index"].tolist() for b in plain] == [perm[k:k + 16] for k in range(0, len(split), 16)]
+    grouped, grouped_padded = run(True)
+    real = sum(len(x) for x in split.input_ids)
+    assert grouped_padded < 0.8 * plain_padded and grouped_padded < 1.1 * real
+    spans = [max(len(split.input_ids[i]) for i in b["index"].tolist()) - min(len(split.input_ids[i]) for i in b["index"].tolist())
+             for b in grouped]
+    assert max(spans) <= 5  # like lengths in every batch
