@@ -79,3 +79,40 @@ def test_scratch_build_is_random_init_of_the_same_architecture(tmp_path):
 def test_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(HarnessError, match="cannot load hf/"):
         SOURCES.get("hf").build(str(tmp_path / "nope"), {}, pretrained=True)
+
+
+def test_length_chunks_cover_every_row_once_and_save_padding():
+    from harness.sources.base import length_chunks
+
+    lengths = [5, 60, 7, 30, 12, 64, 9, 8, 40, 33, 6, 10, 22, 15, 11, 50]
+    chunks = length_chunks(lengths, chunk_cost=96)
+    assert sorted(i for idx, _ in chunks for i in idx) == list(range(16))
+    assert all(w == max(lengths[i] for i in idx) for idx, w in chunks)
+    assert sum(len(idx) * w for idx, w in chunks) + 96 * (len(chunks) - 1) < 16 * 64
+    assert len(length_chunks([10] * 16, 96)) == 1 and length_chunks([7], 96) is None
+    assert len(length_chunks(lengths, chunk_cost=10**9)) == 1
+
+
+def test_chunked_forward_is_the_batch_forward_values_and_gradients():
+    torch.manual_seed(0)
+    backbone = SOURCES.get("test").build("tiny_bert", {"max_length": 64}, pretrained=True)
+    backbone.train(False)
+    lengths = [3, 40, 5, 22, 9, 38, 4, 12]
+    ids = torch.randint(5, 40, (len(lengths), 40))
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+        ids[i, n:] = 0
+    real = mask.bool()
+    batch = {"input_ids": ids, "attention_mask": mask}
+    results = []
+    for cost in (1, 10**9):  # chunked (one chunk per few rows) / one chunk
+        backbone.chunk_cost = cost
+        backbone.zero_grad()
+        out = backbone(batch)
+        (out[real] ** 2).mean().backward()
+        grads = {n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None}
+        results.append((out.detach(), grads))
+    (chunked, g1), (whole, g2) = results
+    assert torch.allclose(chunked[real], whole[real], atol=1e-5)
+    assert g1.keys() == g2.keys() and all(torch.allclose(g1[n], g2[n], atol=1e-5) for n in g1)
