@@ -222,6 +222,11 @@ def bad_yaml(draw) -> Case:
     fragment = draw(st.sampled_from(BAD_YAML))
     at = draw(st.integers(0, len(lines)))
     indent = " " * draw(st.sampled_from([0, 2, 4])) if not fragment.startswith("%") else ""
+    prev = lines[at - 1] if at else ""
+    prev_indent = len(prev) - len(prev.lstrip())
+    if prev and not prev.rstrip().endswith(":") and len(indent) > prev_indent:
+        # deeper than a line holding a plain scalar continues that scalar: still valid YAML
+        indent = " " * prev_indent
     lines[at:at] = [indent + f for f in fragment.splitlines()]
     return Case("bad yaml", "\n".join(lines) + "\n", None)  # where it lands decides which key it breaks
 
