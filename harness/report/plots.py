@@ -25,14 +25,14 @@ _METADATA = {"Software": None}
 TITLE_Y = 1.01
 
 
-def _figure(width: float = 5.5, height: float = 3.8, right: float = 0.96):
+def _figure(width: float = 5.5, height: float = 3.8):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     # fixed margins: tight_layout would draw the figure an extra time (half the cost of a plot)
-    fig.subplots_adjust(left=0.12 * 5.5 / width, right=right, bottom=0.13, top=0.91)
+    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.13, top=0.91)
     return fig
 
 
@@ -102,10 +102,11 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     # right of the axes, over no curve, the figure widened by the legend's measured width
     legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     legend_in = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
-    axes_in = 5.5 * (0.96 - 0.12)
-    width = 0.66 + axes_in * 1.02 + legend_in + 0.1
+    old, sp = fig.get_figwidth(), fig.subplotpars
+    left_in, axes_in = sp.left * old, (sp.right - sp.left) * old  # the axes keep their size in inches
+    width = left_in + axes_in * 1.02 + legend_in + 0.1
     fig.set_size_inches(width, fig.get_figheight())
-    fig.subplots_adjust(left=0.66 / width, right=(0.66 + axes_in) / width)
+    fig.subplots_adjust(left=left_in / width, right=(left_in + axes_in) / width)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=_METADATA)
     return path
