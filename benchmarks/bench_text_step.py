@@ -1,15 +1,20 @@
-"""Two micro-benchmarks behind harness 0.2.0's text defaults, one CPU thread, each a ratio taken in
+"""Three micro-benchmarks behind harness 0.2's text defaults, one CPU thread, each a ratio taken in
 one process:
 
 * AdamW ``foreach`` vs ``fused`` step on MiniLM-sized parameters (22.4M);
 * packaged MiniLM forward + backward over 12 shuffled WNUT-16 batches of 16, with the rows run in
-  length-sorted chunks (``HFBackbone.chunk_cost`` 4, 16, 48, 96) and without (one chunk).
+  length-sorted chunks (``HFBackbone.chunk_cost`` 4, 16, 48, 96) and without (one chunk);
+* whole training steps (forward, backward, clipping, fused AdamW, ``zero_grad``) over 8 batches,
+  alternating glibc's default allocator settings and :func:`harness.run.alloc.retain_freed_memory`
+  (CPU time and minor page faults, median of 5 alternations).
 
     python benchmarks/bench_text_step.py
 """
 
 from __future__ import annotations
 
+import resource
+import statistics
 import time
 
 import torch
@@ -29,13 +34,17 @@ def adamw() -> None:
         print(f"AdamW {name:<8} {(time.perf_counter() - t) * 100:6.1f} ms per step ({sum(sizes) / 1e6:.1f}M params)")
 
 
-def chunks() -> None:
+def minilm_batches(n: int, max_length: int = 64):
     from harness.registry import SOURCES, TARGETS
 
-    backbone = SOURCES.get("packaged").build("all-MiniLM-L6-v2", {"max_length": 64}, pretrained=True)
-    train = TARGETS.get("packaged").load("wnut16", {}, "token-classification", backbone).splits["train"]
-    stream = train.batches(16, shuffle=True, generator=torch.Generator().manual_seed(0))
-    batches = [next(stream) for _ in range(12)]
+    backbone = SOURCES.get("packaged").build("all-MiniLM-L6-v2", {"max_length": max_length}, pretrained=True)
+    data = TARGETS.get("packaged").load("wnut16", {}, "token-classification", backbone)
+    stream = data.splits["train"].batches(16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    return backbone, len(data.label_names), [next(stream) for _ in range(n)]
+
+
+def chunks() -> None:
+    backbone, _, batches = minilm_batches(12)
     backbone.train()
     times: dict[int, list[float]] = {c: [] for c in (4, 16, 48, 96, 10**9)}
     for _ in range(2):
@@ -52,7 +61,43 @@ def chunks() -> None:
         print(f"forward+backward, {label:<14} {min(ts):6.2f} s  ({whole / min(ts):.2f}x)")
 
 
+def allocator(rounds: int = 5) -> None:
+    import contextlib
+
+    from harness.run.alloc import retain_freed_memory
+
+    backbone, labels, batches = minilm_batches(8, max_length=128)
+    head = torch.nn.Linear(backbone.feature_dim, labels)
+    model = torch.nn.ModuleDict({"backbone": backbone, "head": head}).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+
+    def steps() -> tuple[float, int]:
+        t, f = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for b in batches:
+            logits = head(backbone(b))
+            torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["labels"].flatten(), ignore_index=-100).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return time.process_time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f
+
+    steps()
+    runs: dict[str, list[tuple[float, int]]] = {"default": [], "retained": []}
+    for i in range(rounds):
+        for name in runs:
+            with retain_freed_memory() if name == "retained" else contextlib.nullcontext():
+                if i == 0:
+                    steps()  # the heap settles
+                runs[name].append(steps())
+    cpu = {k: statistics.median(t for t, _ in v) for k, v in runs.items()}
+    for name, v in runs.items():
+        faults = statistics.median(f for _, f in v) / len(batches)
+        print(f"8 training steps, host memory {name:<8} {cpu[name]:6.2f} CPU-s  {faults:8.0f} page faults per step")
+    print(f"retained / default: {cpu['default'] / cpu['retained']:.2f}x")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     adamw()
     chunks()
+    allocator()

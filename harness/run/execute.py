@@ -14,6 +14,7 @@ from harness.plan import RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
 from harness.run import cost
+from harness.run.alloc import retain_freed_memory
 from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, count_params
@@ -103,7 +104,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
     try:
         device = pick_device(cfg.device)
         deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
-        with cost.Meter(device) as meter:
+        with cost.Meter(device) as meter, retain_freed_memory(device.type) as retained:
             seed_everything(spec.seed, cfg.deterministic)
             strategy, model, data, task = build(spec, device)
             trainable, total = count_params(model)
@@ -118,6 +119,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),
+                     "host_memory": "retained" if retained else "default",
                      "source_info": model.backbone.info, "head_init": model.backbone.head_init_used(model.head_init)}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,
