@@ -20,6 +20,8 @@ from harness.report.aggregate import PARETO_COST, Row
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # PNG metadata without the matplotlib version: the same rows give the same bytes.
 _METADATA = {"Software": None}
+# zlib level 1: a tenth of a plot's time at level 6 (PIL's default), for files ~20% larger
+_PNG = {"compress_level": 1}
 # a title at a set height skips matplotlib's placement pass, which measures the axes' tick
 # labels once more on every draw (a quarter of a plot's time)
 TITLE_Y = 1.01
@@ -72,7 +74,7 @@ def pareto_plot(rows: list[Row], path: Path) -> Path | None:
     ax.set_title(f"{points[0].pair}: {points[0].primary} vs cost (filled ◆ = Pareto-optimal)", fontsize=9, y=TITLE_Y)
     ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata=_METADATA)
+    fig.savefig(path, metadata=_METADATA, pil_kwargs=_PNG)
     return path
 
 
@@ -82,17 +84,23 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     curved = [r for r in rows if r.curve]
     if not curved:
         return None
+    from matplotlib.collections import PolyCollection
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure()
     ax = fig.add_subplot()
+    bands, colors = [], []
     for i, r in enumerate(curved):
         epochs = sorted(r.curve)
         ys = [100 * r.curve[e].mean for e in epochs]
         ax.plot(epochs, ys, marker="o", markersize=3, label=r.label, color=f"C{i % 10}")
         lo = [100 * (r.curve[e].low if not math.isnan(r.curve[e].ci95) else r.curve[e].mean) for e in epochs]
         hi = [100 * (r.curve[e].high if not math.isnan(r.curve[e].ci95) else r.curve[e].mean) for e in epochs]
-        ax.fill_between(epochs, lo, hi, alpha=0.15, color=f"C{i % 10}")
+        bands.append(list(zip(epochs, lo, strict=True)) + list(zip(epochs[::-1], hi[::-1], strict=True)))
+        colors.append(f"C{i % 10}")
+    # every band in one collection: a fill_between per strategy re-scales the axes each time
+    ax.add_collection(PolyCollection(bands, facecolors=colors, edgecolors="none", alpha=0.15))
+    ax.autoscale_view()
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"validation {curved[0].primary} (%)")
@@ -108,11 +116,11 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     fig.set_size_inches(width, fig.get_figheight())
     fig.subplots_adjust(left=left_in / width, right=(left_in + axes_in) / width)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata=_METADATA)
+    fig.savefig(path, metadata=_METADATA, pil_kwargs=_PNG)
     return path
 
 
-PLOT_VERSION = 3  # bump when a plot's look changes: cached PNGs are redrawn
+PLOT_VERSION = 4  # bump when a plot's look changes: cached PNGs are redrawn
 INDEX = ".plots.json"
 
 
