@@ -1,7 +1,7 @@
 """Per-pair PNG plots: primary metric vs cost (Pareto front marked) and validation learning curves.
 
 matplotlib with the Agg backend (no display needed); the figure objects are built directly,
-never through pyplot's global state, so plotting is thread-safe and leaves nothing behind.
+never through pyplot's global state, one per plot kind and thread, reused from plot to plot.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -20,22 +21,57 @@ from harness.report.aggregate import PARETO_COST, Row
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # PNG metadata without the matplotlib version: the same rows give the same bytes.
 _METADATA = {"Software": None}
-# zlib level 1: a tenth of a plot's time at level 6 (PIL's default), for files ~20% larger
+# zlib level 1: PNG encoding 10 instead of 14 ms (PIL's default level 6), files ~7% larger
 _PNG = {"compress_level": 1}
 # a title at a set height skips matplotlib's placement pass, which measures the axes' tick
 # labels once more on every draw (a quarter of a plot's time)
 TITLE_Y = 1.01
 
 
-def _figure(width: float = 5.5, height: float = 3.8):
+def _figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=_SIZE, dpi=100)
     FigureCanvasAgg(fig)
     # fixed margins: tight_layout would draw the figure an extra time (half the cost of a plot)
-    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.13, top=0.91)
+    fig.subplots_adjust(**_MARGINS)
     return fig
+
+
+_SIZE = (5.5, 3.8)
+_MARGINS = {"left": 0.12, "right": 0.96, "bottom": 0.13, "top": 0.91}
+_canvases = threading.local()
+
+
+def _canvas_of(kind: str):
+    """This thread's figure and axes for ``kind`` as the last plot left them (None before any)."""
+    return getattr(_canvases, kind, None)
+
+
+def _canvas(kind: str):
+    """A figure and axes for a plot of ``kind``, made once per thread and wiped between plots:
+    a fresh axes builds its tick artists again on its first draw, which with the figure itself is
+    a fifth of a plot's time. Whatever one plot sets that the next might not (scales, limits,
+    size, legend), the wipe resets, so a plot's bytes do not depend on the plots drawn before it."""
+    made = _canvas_of(kind)
+    if made is None:
+        fig = _figure()
+        made = (fig, fig.add_subplot())
+        setattr(_canvases, kind, made)
+    fig, ax = made
+    for artist in [*ax.lines, *ax.collections, *ax.texts, *ax.patches]:
+        artist.remove()
+    ax.containers.clear()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    ax.set_xscale("linear")
+    ax.set_yscale("linear")
+    ax.relim()
+    ax.autoscale(True)
+    fig.set_size_inches(*_SIZE)
+    fig.subplots_adjust(**_MARGINS)
+    return fig, ax
 
 
 def file_stem(pair: str) -> str:
@@ -48,8 +84,7 @@ def pareto_plot(rows: list[Row], path: Path) -> Path | None:
     points = [r for r in rows if r.score.n and PARETO_COST in r.cost]
     if not points:
         return None
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = _canvas("pareto")
     # one errorbar call per group (not per point): every artist costs drawing time
     for on_front in (False, True):
         group = [r for r in points if r.pareto == on_front]
@@ -58,9 +93,12 @@ def pareto_plot(rows: list[Row], path: Path) -> Path | None:
         ax.errorbar([r.cost[PARETO_COST].mean for r in group], [100 * r.score.mean for r in group],
                     yerr=[0.0 if math.isnan(r.score.ci95) else 100 * r.score.ci95 for r in group], fmt="o",
                     mfc="C0" if on_front else "white", color="C0" if on_front else "C7", capsize=3, zorder=3)
+    from matplotlib.transforms import offset_copy
+
+    beside = offset_copy(ax.transData, fig=fig, x=5, y=4, units="points")  # the label up-right of its point
     for r in points:
-        ax.annotate(r.label + (" ◆" if r.pareto else ""), (r.cost[PARETO_COST].mean, 100 * r.score.mean),
-                    textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.text(r.cost[PARETO_COST].mean, 100 * r.score.mean, r.label + (" ◆" if r.pareto else ""),
+                transform=beside, fontsize=8, parse_math=False)
     ax.margins(x=0.25, y=0.12)  # room for the labels right of and above the points
     front = sorted((r for r in points if r.pareto), key=lambda r: r.cost[PARETO_COST].mean)
     if len(front) > 1:
@@ -87,8 +125,7 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     from matplotlib.collections import PolyCollection
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure()
-    ax = fig.add_subplot()
+    fig, ax = _canvas("curve")
     bands, colors = [], []
     for i, r in enumerate(curved):
         epochs = sorted(r.curve)
@@ -106,13 +143,11 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     ax.set_ylabel(f"validation {curved[0].primary} (%)")
     ax.set_title(f"{curved[0].pair}: learning curves (mean, 95% CI band)", fontsize=9, y=TITLE_Y)
     ax.grid(alpha=0.3)
-    # a fixed place: loc="best" tests every spot against every curve (a third of the plot's time);
-    # right of the axes, over no curve, the figure widened by the legend's measured width
-    legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-    legend_in = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi
+    # the key right of the axes, over no curve, the figure widened by its measured width
+    key_in = _side_key(fig, ax, [(r.label, f"C{i % 10}") for i, r in enumerate(curved)])
     old, sp = fig.get_figwidth(), fig.subplotpars
     left_in, axes_in = sp.left * old, (sp.right - sp.left) * old  # the axes keep their size in inches
-    width = left_in + axes_in * 1.02 + legend_in + 0.1
+    width = left_in + axes_in + key_in
     fig.set_size_inches(width, fig.get_figheight())
     fig.subplots_adjust(left=left_in / width, right=(left_in + axes_in) / width)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +155,34 @@ def curve_plot(rows: list[Row], path: Path) -> Path | None:
     return path
 
 
-PLOT_VERSION = 4  # bump when a plot's look changes: cached PNGs are redrawn
+KEY_PT = 7  # font size of the curve plot's key
+
+
+def _side_key(fig, ax, entries: list[tuple[str, str]]) -> float:
+    """A legend right of ``ax``, top-aligned with it: per entry a short line with a marker, in the
+    entry's colour, and its label, one row per entry. Drawn as plain lines and texts rather than
+    ``ax.legend``, whose box layout measures every label several times on each draw (half of a
+    curve plot's time). Returns the width (inches) the figure must grow by to show it."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.lines import Line2D
+
+    sp = fig.subplotpars
+    axes_w, axes_h = (sp.right - sp.left) * fig.get_figwidth(), (sp.top - sp.bottom) * fig.get_figheight()
+    em = KEY_PT / 72  # inches
+    x0, handle, gap, pitch = 0.02 * axes_w, 2.0 * em, 0.8 * em, 1.5 * em
+    renderer, prop = fig.canvas.get_renderer(), FontProperties(size=KEY_PT)
+    text_w = max(renderer.get_text_width_height_descent(label, prop, ismath=False)[0] for label, _ in entries) / fig.dpi
+    for k, (label, color) in enumerate(entries):
+        y = 1 - (0.5 + k) * pitch / axes_h
+        xs = [1 + (x0 + f * handle) / axes_w for f in (0.0, 0.5, 1.0)]
+        ax.add_line(Line2D(xs, [y] * 3, color=color, marker="o", markersize=3, markevery=[1],
+                           transform=ax.transAxes, clip_on=False))
+        ax.text(1 + (x0 + handle + gap) / axes_w, y, label, fontsize=KEY_PT, va="center", ha="left",
+                transform=ax.transAxes, clip_on=False, parse_math=False)
+    return x0 + handle + gap + text_w + em
+
+
+PLOT_VERSION = 5  # bump when a plot's look changes: cached PNGs are redrawn
 INDEX = ".plots.json"
 
 

@@ -180,21 +180,42 @@ def test_a_long_strategy_label_stays_inside_the_curve_plot(tmp_path):
     rows = [r for r in aggregate(full_records()) if r.curve]
     long = "x" * 64  # the longest label a suite accepts
     rows[0] = dataclasses.replace(rows[0], label=long)
-    captured = {}
-    real = plots._figure
+    plots.curve_plot(rows, tmp_path / "c.png")
+    fig, ax = plots._canvas_of("curve")
+    renderer = fig.canvas.get_renderer()
+    key = [t for t in ax.texts if t.get_text() == long]
+    assert len(key) == 1, "the key has no entry for the long label"
+    box = key[0].get_window_extent(renderer)
+    assert box.x0 > ax.get_window_extent(renderer).x1, "the key overlaps the axes"
+    assert box.x1 <= fig.bbox.width, (box, fig.bbox.width)
 
-    def spy(*a, **kw):
-        captured["fig"] = real(*a, **kw)
-        return captured["fig"]
 
-    plots._figure = spy
-    try:
-        plots.curve_plot(rows, tmp_path / "c.png")
-    finally:
-        plots._figure = real
-    fig = captured["fig"]
-    box = fig.axes[0].get_legend().get_window_extent(fig.canvas.get_renderer())
-    assert box.x0 >= 0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
+def test_a_plot_does_not_depend_on_the_plots_drawn_before_it(tmp_path, monkeypatch):
+    """Each thread reuses one figure per plot kind; what a plot sets (log scale, a wider figure,
+    more curves, the key) must not leak into the next one."""
+    pytest.importorskip("matplotlib")
+    import threading
+
+    from harness.report import plots
+    from harness.report.aggregate import PARETO_COST
+
+    monkeypatch.setattr(plots, "_canvases", threading.local())
+    rows = aggregate(full_records())
+    a = [r for r in rows if r.pair == "effnet-digits"]
+    spread = [dataclasses.replace(r, cost={**r.cost, PARETO_COST: dataclasses.replace(r.cost[PARETO_COST],
+                                                                                    mean=r.cost[PARETO_COST].mean * 100 ** i)})
+              for i, r in enumerate(a)]  # > 20x apart: a log-scale x axis
+    others = [dataclasses.replace(r, label=r.label * 4) for r in a[1:]]  # a wider key, fewer curves
+
+    def draw(name, pareto_rows, curve_rows):
+        return (pareto_plot(pareto_rows, tmp_path / f"{name}-p.png").read_bytes(),
+                curve_plot(curve_rows, tmp_path / f"{name}-c.png").read_bytes())
+
+    first = draw("first", a, a)
+    assert draw("other", spread, others) != first
+    assert draw("again", a, a) == first
+    monkeypatch.setattr(plots, "_canvases", threading.local())
+    assert draw("fresh", a, a) == first
 
 
 def test_report_jobs_flag(tmp_path, capsys):
