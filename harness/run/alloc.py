@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import threading
 from collections.abc import Iterator
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # <malloc.h>
@@ -46,17 +47,29 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+_depth = 0  # nested uses (a run inside a run): only the outermost sets and restores
+_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def retain_freed_memory(device_type: str = "cpu") -> Iterator[bool]:
     """Keep freed host memory for reuse while inside (CPU runs, glibc); yields whether it did."""
+    global _depth
     libc = _glibc() if device_type == "cpu" and enabled() else None
     if libc is None:
         yield False
         return
-    applied = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, RETAIN_TRIM_THRESHOLD))
+    with _lock:
+        _depth += 1
+        applied = True
+        if _depth == 1:
+            applied = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, RETAIN_TRIM_THRESHOLD))
     try:
         yield applied
     finally:
-        libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-        libc.malloc_trim(0)
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+                libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)

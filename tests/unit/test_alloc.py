@@ -40,6 +40,17 @@ def test_inside_the_pages_of_a_freed_tensor_are_reused_and_outside_they_are_not(
     assert sum(inside) < sum(outside) / 4, (inside, outside)
 
 
+@glibc
+def test_a_nested_use_leaves_the_outer_one_in_force():
+    with alloc.retain_freed_memory("cpu"):
+        with alloc.retain_freed_memory("cpu") as inner:
+            assert inner is True
+        faults_per_round(14)
+        after_inner = faults_per_round(6)  # still retained: the inner exit restored nothing
+    outside = faults_per_round(6)
+    assert sum(after_inner) < sum(outside) / 4, (after_inner, outside)
+
+
 @pytest.mark.parametrize("device_type", ["cuda", "meta"])
 def test_other_devices_keep_the_default_allocator(device_type):
     with alloc.retain_freed_memory(device_type) as retained:
