@@ -5,8 +5,9 @@ one process:
 * packaged MiniLM forward + backward over 12 shuffled WNUT-16 batches of 16, with the rows run in
   length-sorted chunks (``HFBackbone.chunk_cost`` 4, 16, 48, 96) and without (one chunk);
 * whole training steps (forward, backward, clipping, fused AdamW, ``zero_grad``) over 8 batches,
-  alternating glibc's default allocator settings and :func:`harness.run.alloc.retain_freed_memory`
-  (CPU time and minor page faults, median of 5 alternations).
+  with glibc's defaults, then after :func:`harness.run.alloc.keep_freed_memory` (which lasts for
+  the process, so the two come one after the other, not alternating): CPU time and minor page
+  faults, median of 5 rounds each. Run it last, as here.
 
     python benchmarks/bench_text_step.py
 """
@@ -62,9 +63,7 @@ def chunks() -> None:
 
 
 def allocator(rounds: int = 5) -> None:
-    import contextlib
-
-    from harness.run.alloc import retain_freed_memory
+    from harness.run.alloc import keep_freed_memory
 
     backbone, labels, batches = minilm_batches(8, max_length=128)
     head = torch.nn.Linear(backbone.feature_dim, labels)
@@ -82,18 +81,16 @@ def allocator(rounds: int = 5) -> None:
         return time.process_time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f
 
     steps()
-    runs: dict[str, list[tuple[float, int]]] = {"default": [], "retained": []}
-    for i in range(rounds):
-        for name in runs:
-            with retain_freed_memory() if name == "retained" else contextlib.nullcontext():
-                if i == 0:
-                    steps()  # the heap settles
-                runs[name].append(steps())
+    runs: dict[str, list[tuple[float, int]]] = {"default": [steps() for _ in range(rounds)]}
+    state = keep_freed_memory("cpu")
+    steps()  # the heap settles
+    runs[state] = [steps() for _ in range(rounds)]
     cpu = {k: statistics.median(t for t, _ in v) for k, v in runs.items()}
     for name, v in runs.items():
         faults = statistics.median(f for _, f in v) / len(batches)
-        print(f"8 training steps, host memory {name:<8} {cpu[name]:6.2f} CPU-s  {faults:8.0f} page faults per step")
-    print(f"retained / default: {cpu['default'] / cpu['retained']:.2f}x")
+        print(f"8 training steps, host memory {name:<11} {cpu[name]:6.2f} CPU-s  {faults:8.0f} page faults per step")
+    if len(cpu) == 2:
+        print(f"{state} / default: {cpu['default'] / cpu[state]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,42 @@
-"""The host allocator during a CPU run: freed memory is kept for the next step instead of being
-handed back to the OS.
+"""The host allocator of a process that runs CPU training: freed memory is kept for the next step
+instead of being handed back to the OS.
 
 PyTorch's CPU tensors come from the C library's ``malloc``. glibc serves every block over its mmap
 threshold (at most 32 MiB; MiniLM's embedding gradient alone is 47 MB) with a fresh ``mmap`` and
-returns it on ``free``, and trims the heap's top past 128 KiB; so each training step re-faults its
-gradients and activations page by page, zero-filled by the kernel: ~27,000 page faults per MiniLM
-step of 16 sentences, about a tenth of the step's CPU time (``benchmarks/bench_text_step.py``).
-Inside :func:`retain_freed_memory` glibc neither maps large blocks apart nor trims the heap, so the
-second step reuses the first one's pages. On leaving, the defaults come back and the heap is
-trimmed, so a long-lived process does not keep the run's peak.
+returns it on ``free``, and trims the heap's top, so each training step re-faults its gradients and
+activations page by page, zero-filled by the kernel: 32,846 minor page faults per MiniLM step of 16
+sentences (``benchmarks/bench_text_step.py``). After :func:`keep_freed_memory` glibc neither maps
+large blocks apart nor trims the heap, so a step reuses the last one's pages.
 
-glibc on Linux only (elsewhere, and with ``HARNESS_RETAIN_FREED_MEMORY=0``, nothing is changed);
-CUDA runs are unaffected (their tensors come from PyTorch's own caching allocator).
+The setting is for the rest of the process: glibc cannot be put back as it was (any ``mallopt``
+call also switches off its dynamic mmap threshold for good), so it is made once, by the first CPU
+run, and never "restored"; :func:`trim` hands the free heap back to the OS after each run.
+Nothing is changed off glibc/Linux, with ``HARNESS_RETAIN_FREED_MEMORY=0``, or when the user
+chose the allocator's behaviour (``MALLOC_*``/``GLIBC_TUNABLES`` variables, a preloaded
+jemalloc/tcmalloc/mimalloc). CUDA tensors come from PyTorch's caching allocator and are unaffected.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
-from collections.abc import Iterator
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # <malloc.h>
-DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 RETAIN_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: trim only past 2 GiB of free top
 ENV = "HARNESS_RETAIN_FREED_MEMORY"
+_USER_SET = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
+             "GLIBC_TUNABLES")
+_OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
+
+_state: str | None = None  # what the process got: "retained" | "default" | "environment"
+_lock = threading.Lock()
 
 
+@functools.cache
 def _glibc():
     if not sys.platform.startswith("linux"):
         return None
@@ -47,29 +54,34 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-_depth = 0  # nested uses (a run inside a run): only the outermost sets and restores
-_lock = threading.Lock()
+def user_chose_allocator() -> bool:
+    preload = os.environ.get("LD_PRELOAD", "")
+    return any(k in os.environ for k in _USER_SET) or any(a in preload for a in _OTHER_ALLOCATORS)
 
 
-@contextlib.contextmanager
-def retain_freed_memory(device_type: str = "cpu") -> Iterator[bool]:
-    """Keep freed host memory for reuse while inside (CPU runs, glibc); yields whether it did."""
-    global _depth
-    libc = _glibc() if device_type == "cpu" and enabled() else None
-    if libc is None:
-        yield False
-        return
+def keep_freed_memory(device_type: str = "cpu") -> str:
+    """Make glibc keep freed memory for this process (once; CPU runs only). Returns what the
+    process's allocator does: ``retained``, ``default`` (not applied: off, not glibc, or not a CPU
+    run and never applied before) or ``environment`` (the user's own settings, left alone)."""
+    global _state
     with _lock:
-        _depth += 1
-        applied = True
-        if _depth == 1:
-            applied = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, RETAIN_TRIM_THRESHOLD))
-    try:
-        yield applied
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-                libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-                libc.malloc_trim(0)
+        if _state is not None:
+            return _state
+        if device_type != "cpu":
+            return "default"
+        libc = _glibc() if enabled() else None
+        if libc is None:
+            return "default"  # decided again by the next run: the switch may change in between
+        if user_chose_allocator():
+            _state = "environment"
+        else:
+            ok = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, RETAIN_TRIM_THRESHOLD))
+            _state = "retained" if ok else "default"
+        return _state
+
+
+def trim() -> None:
+    """Hand the heap's free memory back to the OS (after a run; the settings stay)."""
+    libc = _glibc()
+    if libc is not None and _state == "retained":
+        libc.malloc_trim(0)

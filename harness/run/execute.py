@@ -13,8 +13,7 @@ from harness.config.errors import RunTimeout
 from harness.plan import RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
-from harness.run import cost
-from harness.run.alloc import retain_freed_memory
+from harness.run import alloc, cost
 from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, count_params
@@ -104,7 +103,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
     try:
         device = pick_device(cfg.device)
         deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
-        with cost.Meter(device) as meter, retain_freed_memory(device.type) as retained:
+        host_memory = alloc.keep_freed_memory(device.type)
+        with cost.Meter(device) as meter:
             seed_everything(spec.seed, cfg.deterministic)
             strategy, model, data, task = build(spec, device)
             trainable, total = count_params(model)
@@ -119,7 +119,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),
-                     "host_memory": "retained" if retained else "default",
+                     "host_memory": host_memory,
                      "source_info": model.backbone.info, "head_init": model.backbone.head_init_used(model.head_init)}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,
@@ -138,6 +138,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
                  "traceback": "".join(traceback.format_exception(e)[-12:])[-4000:]}
         if isinstance(e, torch.cuda.OutOfMemoryError):
             error["oom"] = True
+    alloc.trim()  # outside the meter: not the run's cost
     run_cost = {**(meter.summary() if meter and hasattr(meter, "t0") else {}), **extra_cost}
     if run_cost.get("train_s") and run_cost.get("train_samples"):
         run_cost["samples_per_s"] = round(run_cost["train_samples"] / run_cost["train_s"], 2)
