@@ -9,12 +9,13 @@ over ``scratch`` and over ``linear_probe``, and whether it is Pareto-optimal on
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.records import RunRecord
+from harness.records import RecordSummary
 from harness.report.stats import EMPTY, Difference, Summary, difference, paired_gain, pareto_front, summarize
 
 SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
@@ -62,12 +63,14 @@ class Row:
 
 
 def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if type(v) is float:  # JSON's numbers, first: a report calls this ~20 times per record
+        return None if v != v else v
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):  # numpy's numbers count too
         return None
     return None if math.isnan(v) else float(v)
 
 
-def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RunRecord]) -> Row:
+def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummary]) -> Row:
     recs.sort(key=lambda r: r.seed)
     ok = [r for r in recs if r.status == "ok"]
     first = recs[0]
@@ -137,16 +140,16 @@ def annotate(rows: list[Row]) -> None:
         r.pareto = r.label in front
 
 
-def aggregate(records: Iterable[RunRecord]) -> list[Row]:
+def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
     """Group records by (suite, smoke, pair, label); the latest record per run_id wins.
 
     Rows come sorted by suite, smoke, pair, then best primary metric first.
     """
-    latest: dict[str, RunRecord] = {}
+    latest: dict[str, RecordSummary] = {}
     for r in records:
         if r.run_id not in latest or r.finished_at >= latest[r.run_id].finished_at:
             latest[r.run_id] = r
-    groups: dict[tuple[str, bool, str, str], list[RunRecord]] = defaultdict(list)
+    groups: dict[tuple[str, bool, str, str], list[RecordSummary]] = defaultdict(list)
     for r in latest.values():
         groups[(r.suite, r.smoke, r.pair, r.label)].append(r)
     by_pair: dict[tuple[str, bool, str], list[Row]] = defaultdict(list)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.config.errors import HarnessError, unknown_message
+from harness.records import RunRecord
 from harness.report.aggregate import COST_KEYS, SCALAR_METRICS, Row, aggregate
 from harness.report.export import scan_results
 from harness.report.stats import Summary
@@ -117,7 +118,9 @@ def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) 
     root = Path(path)
     if not root.is_dir():
         raise CompareInputError(f"{what} {root}: not a directory of run records")
-    records, corrupt = scan_results(root)  # a results root's baselines/ folder is not new results
+    # whole records: a gate passes nothing it would not resume from (a results root's
+    # baselines/ folder is not new results)
+    records, corrupt = scan_results(root, RunRecord)
     if corrupt:
         raise CompareInputError(f"{what} {root}: corrupt record(s): {', '.join(str(p) for p in corrupt[:3])}")
     if suites is not None:

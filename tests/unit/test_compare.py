@@ -165,3 +165,21 @@ def test_results_root_holding_the_baseline_compares_only_the_new_runs(tmp_path):
            for s, a in enumerate(accs)]
     write(root / "nightly", [r.model_copy(update={"run_id": r.run_id + "-new"}) for r in new])
     assert main(["compare", "--baseline", str(root / "baselines" / "nightly"), "--results", str(root)]) == 1
+
+
+def test_the_gate_reads_whole_records_the_report_only_what_it_shows(tmp_path, capsys):
+    """A record without its config is corrupt to the gate (and to resume), so the gate exits 2; the
+    leaderboard, which reads no provenance, still counts it."""
+    import json
+
+    baseline(tmp_path)
+    new = results(tmp_path)
+    victim = sorted(new.glob("*.json"))[0]
+    blob = json.loads(victim.read_text())
+    del blob["config"]
+    victim.write_text(json.dumps(blob))
+    assert gate(tmp_path) == 2
+    assert f"corrupt record(s): {victim}" in capsys.readouterr().err
+    out = tmp_path / "board.md"
+    assert main(["report", "--results", str(new), "--out", str(out), "--no-plots", "--no-export"]) == 0
+    assert "from 6 run records" in out.read_text()

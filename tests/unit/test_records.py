@@ -86,3 +86,39 @@ def test_records_get_normal_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_record_lists_its_results_before_its_provenance(tmp_path):
+    path = write_record(tmp_path, record(split={"sizes": {"train": 3}}, env={"python": "3.11"}))
+    keys = list(json.loads(path.read_text()))
+    assert keys[:2] == ["schema_version", "run_id"] and keys[-3:] == ["config", "split", "env"]
+    assert keys.index("metrics") < keys.index("config")
+
+
+def test_scan_as_summaries_skips_the_blocks_but_not_the_checks(tmp_path):
+    from harness.records import RecordSummary
+
+    write_record(tmp_path, record(split={"sizes": {"train": 3}}, env={"python": "3.11"}))
+    (tmp_path / "torn.json").write_text('{"run_id": "x", "sta')
+    bad_seed = record("q.s.s0-def").model_dump()
+    bad_seed["seed"] = "zero"  # a field the report reads, invalid
+    (tmp_path / "badseed.json").write_text(json.dumps(bad_seed))
+    summaries, corrupt = scan(tmp_path, RecordSummary)
+    assert [type(r) for r in summaries] == [RecordSummary] and sorted(p.name for p in corrupt) == ["badseed.json", "torn.json"]
+    full = read_record(tmp_path / "p.s.s0-abc.json")
+    assert summaries[0].model_dump() == full.model_dump(exclude={"config", "split", "env"})
+
+
+def test_scan_leaves_the_collector_as_it_found_it(tmp_path):
+    import gc
+
+    write_record(tmp_path, record())
+    assert gc.isenabled()
+    scan(tmp_path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        scan(tmp_path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

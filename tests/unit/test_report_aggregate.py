@@ -99,3 +99,14 @@ def test_curve_is_averaged_per_epoch():
     assert sorted(row.curve) == [1, 2]
     assert row.curve[1].mean == pytest.approx(0.3) and row.curve[2].mean == pytest.approx(0.5)
     assert row.curve[2].n == 3
+
+
+def test_only_real_numbers_count_as_measured():
+    import numpy as np
+
+    from harness.report.aggregate import _num
+
+    assert _num(0.5) == 0.5 and _num(3) == 3.0 and type(_num(3)) is float
+    assert _num(np.float64(0.25)) == 0.25 and _num(np.int64(2)) == 2.0
+    for missing in (float("nan"), np.float64("nan"), None, True, False, np.bool_(True), "0.5", [0.5], {"f1": 0.5}):
+        assert _num(missing) is None, missing
