@@ -8,12 +8,17 @@ Missing values are empty (NaN / null), never zero.
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from harness.config.errors import HarnessError
 from harness.report.aggregate import COST_KEYS, GAIN_BASELINES, SCALAR_METRICS, Row
+
+if TYPE_CHECKING:
+    from harness.records import Record, RecordSummary
 
 NAN = math.nan
 
@@ -53,76 +58,117 @@ def frame(rows: list[Row]):
     return df
 
 
-def write_csv(rows: list[Row], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame(rows).to_csv(path, index=False, float_format="%.10g")
-    return path
+def csv_bytes(df) -> bytes:
+    return df.to_csv(index=False, float_format="%.10g").encode()
 
 
-def write_parquet(rows: list[Row], path: Path) -> Path:
+def parquet_bytes(df) -> bytes:
     try:
         import pyarrow  # noqa: F401
     except ImportError as e:
         raise HarnessError("the Parquet export needs pyarrow: pip install 'harness[report]'") from e
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame(rows).to_parquet(path, index=False)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def write_csv(rows: list[Row], path: Path) -> Path:
+    from harness.records import atomic_write_bytes
+
+    atomic_write_bytes(path, csv_bytes(frame(rows)))
     return path
+
+
+def write_parquet(rows: list[Row], path: Path) -> Path:
+    from harness.records import atomic_write_bytes
+
+    atomic_write_bytes(path, parquet_bytes(frame(rows)))
+    return path
+
+
+EXPORTS = ((".csv", csv_bytes), (".parquet", parquet_bytes))
+
+
+def _tables(rows: list[Row], out: Path, assets: dict[str, dict[str, str]], exports: bool) -> tuple[dict[Path, bytes], list[str]]:
+    """The markdown and the exports of ``rows`` as bytes per file, and warnings for the exports
+    a missing library skips."""
+    from harness.report.markdown import render
+
+    files = {out: render(rows, assets=assets).encode()}
+    warnings: list[str] = []
+    df = None
+    for suffix, encode in EXPORTS if exports else ():
+        try:
+            df = frame(rows) if df is None else df
+            files[out.with_suffix(suffix)] = encode(df)
+        except HarnessError as e:
+            warnings.append(f"{suffix[1:]} export skipped: {e}")
+    return files, warnings
 
 
 def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool = True,
                  jobs: int | None = None) -> tuple[list[Path], list[str]]:
     """The whole report of one suite: ``out`` (markdown), its plots under ``<out stem>/`` linked
     relatively (drawn on ``jobs`` processes, default one per CPU), and ``<out stem>.csv`` /
-    ``.parquet``. Returns the files written and warnings
-    (a missing optional library skips its files with a warning; the markdown is always written)."""
-    from harness.records import atomic_write_bytes
-    from harness.report.markdown import render
+    ``.parquet``. Returns the files written and warnings (a missing optional library skips its
+    files with a warning; the markdown is always written).
 
-    written: list[Path] = []
+    The tables are made while the plot workers draw and written, each atomically, only once every
+    plot is drawn: a failed plot leaves no new markdown linking it, nor exports beside an old one."""
+    from harness.records import atomic_write_bytes
+
+    made: list[tuple[dict[Path, bytes], list[str]]] = []
     warnings: list[str] = []
     assets: dict[str, dict[str, str]] = {}
-    if plots:
-        try:
-            from harness.report.plots import plot_pairs
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        warnings.append("plots skipped: matplotlib is not installed (pip install 'harness[report]')")
+    elif plots:
+        from harness.report.plots import plot_pairs
 
-            assets = plot_pairs(rows, out.parent / out.stem, out.stem, workers=jobs)
-            written += [out.parent / link for links in assets.values() for link in links.values()]
-        except ImportError:
-            warnings.append("plots skipped: matplotlib is not installed (pip install 'harness[report]')")
-    atomic_write_bytes(out, render(rows, assets=assets).encode())
-    written.insert(0, out)
-    if exports:
-        for suffix, writer in ((".csv", write_csv), (".parquet", write_parquet)):
-            try:
-                written.append(writer(rows, out.with_suffix(suffix)))
-            except HarnessError as e:
-                warnings.append(f"{suffix[1:]} export skipped: {e}")
-    return written, warnings
+        try:
+            assets = plot_pairs(rows, out.parent / out.stem, out.stem, workers=jobs,
+                                meanwhile=lambda links: made.append(_tables(rows, out, links, exports)))
+        except ImportError as e:  # installed, but it (or a library it needs) does not import
+            warnings.append(f"plots skipped: matplotlib does not import ({e})")
+            assets, made = {}, []
+    files, export_warnings = made[0] if made else _tables(rows, out, assets, exports)
+    for path, data in files.items():
+        atomic_write_bytes(path, data)
+    drawn = [out.parent / link for links in assets.values() for link in links.values()]
+    return [out, *drawn, *list(files)[1:]], warnings + export_warnings
 
 
 BASELINES = "baselines"  # results/baselines/<suite>/: committed records for `harness compare`
 
 
-def scan_results(results: str | Path) -> tuple[list, list[Path]]:
+@overload
+def scan_results(results: str | Path) -> tuple[list[RecordSummary], list[Path]]: ...
+@overload
+def scan_results(results: str | Path, model: type[Record]) -> tuple[list[Record], list[Path]]: ...
+def scan_results(results: str | Path, model: type[RecordSummary] | None = None) -> tuple[list[Any], list[Path]]:
     """Records under ``results`` except a ``baselines/`` folder directly inside it: the committed
     baseline is the reference the nightly run is compared with, not more seeds of it. Pointing
-    ``results`` at the baseline folder itself reads it as usual."""
-    from harness.records import CorruptRecord, read_record, scan
+    ``results`` at the baseline folder itself reads it as usual. Records are read as ``model``,
+    by default :class:`~harness.records.RecordSummary` (a record whose provenance blocks are
+    missing or malformed still counts; the regression gate reads whole ``RunRecord``s)."""
+    from harness.records import CorruptRecord, RecordSummary, read_record, scan
 
+    model = model or RecordSummary
     root = Path(results)
     if not (root / BASELINES).is_dir():
-        return scan(root)
-    records, corrupt = [], []
+        return scan(root, model)
+    records: list[RecordSummary] = []
+    corrupt: list[Path] = []
     for child in sorted(root.iterdir()):
         if child.name == BASELINES or child.name.startswith("."):
             continue
         if child.is_dir():
-            r, c = scan(child)
+            r, c = scan(child, model)
             records += r
             corrupt += c
         elif child.suffix == ".json":
             try:
-                records.append(read_record(child))
+                records.append(read_record(child, model))
             except CorruptRecord:
                 corrupt.append(child)
     return records, corrupt

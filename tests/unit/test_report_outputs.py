@@ -241,3 +241,138 @@ def test_report_leaves_the_committed_baseline_out(tmp_path, capsys):
     assert "from 12 run records" in out.read_text()
     assert main(["report", "--results", str(results / "baselines"), "--out", str(out), "--no-plots", "--no-export"]) == 0
     assert "from 12 run records" in out.read_text()
+
+
+def _broken_plot(rows, path):
+    raise RuntimeError("the plot broke")
+
+
+def _plot_after_the_tables(rows, path):
+    """A plot that can only finish once ``meanwhile`` has run in the parent (it writes the file
+    this waits for): proof that the two overlap."""
+    import time
+
+    flag = path.parent.parent / "tables-made"
+    deadline = time.monotonic() + 20
+    while not flag.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("meanwhile did not run while the plots were drawn")
+        time.sleep(0.01)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PNG)
+    return path
+
+
+IN_WORKERS = """
+import json, sys
+from pathlib import Path
+from harness.report import plots
+from harness.report.aggregate import aggregate
+from harness.report.export import write_report
+from tests.unit.test_report_markdown_golden import full_records
+from tests.unit.test_report_outputs import _broken_plot, _plot_after_the_tables
+
+out, rows = Path(sys.argv[1]), aggregate(full_records())
+assert plots._safe_to_fork()
+drawn_by = dict(plots.KINDS)
+plots.KINDS.update({kind: (shown, _plot_after_the_tables) for kind, (shown, _) in drawn_by.items()})
+seen = []
+def meanwhile(links):
+    seen.append(links)
+    (out / "tables-made").touch()
+links = plots.plot_pairs(rows, out / "plots", "p", workers=2, meanwhile=meanwhile)
+pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+
+plots.KINDS.update(drawn_by)
+plots.KINDS["pareto"] = (drawn_by["pareto"][0], _broken_plot)
+try:
+    write_report(rows, out / "board" / "board.md", jobs=2)
+    failed = None
+except RuntimeError as e:
+    failed = str(e)
+left = sorted(p.name for p in (out / "board").glob("*") if p.is_file()) if (out / "board").exists() else []
+print(json.dumps({"links": links, "seen": seen, "pngs": pngs, "failed": failed, "left": left}))
+"""
+
+
+def test_on_forked_workers_the_tables_are_made_meanwhile_and_written_after(tmp_path):
+    """In a fresh process (as ``harness report`` is, and pytest's own threads would keep plots
+    in-process here): ``meanwhile`` runs while the workers draw (each plot waits for it), and a
+    plot that fails leaves neither a markdown linking it nor exports."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pyarrow")
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-c", IN_WORKERS, str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["seen"] == [got["links"]] and got["links"] == {
+        "effnet-digits": {"pareto": "p/effnet-digits-pareto.png", "curve": "p/effnet-digits-curve.png"},
+        "minilm-wnut16": {"pareto": "p/minilm-wnut16-pareto.png"}}
+    assert got["pngs"] == ["effnet-digits-curve.png", "effnet-digits-pareto.png", "minilm-wnut16-pareto.png"]
+    assert got["failed"] == "the plot broke" and got["left"] == []
+
+
+def test_a_failed_plot_in_process_leaves_no_new_report_files(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from harness.report import plots
+    from harness.report.export import write_report
+
+    monkeypatch.setitem(plots.KINDS, "pareto", (plots.KINDS["pareto"][0], _broken_plot))
+    out = tmp_path / "board.md"
+    with pytest.raises(RuntimeError, match="the plot broke"):
+        write_report(aggregate(full_records()), out, jobs=1)
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == []
+
+
+def test_without_matplotlib_the_report_says_so_and_links_no_plot(tmp_path, monkeypatch):
+    """Not installed, or installed but failing to import: a warning, and the tables as usual."""
+    import importlib.util
+
+    from harness.report.export import write_report
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    out = tmp_path / "board.md"
+    written, warnings = write_report(aggregate(full_records()), out, exports=False)
+    assert written == [out] and warnings == ["plots skipped: matplotlib is not installed (pip install 'harness[report]')"]
+    assert "![" not in out.read_text() and not (tmp_path / "board").exists()
+    monkeypatch.undo()
+
+    from harness.report import plots
+
+    def broken_install(*args):  # where a plot's first `import matplotlib...` happens
+        raise ImportError("libfreetype.so.6: cannot open shared object file")
+
+    monkeypatch.setattr(plots, "_draw_all", broken_install)
+    written, warnings = write_report(aggregate(full_records()), out, exports=False)
+    assert written == [out] and len(warnings) == 1 and warnings[0].startswith("plots skipped: matplotlib does not import")
+    assert "![" not in out.read_text()
+
+
+def test_a_plot_planned_but_not_drawn_is_an_error(tmp_path, monkeypatch):
+    """The links are promised before drawing: a kind's predicate must agree with its plot function."""
+    pytest.importorskip("matplotlib")
+    from harness.report import plots
+
+    monkeypatch.setitem(plots.KINDS, "pareto", (plots.KINDS["pareto"][0], lambda rows, path: None))
+    with pytest.raises(RuntimeError, match="planned but not drawn"):
+        plots.plot_pairs(aggregate(full_records()), tmp_path, "x", workers=1)
+
+
+def test_plots_leave_the_callers_rcparams_alone(tmp_path):
+    """Plots are drawn without hinting, in a worker for good, here only inside the drawing."""
+    matplotlib = pytest.importorskip("matplotlib")
+    from harness.report import plots
+
+    before = matplotlib.rcParams["text.hinting"]
+    assert before != plots.HINTING
+    rows = aggregate(full_records())
+    plots.plot_pairs(rows, tmp_path / "a", "a", workers=1)
+    pareto_plot(rows, tmp_path / "p.png")
+    assert matplotlib.rcParams["text.hinting"] == before
