@@ -1,9 +1,11 @@
-"""Three micro-benchmarks behind harness 0.2's text defaults, one CPU thread, each a ratio taken in
+"""Four micro-benchmarks behind harness 0.2's text defaults, one CPU thread, each a ratio taken in
 one process:
 
 * AdamW ``foreach`` vs ``fused`` step on MiniLM-sized parameters (22.4M);
 * packaged MiniLM forward + backward over 12 shuffled WNUT-16 batches of 16, with the rows run in
   length-sorted chunks (``HFBackbone.chunk_cost`` 4, 16, 48, 96) and without (one chunk);
+* whole chunked training steps over 12 batches with the words looked up once per batch
+  (``HFBackbone.embed_once_types``) and once per chunk, alternating, median of 5 rounds;
 * whole training steps (forward, backward, clipping, fused AdamW, ``zero_grad``) over 8 batches,
   with glibc's defaults, then after :func:`harness.run.alloc.keep_freed_memory` (which lasts for
   the process, so the two come one after the other, not alternating): CPU time and minor page
@@ -62,10 +64,10 @@ def chunks() -> None:
         print(f"forward+backward, {label:<14} {min(ts):6.2f} s  ({whole / min(ts):.2f}x)")
 
 
-def allocator(rounds: int = 5) -> None:
-    from harness.run.alloc import keep_freed_memory
-
-    backbone, labels, batches = minilm_batches(8, max_length=128)
+def training_steps(n_batches: int, max_length: int):
+    """The backbone, and a function that runs one training step per batch and returns its CPU
+    seconds and minor page faults."""
+    backbone, labels, batches = minilm_batches(n_batches, max_length=max_length)
     head = torch.nn.Linear(backbone.feature_dim, labels)
     model = torch.nn.ModuleDict({"backbone": backbone, "head": head}).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
@@ -80,6 +82,28 @@ def allocator(rounds: int = 5) -> None:
             opt.zero_grad(set_to_none=True)
         return time.process_time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f
 
+    return backbone, steps
+
+
+def embed_once(rounds: int = 5) -> None:
+    backbone, steps = training_steps(12, max_length=64)
+    every_type = type(backbone).embed_once_types
+    cpu: dict[str, list[float]] = {"once per batch": [], "once per chunk": []}
+    steps()
+    for _ in range(rounds):
+        for name, types in (("once per batch", every_type), ("once per chunk", frozenset())):
+            backbone.embed_once_types = types
+            cpu[name].append(steps()[0])
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    for name in cpu:
+        print(f"12 chunked training steps, words looked up {name:<15} {med[name]:6.2f} CPU-s (median of {rounds})")
+    print(f"once per batch / once per chunk: {med['once per chunk'] / med['once per batch']:.2f}x")
+
+
+def allocator(rounds: int = 5) -> None:
+    from harness.run.alloc import keep_freed_memory
+
+    _, steps = training_steps(8, max_length=128)
     steps()
     runs: dict[str, list[tuple[float, int]]] = {"default": [steps() for _ in range(rounds)]}
     state = keep_freed_memory("cpu")
@@ -87,7 +111,7 @@ def allocator(rounds: int = 5) -> None:
     runs[state] = [steps() for _ in range(rounds)]
     cpu = {k: statistics.median(t for t, _ in v) for k, v in runs.items()}
     for name, v in runs.items():
-        faults = statistics.median(f for _, f in v) / len(batches)
+        faults = statistics.median(f for _, f in v) / 8
         print(f"8 training steps, host memory {name:<11} {cpu[name]:6.2f} CPU-s  {faults:8.0f} page faults per step")
     if len(cpu) == 2:
         print(f"{state} / default: {cpu['default'] / cpu[state]:.2f}x")
@@ -97,4 +121,5 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     adamw()
     chunks()
+    embed_once()
     allocator()

@@ -226,6 +226,12 @@ class HFBackbone(Backbone):
     # more padded positions than a chunk costs: the batch (and so the loss and its gradient) is
     # the same, only less padding is computed. CPU only: a GPU pays per kernel, not per position.
     chunk_cost = 96  # padded positions one more chunk must save (CPU, MiniLM-sized models)
+    # Families whose encoder takes ``inputs_embeds`` as exactly the word-embedding lookup (no
+    # scaling; positions and segments still added inside, those of real tokens unchanged). Their
+    # words are looked up once per batch, not per chunk: each lookup's backward writes a dense
+    # gradient the size of the vocabulary (47 MB for MiniLM) that is then added into .grad.
+    embed_once_types = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra",
+                                  "deberta", "deberta-v2"})
 
     def forward(self, batch):
         ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -233,14 +239,20 @@ class HFBackbone(Backbone):
         if not chunks or len(chunks) == 1:
             return self.body(input_ids=ids, attention_mask=mask).last_hidden_state
         width, parts, rows = ids.shape[1], [], []
+        words = self.body.get_input_embeddings()(ids) if self._embeds_once() else None
         for idx, w in chunks:
             index = torch.tensor(idx, device=ids.device)
-            h = self.body(input_ids=ids[index, :w], attention_mask=mask[index, :w]).last_hidden_state
+            inputs = {"inputs_embeds": words[index, :w]} if words is not None else {"input_ids": ids[index, :w]}
+            h = self.body(**inputs, attention_mask=mask[index, :w]).last_hidden_state
             parts.append(nn.functional.pad(h, (0, 0, 0, width - w)))
             rows += idx
         inverse = torch.empty(len(rows), dtype=torch.long, device=ids.device)
         inverse[torch.tensor(rows, device=ids.device)] = torch.arange(len(rows), device=ids.device)
         return torch.cat(parts)[inverse]
+
+    def _embeds_once(self) -> bool:
+        return (getattr(self.body.config, "model_type", None) in self.embed_once_types
+                and isinstance(self.body.get_input_embeddings(), nn.Embedding))
 
 
 def length_chunks(lengths: list[int], chunk_cost: int) -> list[tuple[list[int], int]] | None:

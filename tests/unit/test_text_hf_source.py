@@ -93,26 +93,56 @@ def test_length_chunks_cover_every_row_once_and_save_padding():
     assert len(length_chunks(lengths, chunk_cost=10**9)) == 1
 
 
-def test_chunked_forward_is_the_batch_forward_values_and_gradients():
+def tiny_body(kind: str):
+    from transformers import (
+        BertConfig,
+        BertModel,
+        DistilBertConfig,
+        DistilBertModel,
+        RobertaConfig,
+        RobertaModel,
+    )
+
+    small = dict(vocab_size=48, max_position_embeddings=66)
+    if kind == "bert":
+        return BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **small))
+    if kind == "roberta":  # positions counted from the padding index, computed from input_ids when given
+        return RobertaModel(RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=64, pad_token_id=1, **small))
+    return DistilBertModel(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **small))
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
+@pytest.mark.parametrize("embed_once", [True, False])
+def test_chunked_forward_is_the_batch_forward_values_and_gradients(kind, embed_once, monkeypatch):
+    from harness.sources.base import hf_backbone
+
     torch.manual_seed(0)
-    backbone = SOURCES.get("test").build("tiny_bert", {"max_length": 64}, pretrained=True)
+    backbone = hf_backbone(tiny_body(kind), tiny_tokenizer(), 64, {})
+    if not embed_once:
+        monkeypatch.setattr(backbone, "embed_once_types", frozenset())
     backbone.train(False)
     lengths = [3, 40, 5, 22, 9, 38, 4, 12]
     ids = torch.randint(5, 40, (len(lengths), 40))
     mask = torch.zeros_like(ids)
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
-        ids[i, n:] = 0
+        ids[i, n:] = 1 if kind == "roberta" else 0
     real = mask.bool()
     batch = {"input_ids": ids, "attention_mask": mask}
+    lookups = []
+    backbone.body.get_input_embeddings().register_forward_hook(lambda m, args, out: lookups.append(out.shape[0]))
     results = []
     for cost in (1, 10**9):  # chunked (one chunk per few rows) / one chunk
         backbone.chunk_cost = cost
         backbone.zero_grad()
+        lookups.clear()
         out = backbone(batch)
         (out[real] ** 2).mean().backward()
         grads = {n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None}
-        results.append((out.detach(), grads))
-    (chunked, g1), (whole, g2) = results
+        results.append((out.detach(), grads, list(lookups)))
+    (chunked, g1, looked_up), (whole, g2, _) = results
     assert torch.allclose(chunked[real], whole[real], atol=1e-5)
     assert g1.keys() == g2.keys() and all(torch.allclose(g1[n], g2[n], atol=1e-5) for n in g1)
+    # the words of the whole batch looked up once, or once per chunk
+    assert looked_up == [len(lengths)] if embed_once else (len(looked_up) > 1 and sum(looked_up) == len(lengths))
