@@ -15,8 +15,16 @@ Throughput is real (non-padding) training tokens per second of training time: th
 ``cost.train_s`` (train loop only; its per-epoch validation is timed apart) and the Trainer's
 ``train_runtime`` (no evaluation during training); and, because wall time on a shared machine
 measures the other jobs as much as the code, also per second of this process's CPU time over the
-same spans (``--threads 1`` keeps idle OpenMP threads from spinning into that figure). Runs
-alternate harness / Trainer per seed so that machine load hits both alike.
+same spans (``--threads 1`` keeps idle OpenMP threads from spinning into that figure). The sides
+run one after the other, their order rotating from seed to seed, so that machine load that
+drifts over a run does not fall on one side.
+
+Every run is a fresh process of this script (``--in-process`` runs them all in this one, for
+debugging): the harness sets glibc's allocator once per process for good (``harness.run.alloc``),
+so a Trainer run in the same process would inherit it. The Trainer runs twice per seed: as a user
+runs it (stock glibc, ``trainer``), and with the harness's allocator setting given by environment
+variables (``trainer+malloc``: ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``), so the
+table shows what the allocator is worth apart from the rest (``--trainer-allocator`` picks one).
 
     python benchmarks/bench_nlp_parity.py                       # 2 seeds, 800 sentences, 2 epochs (CPU: minutes)
     python benchmarks/bench_nlp_parity.py --seeds 0 1 2 --epochs 3 --max-train 0   # full train split
@@ -27,7 +35,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,7 +122,8 @@ def harness_run(args, seed: int, workdir: Path) -> dict:
     if rec.status != "ok":
         raise SystemExit(f"harness run failed: {rec.error}")
     return {"f1": rec.metrics["f1"], "precision": rec.metrics["precision"], "recall": rec.metrics["recall"],
-            "train_s": rec.cost["train_s"], "train_cpu_s": CPU_SECONDS.get("train"), "steps": rec.cost["steps"]}
+            "train_s": rec.cost["train_s"], "train_cpu_s": CPU_SECONDS.get("train"), "steps": rec.cost["steps"],
+            "host_memory": rec.config["notes"].get("host_memory")}
 
 
 def shared_data(args):
@@ -210,6 +221,81 @@ def summary(rows: list[dict], key: str) -> str:
     return f"{statistics.mean(vals):.4f} ± {sd:.4f}"
 
 
+# the harness's own setting (harness.run.alloc), given to a Trainer process by glibc's variables
+RETAINED_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+SIDES = {"harness": "harness full_finetune", "trainer": "HF Trainer recipe (stock glibc)",
+         "trainer+malloc": "HF Trainer recipe + MALLOC_* as the harness sets it"}
+
+
+def side_env(side: str) -> dict[str, str]:
+    """A run's environment: none of the caller's allocator variables (the harness would leave them
+    in force and the Trainer would run with them), plus the harness's setting for ``trainer+malloc``."""
+    from harness.run.alloc import OTHER_ALLOCATORS, USER_SETTINGS
+
+    if any(a in os.environ.get("LD_PRELOAD", "") for a in OTHER_ALLOCATORS):
+        raise SystemExit(f"LD_PRELOAD={os.environ['LD_PRELOAD']} replaces glibc's allocator on every side: "
+                         "the sides would not differ as labelled; run without it")
+    env = {k: v for k, v in os.environ.items() if k not in USER_SETTINGS}
+    return {**env, **RETAINED_MALLOC_ENV} if side == "trainer+malloc" else env
+
+
+def check_in_process_env(sides: list[str]) -> None:
+    """In one process the allocator is what the environment says: refuse a label it would belie."""
+    from harness.run.alloc import USER_SETTINGS
+
+    chosen = {k: os.environ[k] for k in USER_SETTINGS if k in os.environ}
+    if "trainer+malloc" in sides and chosen != RETAINED_MALLOC_ENV:
+        raise SystemExit(f"--in-process trainer+malloc needs exactly {RETAINED_MALLOC_ENV} in the environment "
+                         f"(glibc reads them at start), not {chosen}; drop --in-process")
+    if "trainer" in sides and chosen:
+        raise SystemExit(f"the trainer side is stock glibc, but {chosen} is set; unset it or drop --in-process")
+
+
+def run_in_process(args, sides: list[str], workdir: Path) -> tuple[dict[str, list[dict]], int, dict]:
+    """Every (seed, side) run in this process, one after the other."""
+    data, words, tokenizer = shared_data(args)
+    if args.token_sum_loss:
+        token_sum_loss(data, args.batch_size)
+    train_tokens = sum(len(x) for x in data.splits["train"].input_ids) * args.epochs
+    rows: dict[str, list[dict]] = {side: [] for side in sides}
+    for seed in args.seeds:
+        for side in sides:
+            r = harness_run(args, seed, workdir) if side == "harness" else \
+                trainer_run(args, seed, data, words, tokenizer, workdir)
+            rows[side].append(finish_row(r, side, seed, train_tokens))
+    shape = {"train": len(data.splits["train"]), "test": len(data.splits["test"])}
+    return rows, train_tokens, shape
+
+
+def finish_row(r: dict, side: str, seed: int, train_tokens: int) -> dict:
+    r["seed"], r["tokens_per_s"] = seed, train_tokens / r["train_s"]
+    r["tokens_per_cpu_s"] = train_tokens / r["train_cpu_s"]
+    print(f"seed {seed} {side:<14} f1={r['f1']:.4f} P={r['precision']:.4f} R={r['recall']:.4f} "
+          f"steps={r['steps']} train_s={r['train_s']:.1f} cpu_s={r['train_cpu_s']:.1f} "
+          f"tokens/s={r['tokens_per_s']:.0f} tokens/cpu_s={r['tokens_per_cpu_s']:.0f}"
+          + (f" host_memory={r['host_memory']}" if r.get("host_memory") else ""), flush=True)
+    return r
+
+
+def run_in_processes(args, argv: list[str], sides: list[str], workdir: Path) -> tuple[dict[str, list[dict]], int, dict]:
+    """Every (seed, side) run in a fresh process of this script, alternating sides per seed."""
+    rows: dict[str, list[dict]] = {side: [] for side in sides}
+    train_tokens, shape = 0, {}
+    for n, seed in enumerate(args.seeds):
+        for side in sides[n % len(sides):] + sides[:n % len(sides)]:
+            out = workdir / f"{side}-{seed}.json"
+            # argparse keeps an option's last value: these override the caller's
+            cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--in-process", "--quiet",
+                   "--sides", side, "--seeds", str(seed), "--json", str(out)]
+            done = subprocess.run(cmd, env=side_env(side))
+            if done.returncode:
+                raise SystemExit(f"the {side} run of seed {seed} failed (exit {done.returncode}): {' '.join(cmd)}")
+            blob = json.loads(out.read_text())
+            train_tokens, shape = blob["train_tokens"], blob["shape"]
+            rows[side].append(blob["rows"][side][0])
+    return rows, train_tokens, shape
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -223,7 +309,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="on CUDA (CPU runs fp32 on both sides)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
-    ap.add_argument("--only", choices=["harness", "trainer"], help="run one side (ablations)")
+    ap.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(SIDES),
+                    help="which runs to make per seed (default all three; the ratios are against each Trainer side)")
+    ap.add_argument("--only", choices=["harness", "trainer"], help="run one side (ablations); same as --sides SIDE")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run every side in this process (the harness's allocator setting then stays for the Trainer)")
+    ap.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # a child run: rows only
     ap.add_argument("--group-by-length", action="store_true",
                     help="ablation: the harness's group_by_length (batches of like lengths; the default shuffles plainly, as the Trainer)")
     ap.add_argument("--mega-batches", type=int, help="ablation: harness length grouping within this many batches (default 50)")
@@ -232,7 +323,13 @@ def main(argv=None) -> int:
     ap.add_argument("--head-init", default="auto", choices=["auto", "pytorch", "normal"],
                     help="the harness's source.head_init (auto: BERT's classifier init, as the Trainer's model; "
                          "pytorch: ablation, nn.Linear's default)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
+    sides = [args.only] if args.only else args.sides
+    if args.in_process and "trainer+malloc" in sides and sides != ["trainer+malloc"]:
+        raise SystemExit("trainer+malloc needs its own process (glibc reads MALLOC_* at start): drop --in-process")
+    if args.in_process:
+        check_in_process_env(sides)
 
     from harness.cli import quiet_libraries
 
@@ -247,52 +344,40 @@ def main(argv=None) -> int:
     datasets.disable_progress_bars()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        data, words, tokenizer = shared_data(args)
-        if args.token_sum_loss:
-            token_sum_loss(data, args.batch_size)
-        train_tokens = sum(len(x) for x in data.splits["train"].input_ids) * args.epochs
-        rows = {"harness": [], "trainer": []}
-        for seed in args.seeds:
-            if args.only != "trainer":
-                rows["harness"].append(harness_run(args, seed, workdir))
-            if args.only != "harness":
-                rows["trainer"].append(trainer_run(args, seed, data, words, tokenizer, workdir))
-            for side in [k for k, v in rows.items() if v]:
-                r = rows[side][-1]
-                r["seed"], r["tokens_per_s"] = seed, train_tokens / r["train_s"]
-                r["tokens_per_cpu_s"] = train_tokens / r["train_cpu_s"]
-                print(f"seed {seed} {side:<8} f1={r['f1']:.4f} P={r['precision']:.4f} R={r['recall']:.4f} "
-                      f"steps={r['steps']} train_s={r['train_s']:.1f} cpu_s={r['train_cpu_s']:.1f} "
-                      f"tokens/s={r['tokens_per_s']:.0f} tokens/cpu_s={r['tokens_per_cpu_s']:.0f}", flush=True)
-            if args.json:
-                args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                 "train_tokens": train_tokens, "rows": rows}, indent=2))
+        if args.in_process:
+            rows, train_tokens, shape = run_in_process(args, sides, Path(tmp))
+        else:
+            rows, train_tokens, shape = run_in_processes(args, argv, sides, Path(tmp))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"\nMiniLM-L6 → WNUT-16, {len(data.splits['train'])} train sentences × {args.epochs} epoch(s), "
-          f"{len(data.splits['test'])} test sentences, batch {args.batch_size}, lr {args.lr}, max_length {args.max_length}, "
-          f"{device}; {train_tokens} real train tokens per run; {time.perf_counter() - t0:.0f}s in all\n")
-    if args.only:
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": device, "train_tokens": train_tokens,
+              "shape": shape, "rows": rows}
+    if args.quiet:
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
         return 0
+    print(f"\nMiniLM-L6 → WNUT-16, {shape['train']} train sentences × {args.epochs} epoch(s), "
+          f"{shape['test']} test sentences, batch {args.batch_size}, lr {args.lr}, max_length {args.max_length}, "
+          f"{device}; {train_tokens} real train tokens per run; "
+          f"{'one process' if args.in_process else 'a process per run'}; {time.perf_counter() - t0:.0f}s in all\n")
     print("| | entity F1 (test, mean ± sd) | train tokens/s (wall) | train tokens per CPU-second | seeds |")
     print("|---|---|---|---|---|")
-    for side, label in (("harness", "harness full_finetune"), ("trainer", "HF Trainer recipe")):
+    for side in sides:
         tps = statistics.mean(r["tokens_per_s"] for r in rows[side])
         tpc = statistics.mean(r["tokens_per_cpu_s"] for r in rows[side])
-        print(f"| {label} | {summary(rows[side], 'f1')} | {tps:.0f} | {tpc:.0f} | {len(rows[side])} |")
-    ratios = [h["tokens_per_s"] / t["tokens_per_s"] for h, t in zip(rows["harness"], rows["trainer"], strict=True)]
-    cpu_ratios = [h["tokens_per_cpu_s"] / t["tokens_per_cpu_s"]
-                  for h, t in zip(rows["harness"], rows["trainer"], strict=True)]
-    gap = abs(statistics.mean(r["f1"] for r in rows["harness"]) - statistics.mean(r["f1"] for r in rows["trainer"]))
-    print(f"\nthroughput ratio harness / Trainer: {statistics.mean(ratios):.2f}× (per seed: "
-          f"{', '.join(f'{x:.2f}' for x in ratios)}; target ≥ 1.2×)")
-    print(f"per CPU-second (robust to other load on a shared machine): {statistics.mean(cpu_ratios):.2f}× "
-          f"(per seed: {', '.join(f'{x:.2f}' for x in cpu_ratios)})")
-    print(f"F1 gap between the means: {gap:.4f}")
+        print(f"| {SIDES[side]} | {summary(rows[side], 'f1')} | {tps:.0f} | {tpc:.0f} | {len(rows[side])} |")
+    result["ratios"] = {}
+    trainer_sides = [s for s in sides if s != "harness"] if "harness" in sides else []
+    for other in trainer_sides:
+        ratios = [h["tokens_per_s"] / t["tokens_per_s"] for h, t in zip(rows["harness"], rows[other], strict=True)]
+        cpu_ratios = [h["tokens_per_cpu_s"] / t["tokens_per_cpu_s"] for h, t in zip(rows["harness"], rows[other], strict=True)]
+        gap = abs(statistics.mean(r["f1"] for r in rows["harness"]) - statistics.mean(r["f1"] for r in rows[other]))
+        result["ratios"][other] = {"wall": ratios, "cpu": cpu_ratios, "f1_gap": gap}
+        print(f"\nharness / {other}: throughput {statistics.mean(ratios):.2f}× (per seed: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)}; target ≥ 1.2×); per CPU-second "
+              f"{statistics.mean(cpu_ratios):.2f}× (per seed: {', '.join(f'{x:.2f}' for x in cpu_ratios)}); "
+              f"F1 gap between the means {gap:.4f}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "device": device,
-                                         "train_tokens": train_tokens, "rows": rows, "ratios": ratios,
-                                         "cpu_ratios": cpu_ratios}, indent=2))
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

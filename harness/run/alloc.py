@@ -28,9 +28,10 @@ import threading
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # <malloc.h>
 RETAIN_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: trim only past 2 GiB of free top
 ENV = "HARNESS_RETAIN_FREED_MEMORY"
-_USER_SET = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
-             "GLIBC_TUNABLES")
-_OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
+# the variables by which a user sets glibc's allocator, and the allocators that replace it
+USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
+                 "GLIBC_TUNABLES")
+OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 _state: str | None = None  # what the process got: "retained" | "default" | "environment"
 _lock = threading.Lock()
@@ -56,7 +57,7 @@ def enabled() -> bool:
 
 def user_chose_allocator() -> bool:
     preload = os.environ.get("LD_PRELOAD", "")
-    return any(k in os.environ for k in _USER_SET) or any(a in preload for a in _OTHER_ALLOCATORS)
+    return any(k in os.environ for k in USER_SETTINGS) or any(a in preload for a in OTHER_ALLOCATORS)
 
 
 def keep_freed_memory(device_type: str = "cpu") -> str:

@@ -37,7 +37,7 @@ print(json.dumps({"default": default, "state": state, "kept": rounds(20)[-6:]}))
 def probe(env_extra: dict[str, str] | None = None) -> dict:
     import os
 
-    env = {k: v for k, v in os.environ.items() if k not in alloc._USER_SET and k != alloc.ENV}
+    env = {k: v for k, v in os.environ.items() if k not in alloc.USER_SETTINGS and k != alloc.ENV}
     env.update(env_extra or {})
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -76,7 +76,7 @@ def fake(monkeypatch):
     libc = FakeLibc()
     monkeypatch.setattr(alloc, "_glibc", lambda: libc)
     monkeypatch.setattr(alloc, "_state", None)
-    for k in (*alloc._USER_SET, alloc.ENV, "LD_PRELOAD"):
+    for k in (*alloc.USER_SETTINGS, alloc.ENV, "LD_PRELOAD"):
         monkeypatch.delenv(k, raising=False)
     return libc
 
