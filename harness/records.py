@@ -30,11 +30,12 @@ TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temp files: ".<name>.<random>.tmp", n
 
 
 class RecordSummary(BaseModel):
-    """A record less its provenance: what the leaderboard and the regression gate read.
+    """A record less its provenance: what ``harness report`` reads.
 
-    They parse each file whole (malformed JSON is a corrupt record as before) but build no Python
+    It parses each file whole (malformed JSON is a corrupt record as before) but builds no Python
     objects for ``config``, ``split`` and ``env``, two thirds of a record: half the time of a
-    10,000-record report's scan, and less for the garbage collector to walk.
+    10,000-record report's scan, and less for the garbage collector to walk. The regression gate
+    and resuming read whole records (:class:`RunRecord`).
     """
 
     schema_version: int = SCHEMA_VERSION
