@@ -1,3 +1,3 @@
 """harness: measure how to move a pretrained model onto a task, accuracy and cost, over seeds."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

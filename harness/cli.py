@@ -38,9 +38,12 @@ def cmd_validate(args) -> int:
     issues = []
     for f in args.files:
         try:
-            _load(f)
+            spec = _load(f)
         except ConfigError as e:
             issues += e.issues
+        else:
+            for w in spec.warnings:
+                print(f"warning: {w}", file=sys.stderr)
     if issues:
         for i in issues:
             print(i, file=sys.stderr)
@@ -50,20 +53,41 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def describe_node(r) -> str:
+    """A plan line's last column: the cell, and what the run waits for."""
+    what = f"{r.pair} / {r.label} / {r.seed}"
+    if r.role == "trial":
+        point = ", ".join(f"{k}={v}" for k, v in r.point.items()) if r.point else "drawn from the trials before it"
+        what += f"  trial #{r.trial_index}: {point}"
+    elif r.search is not None:
+        grid = ", ".join(f"{k} ∈ {v}" for k, v in r.search.space.items())
+        what += f"  final: best of {r.search.n_points()} ({grid}) on val"
+    if r.role == "aux":
+        what += "  aux"
+    for name, dep in r.inputs.items():
+        what += f"  ← {name} {dep}"
+    return what
+
+
 def cmd_plan(args) -> int:
-    from harness.plan import expand
+    from harness.plan import count, expand
 
     runs = expand(_load(args.file), smoke=args.smoke)
     if args.json:
         print(json.dumps([{"run_id": r.run_id, "pair": r.pair, "strategy": r.strategy, "label": r.label,
-                           "seed": r.seed, "config": r.config()} for r in runs], indent=2))
+                           "seed": r.seed, "role": r.role, "depends_on": list(r.depends_on), "inputs": dict(r.inputs),
+                           "config": r.config()} for r in runs], indent=2))
         return 0
     width = max(len(r.run_id) for r in runs)
     print(f"{'run_id':<{width}}  pair / strategy / seed")
     for r in runs:
-        print(f"{r.run_id:<{width}}  {r.pair} / {r.label} / {r.seed}")
-    print(f"{len(runs)} runs ({len({r.pair for r in runs})} pairs × {len({r.label for r in runs})} strategies × "
-          f"{len({r.seed for r in runs})} seeds)")
+        print(f"{r.run_id:<{width}}  {describe_node(r)}")
+    n = count(runs)
+    finals = [r for r in runs if r.role == "final"]
+    print(f"{len(runs)} runs: {n['final']} finals ({len({(r.pair, r.label) for r in finals})} cells of "
+          f"{len({r.pair for r in finals})} pairs × {len({r.label for r in finals})} strategies, "
+          f"× {len({r.seed for r in finals})} seeds), "
+          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names)")
     return 0
 
 
@@ -89,6 +113,8 @@ def cmd_run(args) -> int:
     from harness.run.execute import ExecOptions
 
     suite = _load(args.file)
+    for w in suite.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     quiet_libraries()
     if args.data_dir:  # where targets find (or download) datasets; recorded with the run's env
         os.environ["HARNESS_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())

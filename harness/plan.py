@@ -1,22 +1,106 @@
-"""SuiteSpec → [RunSpec]: the pair × strategy × seed matrix, each with a stable run_id. Pure."""
+"""SuiteSpec → the plan: a graph of RunSpecs, each with a stable run_id. Pure.
+
+A *cell* is one (pair, strategy label). Without a search it makes one **final** run per suite
+seed. With a ``search:`` it makes **trials** — every point of the grid (or every sampled point)
+on each selection seed, scored on the validation split — and one final per seed that depends on
+all of them: the driver picks the best point from the trials' records and only then runs it. A
+strategy that reads another run's output (``distill``'s teacher) depends on that run at the same
+seed; a teacher that is not a cell of the suite (a source-spec teacher) is an **aux** cell.
+Only finals enter the leaderboard.
+
+Identity: a run_id hashes what the run computes (model, data, strategy, training settings, seed,
+the runs it reads), never where it runs. A final of a search hashes its search space in place of
+the searched values: its identity is "the best of this grid at this seed", known before the
+trials are run. ``compute_key`` hashes the concrete computation, so a final whose chosen point
+at a selection seed *is* a trial reuses that trial's record instead of training again.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import __version__
-from harness.config.schema import PairSpec, StrategySpec, SuiteSpec, TrainConfig
+from harness.config.schema import TRAIN_KEYS, PairSpec, StrategySpec, SuiteSpec, TrainConfig
 
 SMOKE_STEPS = 3
 SMOKE_EVAL_SAMPLES = 64
+SEARCHED = "<searched>"  # a searched value in a final's plan-time config
+BUDGET_KEYS = ("epochs", "max_steps", "max_train_samples", "batch_size", "grad_accum")
+ROLES = ("final", "trial", "aux")
+
+
+@dataclass(frozen=True)
+class Search:
+    """A cell's search: candidate values per key (training keys and strategy params), how points
+    are drawn, and the seeds trials run on."""
+
+    space: Mapping[str, Any]  # key → list of values (grid / categorical) or {log_uniform|uniform|int: [lo, hi]}
+    method: str = "grid"
+    trials: int | None = None
+    selection_seeds: tuple[int, ...] = (0,)
+
+    def describe(self) -> dict[str, Any]:
+        return {"space": {k: v for k, v in self.space.items()}, "method": self.method, "n_trials": self.trials,
+                "selection_seeds": list(self.selection_seeds)}
+
+    @property
+    def sequential(self) -> bool:
+        """TPE draws each point from the trials before it: its points are known only at run time."""
+        return self.method == "tpe"
+
+    def n_points(self) -> int:
+        if self.method == "grid":
+            return math.prod(len(v) for v in self.space.values())
+        return self.trials or 8
+
+    def points(self, salt: str = "") -> list[dict[str, Any]]:
+        """The points tried, in order: the grid's product (keys in the order written), or
+        ``trials`` points drawn at random with a seed derived from ``salt`` (the cell)."""
+        keys = list(self.space)
+        if self.method == "grid":
+            return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.space[k] for k in keys))]
+        if self.method == "random":
+            import numpy as np
+
+            rng = np.random.default_rng(int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16))
+            return [{k: draw(self.space[k], rng) for k in keys} for _ in range(self.n_points())]
+        raise ValueError(f"{self.method} points are drawn at run time from the trials before them")
+
+    def at_edge(self, chosen: Mapping[str, Any]) -> list[str]:
+        """Keys whose chosen value is the smallest or largest of a numeric grid of ≥ 3 values
+        (the optimum may lie outside the grid)."""
+        edge = []
+        for k, values in self.space.items():
+            if not isinstance(values, list) or len(values) < 3 or k not in chosen:
+                continue
+            nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(nums) == len(values) and chosen[k] in (min(nums), max(nums)):
+                edge.append(k)
+        return edge
+
+
+def draw(spec: Any, rng) -> Any:
+    """One value of a search key: from a list (uniformly) or a distribution."""
+    if isinstance(spec, list):
+        return spec[int(rng.integers(len(spec)))]
+    kind, (low, high) = next(iter(spec.items()))
+    if kind == "log_uniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if kind == "int":
+        return int(rng.integers(low, high + 1))
+    return float(rng.uniform(low, high))
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything one run needs, fully resolved (defaults < pair.train < strategy < override)."""
+    """Everything one run needs, resolved (defaults < pair.train < strategy < override), and
+    where it sits in the plan graph."""
 
     run_id: str
     suite: str
@@ -30,15 +114,55 @@ class RunSpec:
     params: dict[str, Any]
     smoke: bool = False
     price_per_gpu_hour: float | None = None
+    role: str = "final"  # final (in the leaderboard) | trial (of a search) | aux (a teacher no cell names)
+    depends_on: tuple[str, ...] = ()  # run_ids that must have finished first
+    search: Search | None = None  # a final chosen from trials, or a trial of that search
+    point: dict[str, Any] | None = None  # a trial's values; a resolved final's chosen values
+    trial_index: int | None = None
+    inputs: Mapping[str, str] = field(default_factory=dict)  # name → run_id whose output the strategy reads
+    exports: tuple[str, ...] = ()  # outputs other runs read (not hashed: they don't change this run)
+    reference: Mapping[str, Any] = field(default_factory=dict)  # the pair's budget (defaults < pair.train)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every value is known (a final of a search is not, until its trials ran)."""
+        return SEARCHED not in self.train.values() and SEARCHED not in self.params.values()
+
+    def base_config(self) -> dict[str, Any]:
+        """What the run computes (the trial and final of the same point and seed share it)."""
+        cfg = resolved_config(self.pair, self.source, self.target, self.strategy, self.params, self.train,
+                              self.seed, self.smoke)
+        if self.inputs:
+            cfg["inputs"] = dict(self.inputs)
+        return cfg
 
     def config(self) -> dict[str, Any]:
-        """The resolved config: what the run_id hashes and the record stores."""
-        return resolved_config(self.pair, self.source, self.target, self.strategy, self.params,
-                               self.train, self.seed, self.smoke)
+        """What the record stores: the computation, and for a search's runs the search (space,
+        and the point tried or chosen)."""
+        cfg = self.base_config()
+        if self.search is not None:
+            cfg["search"] = {**self.search.describe(), "role": self.role, "point": self.point,
+                             "trial_index": self.trial_index}
+        return cfg
+
+    @property
+    def compute_key(self) -> str:
+        if not self.resolved:
+            raise ValueError(f"{self.run_id}: the search is not resolved yet")
+        return config_hash(self.base_config())
 
     @property
     def train_config(self) -> TrainConfig:
+        if not self.resolved:
+            raise ValueError(f"{self.run_id}: the search is not resolved yet")
         return TrainConfig.model_validate(self.train)
+
+    def with_point(self, point: Mapping[str, Any]) -> RunSpec:
+        """This run with ``point``'s values in place (train keys and strategy params); its
+        identity (run_id, role, graph edges) unchanged."""
+        train = {**self.train, **{k: v for k, v in point.items() if k in TRAIN_KEYS}}
+        params = {**self.params, **{k: v for k, v in point.items() if k not in TRAIN_KEYS}}
+        return replace(self, train=train, params=params, point=dict(point))
 
 
 def resolved_config(pair, source, target, strategy, params, train, seed, smoke) -> dict[str, Any]:
@@ -59,46 +183,226 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def make_run_id(pair: str, label: str, seed: int, config: dict[str, Any]) -> str:
-    """Readable and stable: ``<pair>.<label>.s<seed>-<hash of the resolved config>``."""
-    return f"{pair}.{label}.s{seed}-{config_hash(config)}"
+def make_run_id(pair: str, label: str, seed: int, config: dict[str, Any], trial: int | None = None) -> str:
+    """Readable and stable: ``<pair>.<label>[.t<k>].s<seed>-<hash of the resolved config>``."""
+    return f"{pair}.{label}{'' if trial is None else f'.t{trial}'}.s{seed}-{config_hash(config)}"
 
 
-def resolve(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: bool = False) -> tuple[dict, dict]:
-    """Merge the four layers by key (never by truthiness) into full train config and params."""
+# --------------------------------------------------------------------------- resolving a cell
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (pair, label) resolved: its settings, its search (if any) and the runs it reads."""
+
+    pair: PairSpec
+    label: str
+    strategy: str
+    source: dict[str, Any]
+    target: dict[str, Any]
+    train: dict[str, Any]
+    params: dict[str, Any]
+    search: Search | None
+    inputs: Mapping[str, Any]  # name → harness.strategies.base.Input
+    role: str = "final"
+    reference: Mapping[str, Any] = field(default_factory=dict)
+
+
+def merge_search(layers: list[tuple[dict[str, Any], Any]], seeds: tuple[int, ...],
+                 allowed: set[str]) -> Search | None:
+    """The search in force after the layers (lowest first): a key set to a fixed value in a layer
+    leaves the search of the layers below; a key searched in a layer overrides the fixed value of
+    the layers below. Keys the strategy does not take (a pair-wide search over ``alpha``) are dropped."""
+    space: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for fixed, layer in layers:
+        for k in fixed:
+            space.pop(k, None)
+        if layer:
+            space.update(layer.space)
+            options.update(layer.options)
+    space = {k: v for k, v in space.items() if k in allowed and v is not None}
+    if not space:
+        return None
+    return Search(space=space, method=options.get("method", "grid"), trials=options.get("trials"),
+                  selection_seeds=tuple(options.get("selection_seeds") or seeds[:1]))
+
+
+def smoke_train(train: TrainConfig) -> TrainConfig:
+    bs = train.batch_size * train.grad_accum
+    return train.model_copy(update={
+        "epochs": 1,
+        "max_steps": min(train.max_steps or SMOKE_STEPS, SMOKE_STEPS),
+        "max_train_samples": min(train.max_train_samples or 10**12, SMOKE_STEPS * bs),
+        "max_eval_samples": min(train.max_eval_samples or 10**12, SMOKE_EVAL_SAMPLES),
+        "patience": None,
+    })
+
+
+def resolve_cell(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: bool = False,
+                 source: dict[str, Any] | None = None, role: str = "final") -> Cell:
+    """Merge the four layers by key (never by truthiness) into a cell's settings and search."""
     from harness.registry import STRATEGIES
 
+    cls = STRATEGIES.get(strat.name)
     override = pair.overrides.get(strat.label)
-    layers = {**suite.defaults, **pair.train, **strat.train, **(override.train if override else {})}
+    o_train, o_params = (override.train, override.params) if override else ({}, {})
+    layers = {**suite.defaults, **pair.train, **strat.train, **o_train}
     train = TrainConfig.model_validate(layers)
     if smoke:
-        bs = train.batch_size * train.grad_accum
-        train = train.model_copy(update={
-            "epochs": 1,
-            "max_steps": min(train.max_steps or SMOKE_STEPS, SMOKE_STEPS),
-            "max_train_samples": min(train.max_train_samples or 10**12, SMOKE_STEPS * bs),
-            "max_eval_samples": min(train.max_eval_samples or 10**12, SMOKE_EVAL_SAMPLES),
-            "patience": None,
-        })
-    cls = STRATEGIES.get(strat.name)
-    params = cls.Params.model_validate({**strat.params, **(override.params if override else {})})
-    params = cls.complete(params, pair, suite, smoke)
-    return train.model_dump(mode="json"), params.model_dump(mode="json")
+        train = smoke_train(train)
+    params = cls.Params.model_validate({**strat.params, **o_params})
+    allowed = (set(TRAIN_KEYS) - cls.unused_keys(params)) | set(cls.Params.model_fields)
+    search = merge_search([(suite.defaults, suite.search), (pair.train, pair.search),
+                           ({**strat.train, **strat.params}, strat.search),
+                           ({**o_train, **o_params}, override.search if override else None)], suite.seeds, allowed)
+    train_d, params_d = train.model_dump(mode="json"), params.model_dump(mode="json")
+    if search is not None:
+        for k in search.space:
+            (train_d if k in TRAIN_KEYS else params_d)[k] = SEARCHED
+    reference = TrainConfig.model_validate({**suite.defaults, **pair.train})
+    if smoke:
+        reference = smoke_train(reference)
+    return Cell(pair=pair, label=strat.label, strategy=strat.name, source=source or pair.source.as_dict("model"),
+                target=pair.target.as_dict("dataset"), train=train_d, params=params_d, search=search,
+                inputs=cls.inputs(params, pair, suite), role=role,
+                reference={k: reference.model_dump(mode="json")[k] for k in BUDGET_KEYS})
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+class _Builder:
+    """Builds the nodes of every cell, and of the cells they read, once each."""
+
+    def __init__(self, suite: SuiteSpec, smoke: bool):
+        self.suite, self.smoke = suite, smoke
+        self.nodes: dict[str, RunSpec] = {}
+        self.finals: dict[tuple[str, str, int], str] = {}  # (pair, label, seed) → run_id
+        self.cells: dict[tuple[str, str], Cell] = {}
+        self.exporting: set[tuple[str, str]] = set()  # cells whose runs must export what students read
+        self.visiting: list[tuple[str, str]] = []
+
+    def cell(self, pair: PairSpec, label: str) -> Cell:
+        key = (pair.id, label)
+        if key not in self.cells:
+            strat = next(s for s in self.suite.strategies if s.label == label)
+            self.cells[key] = resolve_cell(self.suite, pair, strat, self.smoke)
+        return self.cells[key]
+
+    def input_cell(self, pair: PairSpec, student: Cell, name: str) -> Cell:
+        inp = student.inputs[name]
+        if inp.label is not None:
+            cell = self.cell(pair, inp.label)
+        else:  # a run no cell of the suite makes (a source-spec teacher): an aux cell
+            label = f"{student.label}-{name}"
+            key = (pair.id, label)
+            if key not in self.cells:
+                self.cells[key] = resolve_cell(self.suite, pair, replace(inp.strategy, label=label), self.smoke,
+                                               source=inp.source, role="aux")
+            cell = self.cells[key]
+        self.exporting.add((pair.id, cell.label))
+        return cell
+
+    def final(self, cell: Cell, seed: int) -> str:
+        """run_id of ``cell``'s final at ``seed`` (an aux run when the seed is not a suite seed)."""
+        key = (cell.pair.id, cell.label, seed)
+        if key in self.finals:
+            return self.finals[key]
+        if (cell.pair.id, cell.label) in self.visiting:
+            raise ValueError(f"runs read each other in a loop: {' → '.join(lab for _, lab in self.visiting)}")
+        self.visiting.append((cell.pair.id, cell.label))
+        inputs = {name: self.final(self.input_cell(cell.pair, cell, name), seed) for name in cell.inputs}
+        role = cell.role if seed in self.suite.seeds or cell.role != "final" else "aux"
+        base = self.spec(cell, seed, role, inputs)
+        if cell.search is None:
+            cfg = base.base_config()
+            run_id = make_run_id(cell.pair.id, cell.label, seed, cfg)
+            node = replace(base, run_id=run_id)
+        else:
+            trials = self.trials(cell)
+            cfg = {**base.base_config(), "search": cell.search.describe()}
+            node = replace(base, run_id=make_run_id(cell.pair.id, cell.label, seed, cfg), search=cell.search,
+                           depends_on=tuple(trials))
+        node = replace(node, depends_on=tuple(dict.fromkeys([*node.depends_on, *inputs.values()])))
+        self.visiting.pop()
+        self.nodes[node.run_id] = node
+        self.finals[key] = node.run_id
+        return node.run_id
+
+    def trials(self, cell: Cell) -> list[str]:
+        search = cell.search
+        assert search is not None
+        ids = []
+        points: list[dict[str, Any] | None] = ([None] * search.n_points() if search.sequential
+                                               else search.points(f"{self.suite.suite}/{cell.pair.id}/{cell.label}"))
+        for k, point in enumerate(points):
+            for seed in search.selection_seeds:
+                inputs = {name: self.final(self.input_cell(cell.pair, cell, name), seed) for name in cell.inputs}
+                base = self.spec(cell, seed, "trial", inputs)
+                if point is None:  # drawn at run time from the trials before it: identity = (search, index)
+                    cfg = {**base.base_config(), "search": search.describe(), "trial_index": k}
+                    node = replace(base, search=search, trial_index=k,
+                                   depends_on=tuple(ids) + tuple(inputs.values()))
+                else:
+                    node = replace(base.with_point(point), search=search, trial_index=k,
+                                   depends_on=tuple(inputs.values()))
+                    cfg = node.base_config()
+                node = replace(node, run_id=make_run_id(cell.pair.id, cell.label, seed, cfg, trial=k))
+                self.nodes.setdefault(node.run_id, node)
+                ids.append(node.run_id)
+        return ids
+
+    def spec(self, cell: Cell, seed: int, role: str, inputs: Mapping[str, str]) -> RunSpec:
+        return RunSpec(run_id="", suite=self.suite.suite, pair=cell.pair.id, strategy=cell.strategy, label=cell.label,
+                       seed=seed, source=cell.source, target=cell.target, train=cell.train, params=cell.params,
+                       smoke=self.smoke, price_per_gpu_hour=self.suite.price_per_gpu_hour, role=role,
+                       inputs=dict(inputs), reference=cell.reference)
 
 
 def expand(suite: SuiteSpec, smoke: bool = False) -> list[RunSpec]:
-    """The plan, ordered pair → strategy → seed."""
-    runs = []
+    """The plan: every node, dependencies before the runs that need them, otherwise ordered
+    pair → strategy → seed (a cell's trials just before its finals)."""
+    b = _Builder(suite, smoke)
     for pair in suite.pairs:
-        source = pair.source.as_dict("model")
-        target = pair.target.as_dict("dataset")
         for strat in suite.strategies:
-            train, params = resolve(suite, pair, strat, smoke)
+            if pair.strategies is not None and strat.label not in pair.strategies:
+                continue
+            cell = b.cell(pair, strat.label)
             for seed in suite.seeds:
-                cfg = resolved_config(pair.id, source, target, strat.name, params, train, seed, smoke)
-                runs.append(RunSpec(
-                    run_id=make_run_id(pair.id, strat.label, seed, cfg), suite=suite.suite, pair=pair.id,
-                    strategy=strat.name, label=strat.label, seed=seed, source=source, target=target,
-                    train=train, params=params, smoke=smoke, price_per_gpu_hour=suite.price_per_gpu_hour,
-                ))
-    return runs
+                b.final(cell, seed)
+    order: list[str] = []
+    placed: set[str] = set()
+
+    def place(run_id: str) -> None:
+        if run_id in placed:
+            return
+        placed.add(run_id)
+        for dep in b.nodes[run_id].depends_on:
+            place(dep)
+        order.append(run_id)
+
+    for run_id in list(b.nodes):
+        place(run_id)
+    exporting = b.exporting
+    return [replace(n, exports=("train_logits",)) if (n.pair, n.label) in exporting else n
+            for n in (b.nodes[i] for i in order)]
+
+
+def closure(runs: list[RunSpec], chosen: list[RunSpec]) -> list[RunSpec]:
+    """``chosen`` with every run they depend on, transitively, in plan order."""
+    by_id = {r.run_id: r for r in runs}
+    keep: set[str] = set()
+    stack = [r.run_id for r in chosen]
+    while stack:
+        run_id = stack.pop()
+        if run_id in keep:
+            continue
+        keep.add(run_id)
+        stack += list(by_id[run_id].depends_on)
+    return [r for r in runs if r.run_id in keep]
+
+
+def count(runs: list[RunSpec]) -> dict[str, int]:
+    """Runs per role."""
+    return {role: sum(r.role == role for r in runs) for role in ROLES}

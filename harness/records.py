@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from harness.config.errors import HarnessError, LockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: role, search, budget, data (fingerprint, evaluation domain)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
@@ -46,6 +46,7 @@ class RecordSummary(BaseModel):
     label: str
     seed: int
     smoke: bool = False
+    role: Literal["final", "trial", "aux"] = "final"  # only finals enter the leaderboard
     status: Literal["ok", "failed", "timeout"]
     error: dict[str, Any] | None = None
     task: str | None = None
@@ -53,6 +54,9 @@ class RecordSummary(BaseModel):
     metrics: dict[str, Any] = {}
     curve: list[dict[str, Any]] = []
     cost: dict[str, Any] = {}
+    budget: dict[str, Any] = {}  # epochs, steps, examples seen, optimizer, lr, precision; the pair's reference
+    search: dict[str, Any] | None = None  # a final: the space, the trials' scores, the chosen point; a trial: its point
+    data: dict[str, Any] = {}  # fingerprint of the examples used, evaluation domain, duplicates across splits
     started_at: str
     finished_at: str
 

@@ -16,10 +16,12 @@ from pydantic import BaseModel, ValidationError
 
 from harness.config.errors import ConfigError, Issue, UnknownNameError, did_you_mean
 from harness.config.schema import (
+    SEARCH_OPTIONS,
     SLUG,
     TRAIN_KEYS,
     ComponentSpec,
     PairSpec,
+    SearchLayer,
     StrategySpec,
     SuiteSpec,
     TrainConfig,
@@ -27,7 +29,10 @@ from harness.config.schema import (
 
 Path_ = tuple[Any, ...]
 TOP_KEYS = ("suite", "description", "seeds", "defaults", "pairs", "strategies", "price_per_gpu_hour")
-PAIR_KEYS = ("id", "source", "target", "train", "overrides")
+PAIR_KEYS = ("id", "source", "target", "train", "overrides", "strategies")
+SEARCH_METHODS = ("grid", "random", "tpe")
+DISTRIBUTIONS = ("log_uniform", "uniform", "int")
+MAX_GRID_POINTS = 1000
 
 
 def format_path(path: Path_) -> str:
@@ -208,9 +213,14 @@ def _split_strategy_keys(col: Collector, name: str, block: dict, path: Path_,
 
     cls = STRATEGIES.get(name)
     own = set(cls.Params.model_fields)
-    allowed = own | TRAIN_KEYS | ({"label"} if allow_label else set())
+    allowed = own | TRAIN_KEYS | {"search"} | ({"label"} if allow_label else set())
     params, train, ok = {}, {}, True
+    search = SearchLayer()
+    if "search" in block:
+        search = parse_search(col, block["search"], (*path, "search"), {name: cls.Params})
     for k, v in block.items():
+        if k == "search":
+            continue
         if k in own:
             params[k] = v
         elif k in TRAIN_KEYS:
@@ -224,7 +234,128 @@ def _split_strategy_keys(col: Collector, name: str, block: dict, path: Path_,
         ok = False
     if not ok or p_model is None or t_model is None:
         return None
-    return StrategySpec(name, label, _set_fields(p_model), _set_fields(t_model))
+    return StrategySpec(name, label, _set_fields(p_model), _set_fields(t_model), search)
+
+
+def _field_adapter(model: type[BaseModel], key: str):
+    from typing import Annotated
+
+    from pydantic import TypeAdapter
+
+    info = model.model_fields[key]
+    return TypeAdapter(Annotated[info.annotation, info])
+
+
+def _check_value(col: Collector, owners: list[type[BaseModel]], key: str, value: Any, path: Path_) -> Any:
+    """``value`` parsed as ``key`` of the first model in ``owners`` that accepts it (an issue when
+    none does); returns the parsed value (``"1e-3"`` → 0.001) or None."""
+    errors = []
+    for model in owners:
+        try:
+            return _field_adapter(model, key).validate_python(value)
+        except ValidationError as e:
+            errors.append(e.errors()[0]["msg"])
+    col.add(path, f"{errors[0]} (got {value!r})")
+    return None
+
+
+def parse_search(col: Collector, data: Any, path: Path_, owners: Mapping[str, type[BaseModel]]) -> SearchLayer:
+    """A ``search:`` block: per key a non-empty list of candidate values (a grid), or for
+    ``method: random|tpe`` a distribution ``{log_uniform|uniform|int: [low, high]}``; plus the
+    options ``method``, ``trials`` and ``selection_seeds``. ``owners`` maps strategy names to their
+    ``Params``: a key must be a training key or a parameter of one of them."""
+    block = _mapping(col, data, path, "search")
+    if block is None:
+        return SearchLayer()
+    space: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    params = {k for cls in owners.values() for k in cls.model_fields}
+    for key, values in block.items():
+        kpath = (*path, key)
+        if key in SEARCH_OPTIONS:
+            value = _search_option(col, key, values, kpath)
+            if value is not None:
+                options[key] = value
+            continue
+        if key not in TRAIN_KEYS and key not in params:
+            col.unknown_key(path, key, sorted(TRAIN_KEYS | params | SEARCH_OPTIONS))
+            continue
+        if key in ("label", "search"):
+            col.add(kpath, f"'{key}' cannot be searched")
+            continue
+        models: list[type[BaseModel]] = [TrainConfig] if key in TRAIN_KEYS else \
+            [cls for cls in owners.values() if key in cls.model_fields]
+        if isinstance(values, dict):
+            space[key] = _distribution(col, models, key, values, kpath)
+        elif isinstance(values, list) and values:
+            parsed = [_check_value(col, models, key, v, (*kpath, i)) for i, v in enumerate(values)]
+            if len({repr(v) for v in parsed}) != len(parsed):
+                col.add(kpath, f"candidate values repeat: {values!r}")
+            space[key] = parsed
+        else:
+            col.add(kpath, f"a search key takes a non-empty list of candidate values (a grid), or a distribution "
+                    f"{{{'|'.join(DISTRIBUTIONS)}: [low, high]}} with method: random or tpe; got {values!r}")
+    method = options.get("method", "grid")
+    if method == "grid":
+        for key, values in space.items():
+            if isinstance(values, dict):
+                col.add((*path, key), f"a distribution needs method: random or tpe (method is {method!r}); "
+                        "a grid takes a list of values")
+        size = 1
+        for values in space.values():
+            size *= len(values) if isinstance(values, list) else 1
+        if size > MAX_GRID_POINTS:
+            col.add(path, f"the grid has {size} points (more than {MAX_GRID_POINTS}); use method: random or tpe "
+                    "with `trials:`")
+    return SearchLayer(space, options)
+
+
+def _search_option(col: Collector, key: str, value: Any, path: Path_) -> Any:
+    if key == "method":
+        if value not in SEARCH_METHODS:
+            close = did_you_mean(str(value), SEARCH_METHODS)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            col.add(path, f"unknown search method {value!r}.{hint} Methods: {', '.join(SEARCH_METHODS)}.")
+            return None
+        return value
+    if key == "trials":
+        if type(value) is not int or not 1 <= value <= MAX_GRID_POINTS:
+            col.add(path, f"must be a whole number from 1 to {MAX_GRID_POINTS}, got {value!r}")
+            return None
+        return value
+    if not isinstance(value, list) or not value or not all(type(s) is int and s >= 0 for s in value) \
+            or len(set(value)) != len(value):
+        col.add(path, f"must be a non-empty list of distinct non-negative integers, got {value!r}")
+        return None
+    return tuple(value)
+
+
+def _distribution(col: Collector, models: list[type[BaseModel]], key: str, spec: dict, path: Path_) -> Any:
+    if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        col.add(path, f"a distribution is one of {{{'|'.join(DISTRIBUTIONS)}: [low, high]}}, got {spec!r}")
+        return None
+    kind, bounds = next(iter(spec.items()))
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        col.add((*path, kind), f"takes [low, high], got {bounds!r}")
+        return None
+    low, high = (_check_value(col, models, key, b, (*path, kind, i)) for i, b in enumerate(bounds))
+    if low is None or high is None:
+        return None
+    if not low < high:
+        col.add((*path, kind), f"low must be below high, got {bounds!r}")
+    elif kind == "log_uniform" and low <= 0:
+        col.add((*path, kind), f"log_uniform needs low > 0, got {bounds!r}")
+    elif kind == "int" and not (type(low) is int and type(high) is int):
+        col.add((*path, kind), f"int takes whole numbers, got {bounds!r}")
+    return {kind: [low, high]}
+
+
+def _pop_search(col: Collector, data: dict, path: Path_, owners: Mapping[str, type[BaseModel]]) -> tuple[dict, SearchLayer]:
+    """``data`` without its ``search:`` key, and that key parsed."""
+    if "search" not in data:
+        return data, SearchLayer()
+    rest = {k: v for k, v in data.items() if k != "search"}
+    return rest, parse_search(col, data["search"], (*path, "search"), owners)
 
 
 def _set_fields(model: BaseModel | None) -> dict[str, Any]:
@@ -256,7 +387,8 @@ def _strategy(col: Collector, item: Any, path: Path_) -> StrategySpec | None:
     return _split_strategy_keys(col, name, mapping, (*path, name), allow_label=True)
 
 
-def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec]) -> PairSpec | None:
+def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec],
+          owners: Mapping[str, type[BaseModel]]) -> PairSpec | None:
     from harness.registry import TASKS
 
     data = _mapping(col, data, path, "pair")
@@ -279,7 +411,20 @@ def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec
             col.add((*path, "target", "task"), f"task '{task.name}' needs a {task.modality} model, "
                     f"but source '{source.ref}' is a {src_mod} model")
     train = _mapping(col, data.get("train", {}), (*path, "train"), "train") or {}
+    train, search = _pop_search(col, train, (*path, "train"), owners)
     train = _set_fields(col.model(TrainConfig, train, (*path, "train")))
+    only = None
+    if "strategies" in data:
+        raw = data["strategies"]
+        if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
+            col.add((*path, "strategies"), f"must be a non-empty list of strategy labels, got {raw!r}")
+        else:
+            for i, label in enumerate(raw):
+                if label not in labels:
+                    close = did_you_mean(label, labels)
+                    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                    col.add((*path, "strategies", i), f"no strategy labelled '{label}' in this suite.{hint}")
+            only = tuple(raw)
     overrides: dict[str, StrategySpec] = {}
     ov = _mapping(col, data.get("overrides", {}), (*path, "overrides"), "overrides") or {}
     for label, block in ov.items():
@@ -296,7 +441,7 @@ def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec
                 overrides[label] = spec
     if pid is None or source is None or target is None:
         return None
-    return PairSpec(pid, source, target, train, overrides)
+    return PairSpec(pid, source, target, train, overrides, search, only)
 
 
 def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
@@ -326,7 +471,8 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
     if price is not None and (isinstance(price, bool) or not isinstance(price, int | float) or price < 0):
         col.add(("price_per_gpu_hour",), f"must be a non-negative number, got {price!r}")
     defaults = _mapping(col, data.get("defaults", {}), ("defaults",), "defaults") or {}
-    defaults = _set_fields(col.model(TrainConfig, defaults, ("defaults",)))
+    raw_defaults_search = defaults.get("search")
+    defaults = _set_fields(col.model(TrainConfig, {k: v for k, v in defaults.items() if k != "search"}, ("defaults",)))
 
     strategies: list[StrategySpec] = []
     raw = data.get("strategies", [])
@@ -341,6 +487,10 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
             col.add(("strategies", i), f"label '{spec.label}' is used twice; give one of them `label: …`")
         strategies.append(spec)
     labels = {s.label: s for s in strategies}
+    # a search in defaults or a pair may name any training key or a parameter of a strategy of the suite
+    owners = {s.name: STRATEGIES.get(s.name).Params for s in strategies}
+    search = SearchLayer() if raw_defaults_search is None else \
+        parse_search(col, raw_defaults_search, ("defaults", "search"), owners)
 
     pairs: list[PairSpec] = []
     rawp = data.get("pairs", [])
@@ -348,7 +498,7 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
         col.add(("pairs",), "must be a non-empty list")
         rawp = []
     for i, item in enumerate(rawp):
-        p = _pair(col, item, ("pairs", i), labels)
+        p = _pair(col, item, ("pairs", i), labels, owners)
         if p is None:
             continue
         if any(q.id == p.id for q in pairs):
@@ -358,15 +508,57 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
     if col.issues or suite is None:
         return None
     suite_spec = SuiteSpec(suite=suite, path=col.file, seeds=tuple(seeds), defaults=defaults, pairs=tuple(pairs),
-                     strategies=tuple(strategies), description=description or "", price_per_gpu_hour=price)
-    # Strategy checks that need the whole suite (a teacher that exists, a depth that fits).
+                           strategies=tuple(strategies), description=description or "", price_per_gpu_hour=price,
+                           search=search)
+    # Strategy checks that need the whole suite (a teacher that exists, a depth that fits), for the
+    # values each cell will run with: its own, and every point of its search.
+    warnings: list[Issue] = []
     for i, s in enumerate(suite_spec.strategies):
         cls = STRATEGIES.get(s.name)
+        path = ("strategies", i, s.name)
         for pair in suite_spec.pairs:
-            params = cls.Params.model_validate({**s.params, **(pair.overrides[s.label].params if s.label in pair.overrides else {})})
-            for msg in cls.check(params, pair, suite_spec):
-                col.add(("strategies", i, s.name), f"pair '{pair.id}': {msg}")
-    return None if col.issues else suite_spec
+            if pair.strategies is not None and s.label not in pair.strategies:
+                continue
+            for msg in _cell_issues(cls, s, pair, suite_spec, warnings, col.file, col.line(path), path):
+                col.add(path, f"pair '{pair.id}': {msg}")
+    if col.issues:
+        return None
+    from dataclasses import replace
+
+    return replace(suite_spec, warnings=tuple(warnings))
+
+
+def _cell_issues(cls, strat: StrategySpec, pair: PairSpec, suite: SuiteSpec, warnings: list[Issue], file: str,
+                 line: int, path: Path_) -> list[str]:
+    """A cell's strategy checks, for its own values and for every point of its search (distribution
+    searches: their bounds); its warnings go to ``warnings``."""
+    from harness.plan import resolve_cell
+
+    override = pair.overrides.get(strat.label)
+    base = {**strat.params, **(override.params if override else {})}
+    train = TrainConfig.model_validate({**suite.defaults, **pair.train, **strat.train,
+                                        **(override.train if override else {})})
+    cell = resolve_cell(suite, pair, strat)
+    points: list[dict[str, Any]] = [{}]
+    if cell.search is not None and cell.search.method == "grid":
+        points = cell.search.points()
+    elif cell.search is not None:  # values drawn at run time: check each candidate, or each bound
+        points = [{k: c} for k, v in cell.search.space.items()
+                  for c in (v if isinstance(v, list) else next(iter(v.values())))]
+    issues: list[str] = []
+    for point in points:
+        values = {**base, **{k: v for k, v in point.items() if k in cls.Params.model_fields}}
+        cfg = train.model_copy(update={k: v for k, v in point.items() if k in TRAIN_KEYS})
+        try:
+            params = cls.Params.model_validate(values)
+        except ValidationError as e:
+            issues.append(f"search point {point}: {e.errors()[0]['msg']}")
+            continue
+        where = f" (search point {point})" if point else ""
+        issues += [f"{m}{where}" for m in cls.check(params, pair, suite)]
+        for m in cls.warnings(params, pair, suite, cfg):
+            warnings.append(Issue(file, line, format_path(path), f"pair '{pair.id}': {m}{where}"))
+    return list(dict.fromkeys(issues))
 
 
 def load_suite(path: str | Path) -> SuiteSpec:

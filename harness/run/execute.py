@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from harness.config.errors import RunTimeout
 from harness.plan import RunSpec
 from harness.records import RunRecord, now
-from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
-from harness.run import alloc, cost
+from harness.registry import SOURCES, STRATEGIES, TASKS
+from harness.run import alloc, cost, outputs
 from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, count_params
-from harness.strategies.base import RunContext
-from harness.targets.base import TargetData
+from harness.strategies.base import InputRun, RunContext
+from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
 
 SUBSAMPLE_SEED = 0  # subsets are the same for every run seed: seed-paired comparisons, shared caches
 
@@ -40,8 +42,27 @@ def pick_device(requested: str) -> torch.device:
 
 
 def limit(data: TargetData, max_train: int | None, max_eval: int | None) -> TargetData:
-    splits = {k: s.sample(max_train if k == "train" else max_eval, SUBSAMPLE_SEED) for k, s in data.splits.items()}
-    return TargetData(data.label_names, splits, data.split_info, data.preprocessing, data.extra)
+    """The splits (and their content keys) subsampled to the run's limits; ``split_info`` gains
+    the fingerprints of the examples used."""
+    splits, keys = {}, dict(data.keys)
+    for k, s in data.splits.items():
+        idx = sample_indices(len(s), max_train if k == "train" else max_eval, SUBSAMPLE_SEED)
+        splits[k] = s if idx is None else s.select(idx)
+        if idx is not None and k in keys:
+            keys[k] = keys[k][idx]
+    info = dict(data.split_info)
+    if keys:
+        info["used_fingerprint"] = {k: fingerprint(v) for k, v in keys.items()}
+    return replace(data, splits=splits, keys=keys, split_info=info)
+
+
+def data_fingerprint(info: Mapping[str, Any]) -> str | None:
+    """Which examples a run was measured on: its target's whole training pool (the budget may
+    subsample it) and the validation and test examples it evaluated. Runs of one pair are
+    comparable only when this agrees."""
+    full, used = info.get("fingerprint") or {}, info.get("used_fingerprint") or {}
+    parts = [full.get("train"), used.get("val", full.get("val")), used.get("test", full.get("test"))]
+    return None if None in parts else fingerprint(parts)
 
 
 def build(spec: RunSpec, device: torch.device):
@@ -54,10 +75,8 @@ def build(spec: RunSpec, device: torch.device):
     source = SOURCES.get(ns)
     backbone = source.build(name, src_params, pretrained=strategy.pretrained)
     head_init = getattr(source.Params.model_validate(src_params), "head_init", "auto")  # plugins may lack it
-    tns, tname = spec.target["dataset"].split("/", 1)
     task = TASKS.get(spec.target["task"])
-    tparams = {k: v for k, v in spec.target.items() if k not in ("dataset", "task")}
-    data = TARGETS.get(tns).load(tname, tparams, task.name, backbone)
+    data = load_target(spec.target, backbone, task.name)
     data = limit(data, cfg.max_train_samples, cfg.max_eval_samples)
     data = place(data, device, cfg.num_workers)  # before adapt: feature extraction reads it on the device too
     model = TransferModel(backbone, len(data.label_names), dropout=0.1 if backbone.modality == "text" else 0.0,
@@ -66,12 +85,17 @@ def build(spec: RunSpec, device: torch.device):
     return strategy, model, data, task
 
 
-def execute(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
-    """Run ``spec`` into its record. With ``on_oom: shrink`` a CUDA out-of-memory run is retried with
-    batch_size halved and grad_accum doubled (the same effective batch) until it fits or the batch is 1;
-    the record keeps the run's own config and lists the retries in ``config.notes.oom_retries``."""
+def execute(spec: RunSpec, options: ExecOptions | None = None,
+            inputs: Mapping[str, RunSpec] | None = None) -> RunRecord:
+    """Run ``spec`` into its record. ``inputs`` are the resolved runs it reads (its ``inputs``
+    by name: a distillation teacher), whose exported outputs it finds in the cache — or
+    recomputes, when the cache lost them.
+
+    With ``on_oom: shrink`` a CUDA out-of-memory run is retried with batch_size halved and
+    grad_accum doubled (the same effective batch) until it fits or the batch is 1; the record keeps
+    the run's own config and lists the retries in ``config.notes.oom_retries``."""
     started, t0 = now(), time.monotonic()
-    record, attempt, retries = execute_once(spec, options), spec, []
+    record, attempt, retries = execute_once(spec, options, inputs)[0], spec, []
     while (record.error or {}).get("oom") and attempt.train_config.on_oom == "shrink" \
             and attempt.train_config.batch_size > 1:
         cfg = attempt.train_config
@@ -83,7 +107,7 @@ def execute(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
         if cfg.timeout_s:  # one budget for the run, retries included
             train["timeout_s"] = max(cfg.timeout_s - (time.monotonic() - t0), 1e-3)
         attempt = replace(attempt, train=train)
-        record = execute_once(attempt, options)
+        record = execute_once(attempt, options, inputs)[0]
     if retries:
         notes = {**record.config.get("notes", {}), "oom_retries": retries,
                  "batch_size_used": attempt.train["batch_size"], "grad_accum_used": attempt.train["grad_accum"]}
@@ -91,18 +115,65 @@ def execute(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
     return record
 
 
-def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord:
-    """One attempt at a run; any exception becomes a ``failed`` (or ``timeout``) record."""
+def read_inputs(spec: RunSpec, inputs: Mapping[str, RunSpec] | None, options: ExecOptions) -> dict[str, InputRun]:
+    """The outputs of the runs ``spec`` reads, from the cache; an input whose outputs are gone is
+    run again here (deterministically: the same computation) to get them back."""
+    found: dict[str, InputRun] = {}
+    for name in spec.inputs:
+        source = (inputs or {}).get(name)
+        if source is None:
+            raise ValueError(f"{spec.run_id} reads the output of {spec.inputs[name]} ({name}), which was not given "
+                             "to it: run it from its suite's plan")
+        wanted = source.exports or ("train_logits",)
+        got = {n: outputs.load(options.cache_dir, source.compute_key, n) for n in wanted}
+        regenerated = any(v is None for v in got.values())
+        if regenerated:
+            record, made = execute_once(replace(source, exports=wanted), options)
+            if record.status != "ok" or made is None:
+                raise ValueError(f"{name} {source.run_id} could not be run again to recover its outputs: "
+                                 f"{(record.error or {}).get('message', record.status)}")
+            got = made
+        found[name] = InputRun(source.run_id, {**got, "regenerated": regenerated})
+    return found
+
+
+def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, precision: str | None) -> dict[str, Any]:
+    """The budget a run had (and what it used), beside its pair's reference budget."""
+    own = {"epochs": cfg.epochs, "max_steps": cfg.max_steps, "max_train_samples": cfg.max_train_samples,
+           "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum}
+    ref = dict(spec.reference)
+    differs = [k for k in own if k in ref and own[k] != ref[k]]
+    return {**own, "steps": steps, "examples_seen": examples, "optimizer": cfg.optimizer, "lr": cfg.lr,
+            "scheduler": cfg.scheduler, "weight_decay": cfg.weight_decay, "precision": precision,
+            "reference": ref, "differs": differs}
+
+
+def data_summary(spec: RunSpec, split: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report needs of a run's data: which examples, and which domain it was evaluated on."""
+    domain = spec.target.get("domain") or split.get("domain")
+    eval_domain = spec.target.get("eval_domain") or split.get("eval_domain") or domain
+    return {"fingerprint": data_fingerprint(split), "eval_domain": eval_domain, "train_domain": domain,
+            "unlabeled_domain": spec.target.get("unlabeled"),
+            "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
+
+
+def execute_once(spec: RunSpec, options: ExecOptions | None = None,
+                 inputs: Mapping[str, RunSpec] | None = None) -> tuple[RunRecord, dict[str, Any] | None]:
+    """One attempt at a run; any exception becomes a ``failed`` (or ``timeout``) record. Returns the
+    record and the outputs it exported (saved to the cache too)."""
     options = options or ExecOptions()
-    cfg = spec.train_config
     started = now()
     status, error, metrics, curve, split, extra_cost, notes = "ok", None, {}, [], {}, {}, {}
+    budget: dict[str, Any] = {}
+    exported = None
     task_name = spec.target.get("task")
     device = torch.device("cpu")
     meter = None
     try:
+        cfg = spec.train_config
         device = pick_device(cfg.device)
         deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
+        input_runs = read_inputs(spec, inputs, options)  # before this run's meter and seeding
         host_memory = alloc.keep_freed_memory(device.type)
         with cost.Meter(device) as meter:
             seed_everything(spec.seed, cfg.deterministic)
@@ -111,7 +182,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
             split = {**data.split_info, "preprocessing": data.preprocessing,
                      "used": {k: len(s) for k, s in data.splits.items()}}
             ctx = RunContext(device, options.cache_dir, spec.source, spec.target, spec.seed, meter,
-                             options.show_progress, results_dir=options.results_dir)
+                             options.show_progress, results_dir=options.results_dir, inputs=input_runs)
+            raw = data
             trained, data = strategy.adapt(model, data, ctx)
             result = fit(trained, data, task, strategy, cfg, device, spec.seed, meter, options.show_progress,
                          deadline, desc=f"{spec.pair}/{spec.label}/s{spec.seed}")
@@ -119,16 +191,27 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),
-                     "host_memory": host_memory,
+                     "host_memory": host_memory, "norm_stats": result.norm_stats,
                      "source_info": model.backbone.info, "head_init": model.backbone.head_init_used(model.head_init)}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,
                 "trainable_fraction": round(trainable / total, 6) if total else None,
+                "max_trainable_params": max(trainable, result.max_trainable or 0),
                 "steps": result.steps, "train_samples": result.train_samples,
                 "flops_per_step": result.flops_per_step,
                 "train_flops": result.flops_per_step * result.steps * cfg.grad_accum if result.flops_per_step else None,
                 "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
             }
+            if result.final_trainable is not None:
+                extra_cost["trainable_params"] = result.final_trainable
+                extra_cost["trainable_fraction"] = round(result.final_trainable / total, 6) if total else None
+            budget = budget_of(spec, cfg, result.steps, result.train_samples, result.precision)
+        if spec.exports:  # outside the meter: another run's input, not this run's cost
+            scores = {"val": result.val.get(task.primary), "test": result.test.get(task.primary),
+                      "metric": task.primary}
+            eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
+            exported = outputs.export(model.to(device), raw, spec.exports, device, eval_bs, scores)
+            outputs.save(options.cache_dir, spec.compute_key, exported)
     except RunTimeout as e:
         status, error = "timeout", {"type": "RunTimeout", "message": str(e),
                                     "traceback": "".join(traceback.format_exception(e)[-4:])[-2000:]}
@@ -145,10 +228,15 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None) -> RunRecord
     if spec.price_per_gpu_hour is not None and run_cost.get("gpu_hours") is not None:
         run_cost["price"] = round(run_cost["gpu_hours"] * spec.price_per_gpu_hour, 6)
     task = TASKS.get(task_name) if task_name in TASKS else None
-    return RunRecord(
+    search = None
+    if spec.search is not None and spec.role == "trial":
+        search = {"point": spec.point, "index": spec.trial_index}
+    record = RunRecord(
         run_id=spec.run_id, suite=spec.suite, pair=spec.pair, strategy=spec.strategy, label=spec.label,
-        seed=spec.seed, smoke=spec.smoke, status=status, error=error, task=task_name,
+        seed=spec.seed, smoke=spec.smoke, role=spec.role, status=status, error=error, task=task_name,
         primary_metric=task.primary if task else None, config={**spec.config(), "notes": notes},
-        metrics=metrics, curve=curve, split=split, cost=run_cost, env=cost.environment(device),
+        metrics=metrics, curve=curve, split=split, cost=run_cost, budget=budget, search=search,
+        data=data_summary(spec, split) if split else {}, env=cost.environment(device),
         started_at=started, finished_at=now(),
     )
+    return record, exported

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from harness.config.errors import Diverged, RunTimeout
@@ -39,6 +40,38 @@ class FitResult:
     stopped_early: bool = False
     flops_per_step: int | None = None
     precision: str = "fp32"
+    norm_stats: dict[str, Any] = field(default_factory=dict)  # the policy and how many BatchNorms it froze
+    max_trainable: int | None = None  # when the trainable set changes during training (gradual unfreezing)
+    final_trainable: int | None = None
+
+
+def train_mode(model: nn.Module, norm_stats: str = "frozen") -> int:
+    """Put ``model`` in training mode under the BatchNorm policy; return how many BatchNorm layers
+    keep their running statistics.
+
+    ``frozen`` (the default): a BatchNorm layer whose own weights do not all train (or, without
+    affine weights, whose parent's do not) stays in inference mode, so its running mean and
+    variance remain the source's and a frozen part of the network computes exactly what it
+    computed before training. ``adapt``: every BatchNorm re-estimates its statistics on the target
+    while training (AdaBN, Li et al. 2016), the PyTorch default. The one place this policy lives.
+    """
+    model.train()
+    if norm_stats == "adapt":
+        return 0
+    parents = {id(child): module for module in model.modules() for child in module.children()}
+    frozen = 0
+    for module in model.modules():
+        if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            continue
+        own = list(module.parameters(recurse=False)) or list(parents.get(id(module), module).parameters())
+        if not own or not all(p.requires_grad for p in own):
+            module.eval()
+            frozen += 1
+    return frozen
+
+
+def trainable_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -78,7 +111,7 @@ def place(data: TargetData, device: torch.device, num_workers: int = 0) -> Targe
 @torch.inference_mode()
 def predict(model, split: Split, label_names, device, batch_size: int, precision: str) -> tuple[Predictions, float]:
     """Predictions on a split and the mean loss over its labelled positions."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored module by module (frozen BatchNorms stay so)
     model.eval()
     y_true, y_pred, seq, losses, count = [], [], [], 0.0, 0
     for batch in split.batches(batch_size):
@@ -98,7 +131,8 @@ def predict(model, split: Split, label_names, device, batch_size: int, precision
             if labels.ndim == 2:
                 idx = idx.unsqueeze(1).expand_as(labels)
             seq.append(idx[mask].cpu())
-    model.train(was_training)
+    for m, mode in modes:
+        m.train(mode)
     preds = Predictions(
         y_true=torch.cat(y_true).numpy(), y_pred=torch.cat(y_pred).numpy(), label_names=list(label_names),
         seq_index=torch.cat(seq).numpy() if seq else None, sequences=split.sequences,
@@ -156,7 +190,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    model.train()
+    frozen_norms = train_mode(model, cfg.norm_stats)
     data = place(data, device, cfg.num_workers)
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
     # Strategy hooks see the model itself; only the training forward goes through the compiled graph.
@@ -173,7 +207,9 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     gen = data_generator(seed)
     phase = meter.phase if meter else (lambda name: contextlib.nullcontext())
 
-    result = FitResult(test={}, val={}, precision=precision)
+    result = FitResult(test={}, val={}, precision=precision,
+                       norm_stats={"policy": cfg.norm_stats, "frozen_batchnorms": frozen_norms})
+    trainable_seen = [trainable_count(model)]
     best_score, best_state, bad_evals = -math.inf, None, 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
     step = 0
@@ -195,6 +231,9 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     # A strategy that fitted its model in ``adapt`` (closed-form or L-BFGS head) takes no steps here.
     for epoch in range(cfg.epochs if strategy.trains_in_loop() else 0):
         strategy.on_epoch_start(model, epoch)
+        # the strategy may have changed what trains (gradual unfreezing): the BatchNorm policy follows
+        result.norm_stats["frozen_batchnorms"] = train_mode(model, cfg.norm_stats)
+        trainable_seen.append(trainable_count(model))
         running, seen, micro = 0.0, 0, 0
         with phase("train"):
             for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen, group_by_length=cfg.group_by_length):
@@ -249,9 +288,13 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         if step >= total_steps:
             break
     bar.close()
+    if len(set(trainable_seen)) > 1:
+        result.max_trainable, result.final_trainable = max(trainable_seen), trainable_seen[-1]
     if not result.val:  # no epoch ran (the strategy fitted its model itself)
-        with phase("eval"):
-            result.val = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
+        result.val = strategy.held_out_val() or {}
+        if not result.val:
+            with phase("eval"):
+                result.val = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
     if best_state is not None:
         model.load_state_dict(best_state)
     result.steps = step

@@ -9,6 +9,7 @@ cached features). The training loop calls these hooks and never branches on a st
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 from harness.config.schema import Params, TrainConfig
 
 if TYPE_CHECKING:
-    from harness.config.schema import PairSpec, SuiteSpec
+    from harness.config.schema import PairSpec, StrategySpec, SuiteSpec
     from harness.targets.base import TargetData
 
 
@@ -25,14 +26,37 @@ class NoParams(Params):
     """This strategy takes no parameters of its own."""
 
 
+@dataclass(frozen=True)
+class Input:
+    """Another run a strategy reads the output of (at the same seed): a strategy label of the suite
+    (``label``), or a run no cell of the suite makes (``strategy`` on ``source``), which the plan
+    adds as an aux cell. The plan makes the dependency an edge of the graph and hashes the input's
+    run_id into the reader's."""
+
+    label: str | None = None
+    strategy: StrategySpec | None = None
+    source: dict[str, Any] | None = None
+
+
+@dataclass
+class InputRun:
+    """What a run receives of one of its inputs: the input's run_id and its outputs, by name."""
+
+    run_id: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
 class RunContext:
-    """What ``adapt`` may use besides the model and data: device, cache, run identity."""
+    """What ``adapt`` may use besides the model and data: device, cache, run identity, and the
+    outputs of the runs it reads (``inputs``, filled by the executor from the plan graph)."""
 
     def __init__(self, device: torch.device, cache_dir, source: dict, target: dict, seed: int,
-                 meter: Any = None, show_progress: bool = False, suite: Any = None, results_dir: Any = None):
+                 meter: Any = None, show_progress: bool = False, suite: Any = None, results_dir: Any = None,
+                 inputs: dict[str, InputRun] | None = None):
         self.device, self.cache_dir, self.source, self.target = device, cache_dir, source, target
         self.seed, self.meter, self.show_progress = seed, meter, show_progress
         self.suite, self.results_dir = suite, results_dir
+        self.inputs: dict[str, InputRun] = dict(inputs or {})
         self.notes: dict[str, Any] = {}  # strategy facts for the record (e.g. feature cache hit)
 
     def phase(self, name: str):
@@ -72,10 +96,22 @@ class Strategy:
         return []
 
     @classmethod
-    def complete(cls, params: Params, pair: PairSpec, suite: SuiteSpec, smoke: bool) -> Params:
-        """Params completed from the rest of the suite at plan time (e.g. a distillation
-        teacher's resolved config), so the run_id hashes everything the run depends on."""
-        return params
+    def warnings(cls, params: Params, pair: PairSpec, suite: SuiteSpec, train: TrainConfig) -> list[str]:
+        """Legal but probably unintended settings of a cell (``harness validate`` prints them and
+        still says ok)."""
+        return []
+
+    @classmethod
+    def unused_keys(cls, params: Params) -> frozenset[str]:
+        """Training keys that change nothing for this strategy with these params (a closed-form
+        probe has no learning rate): a search over them is dropped, the report shows no budget."""
+        return frozenset()
+
+    @classmethod
+    def inputs(cls, params: Params, pair: PairSpec, suite: SuiteSpec) -> dict[str, Input]:
+        """Other runs whose outputs this strategy reads (``distill``: its teacher), by name. Each
+        becomes an edge of the plan graph; their outputs arrive in ``RunContext.inputs``."""
+        return {}
 
     def prepare(self, model: nn.Module) -> None:
         """Set ``requires_grad`` (and wrap modules) before the optimizer is built."""
@@ -101,6 +137,11 @@ class Strategy:
         """False when ``adapt`` already fitted the model (e.g. an L-BFGS solver): the loop then
         skips its optimizer steps and only evaluates."""
         return True
+
+    def held_out_val(self) -> dict[str, Any] | None:
+        """Validation metrics the strategy measured itself, when the model the loop would validate
+        has since trained on the validation split (a probe refitted on train + val)."""
+        return None
 
     def report(self, model: nn.Module) -> dict[str, Any]:
         """Strategy facts for the record."""

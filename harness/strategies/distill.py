@@ -7,26 +7,21 @@ first sub-words for token tasks).
 The teacher is either
 
 * another strategy of the suite, by label (``teacher: full_finetune``): the run that label makes
-  on the same pair with the same seed. Its resolved config is copied into this strategy's params
-  at plan time (``teacher_run``), so the run_id changes whenever the teacher's config does; or
-* a source model whose head is fine-tuned on the target (``teacher: {model: ns/name, …}``):
-  trained by ``teacher_strategy`` (default ``linear_probe``) with ``defaults < pair.train <
-  teacher_train``.
+  on the same pair with the same seed (its final: with a search, the chosen point); or
+* a source model whose head is fitted to the target (``teacher: {model: ns/name, …}``): trained
+  by ``teacher_strategy`` (default ``linear_probe``) with ``defaults < pair.train <
+  teacher_train``, as an aux run of the plan.
 
-The student is the pair's source. The teacher is retrained deterministically inside the first
-distill run that needs it (same RunSpec and run_id as the teacher's own run), then its logits on
-the student's training split are cached under ``<cache>/distill/<key>.pt`` (atomic, SHA-256
-checked) keyed by the teacher's run_id and the split — so the soft targets are computed once,
-whatever the executor's order, and later runs (reruns, other students) reuse them.
+Either way the teacher is a node of the plan graph (:meth:`Distill.inputs`): the student runs
+after it, its run_id hashes the teacher's, and it reads the logits the teacher's own run exported
+on its training split (:mod:`harness.run.outputs`), matched to the student's examples by content
+key — so a teacher with another image size or tokeniser lines up all the same. The student is the
+pair's source.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import time
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -36,10 +31,8 @@ from pydantic import Field
 from harness.config.errors import did_you_mean
 from harness.config.schema import Params, StrategySpec
 from harness.registry import STRATEGIES
-from harness.strategies.base import RunContext, Strategy
-from harness.targets.base import Split, TargetData, TensorSplit, TokenSplit
-
-CACHE_VERSION = 1
+from harness.strategies.base import Input, Strategy
+from harness.targets.base import Split, TensorSplit, TokenSplit
 
 
 class DistillParams(Params):
@@ -50,7 +43,6 @@ class DistillParams(Params):
     teacher_strategy: str = Field("linear_probe", description="how a source-spec teacher is fitted to the target")
     teacher_train: dict[str, Any] = Field(default_factory=dict,
                                           description="training keys for a source-spec teacher (over defaults and pair.train)")
-    teacher_run: dict[str, Any] | None = Field(None, description="filled by the planner: the teacher's resolved run")
 
 
 def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
@@ -105,25 +97,6 @@ class SoftTokenSplit(TokenSplit):
         return batch
 
 
-@torch.inference_mode()
-def soft_targets(model, split: Split, device: torch.device, batch_size: int) -> list[torch.Tensor]:
-    """The model's logits per example: ``(1, C)`` per image/text, ``(words, C)`` per sentence."""
-    from harness.run.loop import to_device
-
-    model.eval()
-    out: list[torch.Tensor | None] = [None] * len(split)
-    pos = 0
-    for batch in split.batches(batch_size):
-        batch = to_device(batch, device)
-        logits = model(batch)["logits"].float().cpu()
-        labels = batch["labels"].cpu()
-        rows = batch["index"].tolist() if "index" in batch else list(range(pos, pos + len(logits)))
-        pos += len(logits)
-        for row, i in enumerate(rows):
-            out[i] = logits[row][labels[row] != -100] if logits.ndim == 3 else logits[row:row + 1]
-    return out
-
-
 def with_soft_targets(split: Split, soft: list[torch.Tensor]) -> Split:
     if isinstance(split, TokenSplit):
         return SoftTokenSplit(split, soft)
@@ -132,77 +105,10 @@ def with_soft_targets(split: Split, soft: list[torch.Tensor]) -> Split:
     raise TypeError(f"distill cannot attach teacher logits to a {type(split).__name__}")
 
 
-def teacher_spec(run: dict[str, Any], seed: int):
-    """The teacher's RunSpec for this seed: the very run_id the suite gives the teacher's own run."""
-    from harness.plan import RunSpec, make_run_id, resolved_config
-
-    cfg = resolved_config(run["pair"], run["source"], run["target"], run["strategy"], run["params"],
-                          run["train"], seed, run["smoke"])
-    return RunSpec(run_id=make_run_id(run["pair"], run["label"], seed, cfg), suite="", pair=run["pair"],
-                   strategy=run["strategy"], label=run["label"], seed=seed, source=run["source"],
-                   target=run["target"], train=run["train"], params=run["params"], smoke=run["smoke"])
-
-
-def train_teacher(spec, ctx: RunContext):
-    """Train the teacher exactly as its own run does; return it (on raw inputs) and its scores."""
-    from harness.run.execute import build
-    from harness.run.loop import fit
-    from harness.run.seed import seed_everything
-
-    cfg = spec.train_config
-    seed_everything(spec.seed, cfg.deterministic)
-    strategy, model, data, task = build(spec, ctx.device)
-    tctx = RunContext(ctx.device, ctx.cache_dir, spec.source, spec.target, spec.seed)
-    trained, tdata = strategy.adapt(model, data, tctx)
-    result = fit(trained, tdata, task, strategy, cfg, ctx.device, spec.seed)
-    # Strategies adapt ``model`` in place or share its modules (a probe's head), so ``model``
-    # is the trained teacher on raw inputs.
-    return model, {"val": result.val.get(task.primary), "test": result.test.get(task.primary),
-                         "metric": task.primary}
-
-
-def teacher_inputs(teacher, spec, max_train_samples: int | None) -> Split:
-    """The student's training examples as a teacher with another source preprocesses them
-    (the same subset: both draw ``max_train_samples`` with the executor's fixed seed)."""
-    from harness.registry import TARGETS
-    from harness.run.execute import SUBSAMPLE_SEED
-
-    ns, name = spec.target["dataset"].split("/", 1)
-    params = {k: v for k, v in spec.target.items() if k not in ("dataset", "task")}
-    data = TARGETS.get(ns).load(name, params, spec.target["task"], teacher.backbone)
-    return data.splits["train"].sample(max_train_samples, SUBSAMPLE_SEED)
-
-
 def source_modality(pair) -> str:
     from harness.registry import SOURCES
 
     return SOURCES.get(pair.source.namespace).modality(pair.source.name)
-
-
-def _cache_path(cache_dir, key: dict[str, Any]) -> Path | None:
-    if not cache_dir:
-        return None
-    blob = json.dumps({**key, "version": CACHE_VERSION}, sort_keys=True, default=str)
-    return Path(cache_dir) / "distill" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pt"
-
-
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    from harness.records import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    data = buf.getvalue()
-    atomic_write_bytes(path, data)
-    atomic_write_bytes(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
-
-
-def _load(path: Path | None) -> dict[str, Any] | None:
-    if path is None or not path.exists() or not path.with_suffix(".sha256").exists():
-        return None
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != path.with_suffix(".sha256").read_text().strip():
-        return None  # torn or tampered: recompute
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 @STRATEGIES.register("distill", description="student learns from a teacher run's softened logits: (1−mix)·CE + mix·T²·KL")
@@ -220,8 +126,6 @@ class Distill(Strategy):
         from harness.config.load import Collector, _component
 
         issues = []
-        if params.teacher_run is not None:
-            issues.append("teacher_run is filled in by the planner; do not set it")
         if isinstance(params.teacher, str):
             labels = {s.label: s for s in suite.strategies}
             if params.teacher not in labels:
@@ -265,51 +169,25 @@ class Distill(Strategy):
         return issues
 
     @classmethod
-    def complete(cls, params, pair, suite, smoke):
-        from harness.plan import resolve
-
+    def inputs(cls, params, pair, suite):
         if isinstance(params.teacher, str):
-            strat = next(s for s in suite.strategies if s.label == params.teacher)
-            source = pair.source.as_dict("model")
-        else:
-            strat = StrategySpec(params.teacher_strategy, "distill-teacher", {}, dict(params.teacher_train))
-            source = dict(params.teacher)
-        train, tparams = resolve(suite, pair, strat, smoke)
-        run = {"pair": pair.id, "label": strat.label, "strategy": strat.name, "params": tparams, "train": train,
-               "source": source, "target": pair.target.as_dict("dataset"), "smoke": smoke}
-        return params.model_copy(update={"teacher_run": run})
+            return {"teacher": Input(label=params.teacher)}
+        strat = StrategySpec(params.teacher_strategy, "teacher", {}, dict(params.teacher_train))
+        return {"teacher": Input(strategy=strat, source=dict(params.teacher))}
 
     def adapt(self, model, data, ctx):
-        from harness.run.seed import seed_everything
+        from harness.run.outputs import align
 
-        if self.params.teacher_run is None:
-            raise ValueError("distill: teacher_run is missing (run it from a suite plan, which fills it in)")
-        spec = teacher_spec(self.params.teacher_run, ctx.seed)
+        teacher = ctx.inputs.get("teacher")
+        if teacher is None:
+            raise ValueError("distill: no teacher given (run it from a suite plan, which makes the teacher a "
+                             "dependency of the student)")
+        payload = teacher.outputs["train_logits"]
         train = data.splits["train"]
-        key = {"teacher": spec.run_id, "student_source": ctx.source, "target": ctx.target,
-               "split": data.split_info, "preprocessing": data.preprocessing, "train_used": len(train)}
-        path = _cache_path(ctx.cache_dir, key)
-        stored = _load(path)
-        self.teacher_info = {"run_id": spec.run_id, "label": spec.label, "strategy": spec.strategy,
-                             "cache_hit": stored is not None}
-        if stored is None:
-            t0 = time.perf_counter()
-            teacher, scores = train_teacher(spec, ctx)
-            inputs = train if spec.source == ctx.source else teacher_inputs(teacher, spec, self.train.max_train_samples)
-            soft = soft_targets(teacher.to(ctx.device), inputs, ctx.device, self.train.eval_batch_size or 2 * self.train.batch_size)
-            stored = {"logits": torch.cat(soft), "lengths": torch.tensor([len(s) for s in soft]), "scores": scores}
-            if path:
-                _save(path, stored)
-            self.teacher_info["train_s"] = round(time.perf_counter() - t0, 3)
-            del teacher
-        self.teacher_info["scores"] = stored["scores"]
-        # The student's RNG stream must not depend on whether the teacher was trained here.
-        seed_everything(ctx.seed, self.train.deterministic)
-        soft = list(torch.split(stored["logits"], stored["lengths"].tolist()))
-        if len(soft) != len(train):
-            raise ValueError(f"distill: {len(soft)} teacher predictions for {len(train)} training examples")
-        splits = {**data.splits, "train": with_soft_targets(train, soft)}
-        return model, TargetData(data.label_names, splits, data.split_info, data.preprocessing, data.extra)
+        soft = align(payload, data.keys["train"], "distill: the teacher's logits")
+        self.teacher_info = {"run_id": teacher.run_id, "scores": payload.get("scores"),
+                             "recomputed": bool(teacher.outputs.get("regenerated"))}
+        return model, replace(data, splits={**data.splits, "train": with_soft_targets(train, soft)})
 
     def extra_loss(self, model, batch, out):
         if "teacher_logits" not in batch:  # evaluation batches carry no teacher

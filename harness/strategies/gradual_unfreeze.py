@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 
 from harness.config.schema import Params
@@ -17,12 +19,18 @@ from harness.strategies.base import (
 
 class GradualParams(Params):
     initial_blocks: int = Field(0, ge=0, description="backbone blocks trainable in the first epoch (0: head only)")
-    blocks_per_epoch: int = Field(1, ge=1, description="blocks unfrozen at the start of each later epoch")
+    blocks_per_epoch: int | None = Field(
+        None, ge=1, description="blocks unfrozen at the start of each later epoch (default: as many as reach every "
+        "block by the last epoch)")
 
 
-@STRATEGIES.register("gradual_unfreeze", description="head first, then one more block per epoch, top down (ULMFiT)")
+@STRATEGIES.register("gradual_unfreeze", description="head first, then more blocks each epoch, top down, all by the last epoch (ULMFiT)")
 class GradualUnfreeze(Strategy):
-    """Epoch ``e`` trains the head and the top ``initial_blocks + e·blocks_per_epoch`` blocks."""
+    """Epoch ``e`` of ``E`` trains the head and the top ``initial_blocks + ⌈(depth − initial_blocks)·e/(E−1)⌉``
+    blocks, so the last epoch trains every block whatever the budget (Howard & Ruder unfreeze one
+    layer group per epoch; a budget of fewer epochs than blocks unfreezes several at a time). With
+    ``blocks_per_epoch`` set, epoch ``e`` trains ``initial_blocks + e·blocks_per_epoch`` instead. A
+    one-epoch budget has no later epoch to unfreeze into: every block trains from the start."""
 
     Params = GradualParams
 
@@ -36,7 +44,13 @@ class GradualUnfreeze(Strategy):
 
     def unfrozen(self, epoch: int, depth: int) -> int:
         """How many top blocks train in ``epoch`` (0-based)."""
-        return min(depth, self.params.initial_blocks + epoch * self.params.blocks_per_epoch)
+        first = min(depth, self.params.initial_blocks)
+        if self.params.blocks_per_epoch is not None:
+            return min(depth, first + epoch * self.params.blocks_per_epoch)
+        epochs = self.train.epochs
+        if epochs <= 1:
+            return depth
+        return min(depth, first + math.ceil((depth - first) * epoch / (epochs - 1)))
 
     def prepare(self, model):
         self._unfreeze(model, 0)
@@ -66,4 +80,6 @@ class GradualUnfreeze(Strategy):
         return decay_groups(params, self.train.lr, self.train.weight_decay)
 
     def report(self, model):
-        return {"unfreeze_schedule": self.history}
+        depth = len(backbone_blocks(model))
+        reached = max((h["unfrozen_blocks"] for h in self.history), default=0)
+        return {"unfreeze_schedule": self.history, "blocks": depth, "reached_every_block": reached >= depth}

@@ -1,4 +1,9 @@
-"""``l2sp``: fine-tune toward the source weights, α/2‖w − w₀‖² + β/2‖head‖² (Li, Grandvalet & Davoine 2018)."""
+"""``l2sp``: fine-tune toward the source weights, α/2‖w − w₀‖² + β/2‖head‖² (Li, Grandvalet & Davoine 2018).
+
+The two penalties are the regularisation: decoupled weight decay (``weight_decay``) would pull the
+same weights toward zero as well, so it is off for every weight of an l2sp run unless
+``stack_weight_decay: true`` asks for both (``harness validate`` then warns).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from harness.strategies.base import Strategy
 class L2SPParams(Params):
     alpha: float = Field(0.01, ge=0, description="weight of α/2‖w − w₀‖² on the backbone (w₀: source weights)")
     beta: float = Field(0.01, ge=0, description="weight of β/2‖w‖² on the new head")
+    stack_weight_decay: bool = Field(False, description="also apply the training config's decoupled weight_decay "
+                                     "(off: the penalties replace it)")
 
 
 @STRATEGIES.register("l2sp", description="all weights train, pulled toward the source weights: α/2‖w−w₀‖² + β/2‖head‖²")
@@ -25,9 +32,23 @@ class L2SP(Strategy):
         super().__init__(params, train)
         self.start: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def warnings(cls, params, pair, suite, train):
+        if params.stack_weight_decay and train.weight_decay > 0:
+            return [f"weight_decay={train.weight_decay} is applied on top of the L2-SP penalties "
+                    "(stack_weight_decay: true): the backbone is pulled toward both w₀ and 0"]
+        return []
+
     def prepare(self, model):
         super().prepare(model)
         self.start = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+
+    def param_groups(self, model):
+        groups = super().param_groups(model)
+        if not self.params.stack_weight_decay:
+            for g in groups:
+                g["weight_decay"] = 0.0
+        return groups
 
     def penalty(self, model) -> torch.Tensor:
         """α/2 Σ‖w − w₀‖² over backbone weights + β/2 Σ‖w‖² over head weights (float32)."""
@@ -51,4 +72,5 @@ class L2SP(Strategy):
         with torch.no_grad():
             drift = sum(float((p.float() - self.start[n].to(p.device).float()).pow(2).sum())
                         for n, p in model.backbone.named_parameters())
-        return {"sq_distance_to_source": drift}
+        return {"sq_distance_to_source": drift,
+                "weight_decay_applied": self.train.weight_decay if self.params.stack_weight_decay else 0.0}

@@ -27,6 +27,7 @@ from harness.config.schema import Params
 from harness.registry import STRATEGIES, TARGETS, TASKS
 from harness.strategies.base import Strategy, decay_groups
 from harness.strategies.dann import cycle
+from harness.targets.base import load_target
 
 SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed")
 
@@ -85,11 +86,8 @@ class Multitask(Strategy):
         backbone = model.backbone
         self.heads, self.streams, self.sizes, info = nn.ModuleList(), [], [], []
         for i, t in enumerate(self.params.tasks):
-            ns, name = t.target["dataset"].split("/", 1)
-            entry = TARGETS.get(ns)
-            task = t.target.get("task") or entry.default_task
-            tparams = {k: v for k, v in t.target.items() if k not in ("dataset", "task")}
-            aux = entry.load(name, tparams, task, backbone)
+            task = t.target.get("task") or TARGETS.get(t.target["dataset"].split("/", 1)[0]).default_task
+            aux = load_target(t.target, backbone, task)
             train = aux.splits["train"].sample(self.train.max_train_samples, SUBSAMPLE_SEED)
             self.heads.append(backbone.new_head(len(aux.label_names), getattr(model, "head_init", "auto")))
             self.streams.append(cycle(train, self.train.batch_size, data_generator(ctx.seed + 104_729 * (i + 1))))

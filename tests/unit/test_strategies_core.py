@@ -140,12 +140,41 @@ def test_lbfgs_chooses_c_on_validation_not_test():
     head = torch.nn.Linear(2, 2)
     grid = [1e-4, 1e-2, 1.0, 100.0]
     threads = torch.get_num_threads()
-    chosen, scores = select_c(head, data, TASKS.get("image-classification"), ProbeParams(solver="lbfgs", c_grid=grid), CPU)
+    params = ProbeParams(solver="lbfgs", c_grid=grid, refit=False)
+    chosen, scores, chosen_val = select_c(head, data, TASKS.get("image-classification"), params, CPU)
     assert torch.get_num_threads() == threads  # the solver's single-thread scope is undone
     assert chosen == 1e-4
     assert scores[0]["val_accuracy"] == 1.0 and scores[-1]["val_accuracy"] == 0.0
+    assert chosen_val["accuracy"] == 1.0
     with torch.no_grad():  # the head keeps the chosen C's weights: class 0 on val
         assert (head(torch.tensor(val[0], dtype=torch.float32)).argmax(-1) == 0).all()
+
+
+def test_lbfgs_refit_on_train_and_val_with_the_chosen_c():
+    """Kornblith et al.: after C is chosen on val, the head is fitted again on train + val with that
+    C — the same solution as fitting the concatenation directly — and the reported validation
+    score is the one the choice was made on, before val became training data."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(90, 3))
+    y = (x[:, 0] + 0.3 * rng.normal(size=90) > 0).astype(np.int64)
+    data = feature_data((x[:60], y[:60]), (x[60:], y[60:]), (x[:10], y[:10]))
+    grid = [1e-3, 0.1, 10.0]
+    head = torch.nn.Linear(3, 2)
+    chosen, scores, chosen_val = select_c(head, data, TASKS.get("image-classification"),
+                                          ProbeParams(c_grid=grid), CPU)
+    assert ProbeParams().solver == "lbfgs" and ProbeParams().refit and len(ProbeParams().c_grid) == 45
+    w, b = fit_logistic(torch.tensor(x), torch.tensor(y), 2, chosen, max_iter=300)
+    torch.testing.assert_close(head.weight.detach().double(), w, atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(head.bias.detach().double(), b, atol=1e-3, rtol=1e-3)
+    best = max(s["val_accuracy"] for s in scores)
+    assert chosen_val["accuracy"] == best
+
+
+def test_the_default_probe_grid_is_kornbliths_45_values():
+    grid = ProbeParams().c_grid
+    assert len(grid) == 45 and grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
+    ratios = np.diff(np.log10(grid))
+    assert np.allclose(ratios, 11 / 44, atol=1e-4)
 
 
 def test_fit_logistic_matches_sklearn():
@@ -180,9 +209,24 @@ def test_partial_finetune_on_text_layers():
     assert params_with_grad(model, text_batch(model)) == names_in(model, [last_layer, model.head])
 
 
+@pytest.mark.parametrize("epochs", [2, 3, 5, 8])
+def test_gradual_unfreeze_reaches_every_block_by_the_last_epoch(epochs):
+    """The schedule derives from the budget: head only first, every block in the last epoch,
+    never fewer blocks than the epoch before (ULMFiT's top-down order)."""
+    model = tiny_model()
+    strat = strategy("gradual_unfreeze", {"epochs": epochs})
+    strat.prepare(model)
+    depth = len(model.blocks())
+    counts = [strat.unfrozen(e, depth) for e in range(epochs)]
+    assert counts[0] == 0 and counts[-1] == depth
+    assert counts == sorted(counts)
+    one = strategy("gradual_unfreeze", {"epochs": 1})
+    assert one.unfrozen(0, depth) == depth  # one epoch: nothing to unfreeze into, everything trains
+
+
 def test_gradual_unfreeze_trainable_set_per_epoch():
     model = tiny_model()
-    strat = strategy("gradual_unfreeze")
+    strat = strategy("gradual_unfreeze", blocks_per_epoch=1)
     strat.prepare(model)
     blocks = model.blocks()
     for epoch in range(5):
@@ -380,7 +424,7 @@ def test_parameter_efficient_leaves_frozen_base_unchanged(write_suite, tmp_path,
     ("layerwise_lr_decay: {decay: 1.5}", "decay: Input should be less than or equal to 1"),
     ("l2sp: {alpha: -1}", "alpha: Input should be greater than or equal to 0"),
     ("linear_probe: {solver: newton}", "solver: Input should be 'adamw' or 'lbfgs'"),
-    ("linear_probe: {c_grid: [1, 10]}", "c_grid and max_iter apply to solver: lbfgs only"),
+    ("linear_probe: {solver: adamw, c_grid: [1, 10]}", "c_grid, max_iter and refit apply to solver: lbfgs only"),
     ("linear_probe: {solver: lbfgs, c_grid: [0, 1]}", "c_grid[0]: Input should be greater than 0"),
     ("lora: {rank: 4}", "unknown key 'rank'"),
 ])

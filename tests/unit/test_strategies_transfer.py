@@ -12,13 +12,15 @@ import torch.nn.functional as F
 
 from harness.config.errors import ConfigError
 from harness.config.load import load_suite
+from harness.executors.local import run_plan
 from harness.plan import expand
 from harness.registry import SOURCES, TARGETS
 from harness.run.execute import ExecOptions, build, execute
 from harness.run.loop import fit, task_loss
+from harness.run.outputs import soft_targets
 from harness.strategies.base import RunContext
 from harness.strategies.dann import dann_lambda, grad_reverse, pooled
-from harness.strategies.distill import SoftTokenSplit, distill_loss, soft_targets, teacher_spec
+from harness.strategies.distill import SoftTokenSplit, distill_loss
 
 CPU = torch.device("cpu")
 
@@ -100,13 +102,16 @@ def test_distill_loop_loss_is_the_formula(write_suite):
     assert float(total) == pytest.approx(reference_kd(STUDENT, TEACHER, LABELS, 3.0, 0.25), rel=1e-5)
 
 
-def test_distill_teacher_is_the_suites_own_run_and_its_config_is_hashed(write_suite):
+def test_distill_teacher_is_a_node_of_the_plan_and_its_identity_is_hashed(write_suite):
     strategies = "  - full_finetune: {lr: 3e-3}\n  - distill: {teacher: full_finetune}\n"
     runs = plan(write_suite, strategies, seeds="[0, 1]")
+    order = [r.run_id for r in runs]
     for pair in ("cnn", "bert"):
         for seed in (0, 1):
-            student = one(runs, pair, "distill", seed)
-            assert teacher_spec(student.params["teacher_run"], seed).run_id == one(runs, pair, "full_finetune", seed).run_id
+            student, teacher = one(runs, pair, "distill", seed), one(runs, pair, "full_finetune", seed)
+            assert student.inputs == {"teacher": teacher.run_id} and teacher.run_id in student.depends_on
+            assert order.index(teacher.run_id) < order.index(student.run_id)  # the plan lists the teacher first
+            assert teacher.exports == ("train_logits",) and not student.exports
     changed = plan(write_suite, strategies.replace("3e-3", "5e-3"), seeds="[0, 1]")
     assert one(changed, "cnn", "distill").run_id != one(runs, "cnn", "distill").run_id
 
@@ -133,37 +138,50 @@ def test_distill_teacher_loops_and_bad_source_teachers_fail_at_validate(write_su
 
 
 @pytest.mark.parametrize("pair", ["cnn", pytest.param("bert", marks=pytest.mark.slow)])
-def test_distill_run_retrains_the_suites_teacher_and_reuses_its_cached_predictions(write_suite, tmp_path, pair):
-    runs = plan(write_suite, "  - full_finetune\n  - distill: {teacher: full_finetune}\n")
-    spec = one(runs, pair, "distill")
+def test_distill_student_reads_its_teachers_exported_logits_and_recovers_them_when_the_cache_lost_them(
+        write_suite, tmp_path, pair):
+    runs = [r for r in plan(write_suite, "  - full_finetune\n  - distill: {teacher: full_finetune}\n") if r.pair == pair]
     options = ExecOptions(cache_dir=tmp_path / "cache")
-    first, second = execute(spec, options), execute(spec, options)
-    teacher = execute(one(runs, pair, "full_finetune"), options)
-    assert first.status == second.status == teacher.status == "ok", first.error
-    t1, t2 = first.config["notes"]["teacher"], second.config["notes"]["teacher"]
-    assert (t1["cache_hit"], t2["cache_hit"]) == (False, True)
+    done = {r.label: r for r in run_plan(runs, tmp_path / "a", options).done}
+    teacher, first = done["full_finetune"], done["distill"]
+    assert teacher.status == first.status == "ok", first.error
+    info = first.config["notes"]["teacher"]
+    assert info["run_id"] == teacher.run_id and info["recomputed"] is False
     primary = first.primary_metric
-    # the teacher retrained inside the distill run is the suite's own teacher run
-    assert t1["scores"]["test"] == pytest.approx(teacher.metrics[primary])
-    # and the student's run does not depend on whether the teacher came from the cache
-    assert first.metrics[primary] == second.metrics[primary]
-    assert first.curve == second.curve
+    assert info["scores"]["test"] == pytest.approx(teacher.metrics[primary])  # the teacher's own run exported them
+    # the cache lost the teacher's logits: the student's run recomputes them, and trains the same
+    for f in (tmp_path / "cache" / "outputs").iterdir():
+        f.unlink()
+    student = one(runs, pair, "distill")
+    again = execute(student, options, {"teacher": one(runs, pair, "full_finetune")})
+    assert again.status == "ok" and again.config["notes"]["teacher"]["recomputed"] is True
+    assert again.metrics[primary] == first.metrics[primary] and again.curve == first.curve
+
+
+def test_a_student_whose_teacher_failed_fails_with_a_record_that_says_why(write_suite, tmp_path):
+    runs = [r for r in plan(write_suite, "  - full_finetune: {timeout_s: 1e-6}\n  - distill: {teacher: full_finetune}\n")
+            if r.pair == "cnn"]
+    done = {r.label: r for r in run_plan(runs, tmp_path / "r", ExecOptions(cache_dir=tmp_path / "cache")).done}
+    assert done["full_finetune"].status == "timeout"
+    assert done["distill"].status == "failed" and done["distill"].error["type"] == "DependencyFailed"
+    assert done["full_finetune"].run_id in done["distill"].error["message"]
 
 
 @pytest.mark.parametrize(("pair", "teacher"), [("cnn", "{model: test/tiny_cnn, image_size: 12}"),
                                               pytest.param("bert", "{model: test/tiny_bert, max_length: 12}",
                                                            marks=pytest.mark.slow)])
 def test_distill_from_a_source_teacher_with_other_preprocessing(write_suite, tmp_path, pair, teacher):
-    """A source-spec teacher (its head fitted by a linear probe) reads the student's training
-    examples through its own preprocessing (another image size; a shorter token limit)."""
+    """A source-spec teacher (its head fitted by a linear probe) is an aux run of the plan with its
+    own preprocessing (another image size; a shorter token limit); the student's examples match
+    its exported logits by content."""
     pairs = "pairs:\n  - id: " + next(block for block in PAIRS.split("  - id: ")[1:] if block.startswith(pair))
     runs = plan(write_suite, f"  - distill: {{teacher: {teacher}, teacher_train: {{epochs: 2}}}}\n", pairs=pairs)
-    spec = one(runs, pair, "distill")
-    run = spec.params["teacher_run"]
-    assert (run["strategy"], run["source"]["model"], run["train"]["epochs"]) == ("linear_probe", f"test/tiny_{pair}", 2)
-    record = execute(spec, ExecOptions(cache_dir=tmp_path / "cache"))
-    assert record.status == "ok", record.error
-    assert record.config["notes"]["teacher"]["strategy"] == "linear_probe"
+    aux = one(runs, pair, "distill-teacher")
+    assert aux.role == "aux" and (aux.strategy, aux.source["model"], aux.train["epochs"]) == (
+        "linear_probe", f"test/tiny_{pair}", 2)
+    done = {r.label: r for r in run_plan(runs, tmp_path / "r", ExecOptions(cache_dir=tmp_path / "cache")).done}
+    assert done["distill"].status == "ok", done["distill"].error
+    assert done["distill"].config["notes"]["teacher"]["run_id"] == aux.run_id
 
 
 def test_distill_token_batches_carry_the_teachers_logits_at_labelled_words(write_suite):

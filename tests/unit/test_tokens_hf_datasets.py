@@ -10,6 +10,7 @@ import pytest
 datasets = pytest.importorskip("datasets")
 
 from harness.registry import SOURCES, TARGETS  # noqa: E402
+from harness.targets.base import load_target  # noqa: E402
 from harness.targets.text import HFDataError  # noqa: E402
 from harness.targets.tokens import ConllError  # noqa: E402
 
@@ -99,7 +100,7 @@ def write_json(tmp_path, rows, name="data.json"):
 
 
 def test_string_tags_custom_columns_and_carved_splits(tmp_path, tiny):
-    rows = [{"words": ["a", "b", str(i % 10)], "labels": ["O", "O", "B-num"]} for i in range(40)]
+    rows = [{"words": ["a", "b", str(i)], "labels": ["O", "O", "B-num"]} for i in range(40)]
     f = write_json(tmp_path, rows)
     params = {"data_files": f, "token_column": "words", "tag_column": "labels", "val_fraction": 0.25, "test_fraction": 0.25}
     data = TARGETS.get("hfner").load("json", params, "token-classification", tiny)
@@ -107,9 +108,11 @@ def test_string_tags_custom_columns_and_carved_splits(tmp_path, tiny):
     assert {k: len(s) for k, s in data.splits.items()} == {"train": 20, "val": 10, "test": 10}
     assert "carved from 'train'" in data.split_info["origin"]["test"]
     # the same split_seed carves the same rows; another seed other rows
-    again = TARGETS.get("hfner").load("json", params, "token-classification", tiny)
-    other = TARGETS.get("hfner").load("json", {**params, "split_seed": 1}, "token-classification", tiny)
-    assert again.split_info["sha256"] == data.split_info["sha256"] != other.split_info["sha256"]
+    def fingerprints(p):
+        return load_target({"dataset": "hfner/json", **p}, tiny, "token-classification").split_info["fingerprint"]
+
+    first, again, other = fingerprints(params), fingerprints(params), fingerprints({**params, "split_seed": 1})
+    assert first == again and first["test"] != other["test"] and first["train"] != other["train"]
 
 
 @pytest.mark.parametrize("row, message", [
@@ -140,3 +143,18 @@ def test_ids_without_names_and_missing_things(tmp_path, tiny):
         TARGETS.get("hfner").load("parquet", {"data_files": files, "val_split": "dev"}, "token-classification", tiny)
     with pytest.raises(HFDataError, match="cannot load hfner/parquet"):
         TARGETS.get("hfner").load("parquet", {"data_files": str(tmp_path / "none.parquet")}, "token-classification", tiny)
+
+
+def test_carved_splits_keep_repeated_sentences_together(tmp_path, tiny):
+    """A sentence the file holds several times is one example: all its copies land in one split,
+    so none is trained on and also held out (WNUT-16's file repeats 99 tweets)."""
+    rows = [{"words": ["a", "b", str(i % 10)], "labels": ["O", "O", "B-num"]} for i in range(40)]
+    f = write_json(tmp_path, rows)
+    params = {"data_files": f, "token_column": "words", "tag_column": "labels", "val_fraction": 0.25, "test_fraction": 0.25}
+    data = load_target({"dataset": "hfner/json", **params}, tiny, "token-classification")
+    words = {k: {tuple(x) for x in s.sequences} for k, s in data.splits.items()}
+    assert sum(len(s) for s in data.splits.values()) == 40
+    seen = {k: {str(data.keys[k][i]) for i in range(len(data.splits[k]))} for k in data.splits}
+    assert not seen["train"] & seen["val"] and not seen["train"] & seen["test"] and not seen["val"] & seen["test"]
+    assert data.split_info["duplicates_across_splits"] == {}
+    assert all(words.values())

@@ -1,0 +1,222 @@
+"""The seam between the driver and the executors.
+
+The **driver** (:func:`run_plan`) owns everything about the results directory and the plan graph:
+the lock, resuming (an ok record is never run again), the dependency order (a search's final after
+its trials, a student after its teacher), resolving a final from its trials' records, failing the
+dependants of a failed run with a record that says why, and writing every record. An **executor**
+only turns jobs — resolved RunSpecs with the resolved runs they read — into RunRecords and hands
+them back as they finish; how many run at once is its business.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from tqdm.auto import tqdm
+
+from harness.plan import RunSpec, closure
+from harness.records import RunRecord, now, results_lock, scan, sweep_temp, write_record
+from harness.run.execute import ExecOptions
+from harness.search import choose, next_point, val_score
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to execute: its resolved spec and the resolved specs of the runs it reads."""
+
+    spec: RunSpec
+    inputs: dict[str, RunSpec] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    """Turns jobs into records. ``slots``: how many jobs it takes before one must finish."""
+
+    slots: int
+
+    def submit(self, job: Job) -> None: ...
+
+    def next_finished(self) -> RunRecord:
+        """Block until a submitted job finishes; its record."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Outcome:
+    done: list[RunRecord] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def select(runs: Sequence[RunSpec], only: str | None) -> list[RunSpec]:
+    """Runs whose run_id (or ``pair/label``) matches the glob ``only``, with every run they depend on."""
+    if not only:
+        return list(runs)
+    chosen = [r for r in runs if fnmatch.fnmatch(r.run_id, only) or fnmatch.fnmatch(f"{r.pair}/{r.label}", only)
+              or fnmatch.fnmatch(r.run_id, f"*{only}*")]
+    return closure(list(runs), chosen)
+
+
+def failed_record(spec: RunSpec, message: str, kind: str = "DependencyFailed") -> RunRecord:
+    """The record of a run that could not start (a failed dependency, a search with no usable trial)."""
+    stamp = now()
+    return RunRecord(run_id=spec.run_id, suite=spec.suite, pair=spec.pair, strategy=spec.strategy, label=spec.label,
+                     seed=spec.seed, smoke=spec.smoke, role=spec.role, status="failed",
+                     error={"type": kind, "message": message[:2000]}, task=spec.target.get("task"),
+                     config={**spec.config(), "notes": {}}, started_at=stamp, finished_at=stamp)
+
+
+class Graph:
+    """The plan's nodes and what is known of them: records (from disk and from this session) and
+    the resolved spec of every run that finished."""
+
+    def __init__(self, plan: Sequence[RunSpec], records: dict[str, RunRecord]):
+        self.nodes = {r.run_id: r for r in plan}
+        self.records = records
+        self.summaries: dict[str, dict] = {}  # a final's search summary, added to its record
+
+    def trials_of(self, spec: RunSpec) -> list[RunSpec]:
+        return [self.nodes[d] for d in spec.depends_on if d in self.nodes and self.nodes[d].role == "trial"
+                and self.nodes[d].label == spec.label and self.nodes[d].pair == spec.pair]
+
+    def concrete(self, run_id: str) -> RunSpec:
+        """The resolved spec of a finished run (a final of a search: with its chosen point)."""
+        node = self.nodes[run_id]
+        if node.resolved:
+            return node
+        search = self.records[run_id].search or {}
+        point = search.get("chosen") if node.role != "trial" else search.get("point")
+        if point is None:
+            raise ValueError(f"the record of {run_id} does not say which point it ran")
+        return node.with_point(point)
+
+    def prepare(self, spec: RunSpec) -> Job | RunRecord:
+        """A job for ``spec``, or its record straight away: failed for a failed input, or taken over
+        from the trial that already computed it."""
+        broken = [d for d in spec.depends_on if d in self.nodes and self.nodes[d].role != "trial"
+                  and self.records[d].status != "ok"]
+        if broken:
+            rec = self.records[broken[0]]
+            return failed_record(spec, f"it reads {broken[0]}, which did not finish ok ({rec.status}: "
+                                 f"{(rec.error or {}).get('message', '')[:300]})")
+        inputs = {name: self.concrete(run_id) for name, run_id in spec.inputs.items()}
+        if spec.resolved:
+            return Job(spec, inputs)
+        if spec.role == "trial":  # a sequential search: this point from the trials before it
+            earlier = [self.nodes[d] for d in spec.depends_on if self.nodes[d].role == "trial"]
+            history = [((self.records[t.run_id].search or {}).get("point"),
+                        val_score(self.records[t.run_id]) if self.records[t.run_id].status == "ok" else None)
+                       for t in earlier if t.seed == spec.seed]
+            salt = f"{spec.suite}/{spec.pair}/{spec.label}"
+            point = next_point(spec.search, spec.trial_index or 0, [h for h in history if h[0] is not None], salt)
+            return Job(spec.with_point(point), inputs)
+        try:
+            choice = choose(spec.search, self.trials_of(spec), self.records)
+        except ValueError as e:
+            return failed_record(spec, f"search: {e}", "SearchFailed")
+        resolved = spec.with_point(choice.point)
+        self.summaries[spec.run_id] = choice.summary
+        same = [t for t in self.trials_of(spec) if t.seed == spec.seed and self.records[t.run_id].status == "ok"
+                and self.concrete(t.run_id).compute_key == resolved.compute_key]
+        if same:  # the chosen point at a selection seed: that trial is this run
+            trial = self.records[same[0].run_id]
+            notes = {**trial.config.get("notes", {}), "reused_trial": trial.run_id}
+            return trial.model_copy(update={
+                "run_id": spec.run_id, "role": spec.role, "search": choice.summary,
+                "config": {**resolved.config(), "notes": notes}})
+        return Job(resolved, inputs)
+
+    def finish(self, record: RunRecord) -> RunRecord:
+        if record.run_id in self.summaries and record.role != "trial":
+            record = record.model_copy(update={"search": self.summaries[record.run_id]})
+        self.records[record.run_id] = record
+        return record
+
+
+def latest_records(directory: Path) -> dict[str, RunRecord]:
+    """Every record in ``directory`` by run_id (the latest when one was written twice)."""
+    if not directory.exists():
+        return {}
+    out: dict[str, RunRecord] = {}
+    for r in scan(directory)[0]:
+        if r.run_id not in out or r.finished_at >= out[r.run_id].finished_at:
+            out[r.run_id] = r
+    return out
+
+
+def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, executor: Executor | None = None,
+             retry_failed: bool = False, wait: bool = False,
+             on_record: Callable[[RunRecord], None] | None = None) -> Outcome:
+    """Execute ``runs`` (a plan, closed over its dependencies) not yet ok in ``directory``, in
+    dependency order, on ``executor`` (default: in this process); with ``retry_failed``, only the
+    failed ones and the runs that wait on them."""
+    from harness.executors.local import LocalExecutor
+
+    executor = executor or LocalExecutor(options)
+    outcome = Outcome()
+    with results_lock(directory, wait=wait):
+        sweep_temp(directory)  # a killed writer's half file; we hold the lock, so no live writer owns it
+        existing = latest_records(directory)
+        ok = {i for i, r in existing.items() if r.status == "ok"}
+        if retry_failed:
+            redo = {i for i, r in existing.items() if r.status != "ok"}
+            todo, chosen = [], set()
+            for r in runs:  # plan order: dependencies come first
+                if r.run_id not in ok and (r.run_id in redo or chosen.intersection(r.depends_on)):
+                    todo.append(r)
+                    chosen.add(r.run_id)
+        else:
+            todo = [r for r in runs if r.run_id not in ok]
+        outcome.skipped = [r.run_id for r in runs if r.run_id in ok]
+        graph = Graph(runs, {i: r for i, r in existing.items() if i in ok})
+        if any(r.resolved and r.train.get("deterministic") for r in todo):
+            # cuBLAS reads this once, when it first starts in the process: set it before any run does.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        bar = tqdm(total=len(todo), desc="runs", position=0, disable=not options.show_progress, dynamic_ncols=True)
+        pending = list(todo)
+        running = 0
+
+        def emit(record: RunRecord) -> None:
+            record = graph.finish(record)
+            write_record(directory, record)
+            outcome.done.append(record)
+            if on_record:
+                on_record(record)
+            bar.update(1)
+
+        try:
+            while pending or running:
+                progressed = True
+                while progressed and running < executor.slots:
+                    progressed = False
+                    for spec in pending:
+                        if all(d in graph.records for d in spec.depends_on):
+                            pending.remove(spec)
+                            work = graph.prepare(spec)
+                            if isinstance(work, RunRecord):
+                                emit(work)
+                            else:
+                                bar.set_postfix_str(spec.run_id)
+                                executor.submit(work)
+                                running += 1
+                            progressed = True
+                            break
+                if running:
+                    emit(executor.next_finished())
+                    running -= 1
+                elif pending:  # waiting on runs outside this plan: nothing can start
+                    for spec in pending:
+                        missing = [d for d in spec.depends_on if d not in graph.records]
+                        emit(failed_record(spec, f"it depends on {', '.join(missing[:3])}, which has no record and "
+                                           "is not part of this run (see `harness plan`)"))
+                    pending = []
+        finally:
+            executor.close()
+            bar.close()
+    return outcome
+

@@ -1,0 +1,55 @@
+"""The one on-disk cache of the harness: frozen features, the outputs runs export for others
+(a teacher's logits), anything recomputable.
+
+An entry is a ``torch.save`` payload at ``<cache>/<kind>/<key>.pt`` written atomically with a
+SHA-256 sidecar beside it; a read verifies the checksum and loads with ``weights_only=True``.
+An entry that is missing, torn or tampered with reads as absent and is recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.records import atomic_write_bytes
+
+
+def key(parts: Any, version: int = 1) -> str:
+    """A stable key for ``parts`` (JSON-able; dict order does not matter)."""
+    blob = json.dumps({"parts": parts, "version": version}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def entry(cache_dir: str | Path | None, kind: str, name: str) -> Path | None:
+    """The path of entry ``name`` of ``kind`` (None when there is no cache directory)."""
+    return Path(cache_dir) / kind / f"{name}.pt" if cache_dir else None
+
+
+def save(path: Path | None, payload: Any) -> None:
+    if path is None:
+        return
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+
+
+def load(path: Path | None) -> Any | None:
+    """The verified payload at ``path``, or None."""
+    if path is None:
+        return None
+    sidecar = path.with_suffix(".sha256")
+    try:
+        data = path.read_bytes()
+        expected = sidecar.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if hashlib.sha256(data).hexdigest() != expected:
+        return None  # torn or tampered: recompute
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

@@ -1,0 +1,180 @@
+"""Every strategy tuned on validation: the ``search:`` block, the plan graph of trials and finals,
+choosing on val (never test), reusing the trial a final is, resuming, and what the records say."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import cli
+from harness.config.errors import ConfigError
+from harness.config.load import load_suite
+from harness.executors.local import run_plan, select
+from harness.plan import SEARCHED, Search, expand
+from harness.records import RunRecord
+from harness.run.execute import ExecOptions
+from harness.search import choose
+
+SUITE = """\
+suite: tuned
+seeds: [0, 1]
+defaults: {{epochs: 2, batch_size: 16, lr: 1e-2, max_train_samples: 48, max_eval_samples: 24{defaults}}}
+pairs:
+  - id: cnn
+    source: {{model: test/tiny_cnn}}
+    target: {{dataset: test/tiny_images, task: image-classification}}
+{pair}strategies:
+{strategies}"""
+
+
+def suite(write_suite, strategies: str, defaults: str = "", pair: str = "", name: str = "suite.yaml"):
+    return load_suite(write_suite(SUITE.format(strategies=strategies, defaults=defaults, pair=pair), name))
+
+
+def errors(write_suite, strategies: str, **kw) -> str:
+    with pytest.raises(ConfigError) as e:
+        suite(write_suite, strategies, **kw)
+    return str(e.value)
+
+
+def test_a_grid_makes_trials_on_the_selection_seed_and_finals_that_wait_for_them(write_suite):
+    runs = expand(suite(write_suite, "  - full_finetune: {search: {lr: [1e-3, 1e-2, 1e-1]}}\n"))
+    trials = [r for r in runs if r.role == "trial"]
+    finals = [r for r in runs if r.role == "final"]
+    assert [(t.trial_index, t.point, t.seed) for t in trials] == [(0, {"lr": 1e-3}, 0), (1, {"lr": 1e-2}, 0),
+                                                                   (2, {"lr": 1e-1}, 0)]
+    assert [t.train["lr"] for t in trials] == [1e-3, 1e-2, 1e-1]
+    assert [f.seed for f in finals] == [0, 1] and all(f.train["lr"] == SEARCHED and not f.resolved for f in finals)
+    assert all(set(f.depends_on) == {t.run_id for t in trials} for f in finals)
+    assert [r.role for r in runs] == ["trial"] * 3 + ["final"] * 2  # dependencies first
+    assert trials[0].run_id.startswith("cnn.full_finetune.t0.s0-")
+
+
+def test_search_layers_resolve_by_key_most_specific_wins(write_suite):
+    """A search in defaults applies to every cell; a fixed value in a more specific layer leaves it;
+    a search in a more specific layer replaces it; keys a strategy does not take are dropped."""
+    text = ("  - scratch\n  - full_finetune: {lr: 3e-3}\n  - lora: {search: {lr: [1e-2, 1e-1], r: [2, 4]}}\n"
+            "  - linear_probe\n")
+    spec = suite(write_suite, text, defaults=", search: {lr: [1e-3, 1e-2], r: [8, 16]}",
+                 pair="    overrides: {scratch: {search: {lr: [5e-2, 5e-1, 5.0]}}}\n")
+    finals = {r.label: r for r in expand(spec) if r.role == "final" and r.seed == 0}
+    assert finals["scratch"].search.space == {"lr": [5e-2, 5e-1, 5.0]}  # the override's grid
+    assert finals["full_finetune"].search is None and finals["full_finetune"].train["lr"] == 3e-3
+    assert finals["lora"].search.space == {"lr": [1e-2, 1e-1], "r": [2, 4]}
+    # the L-BFGS probe has no learning rate: a search over it would be four identical runs
+    assert finals["linear_probe"].search is None
+
+
+def test_plan_prints_trials_and_finals(write_suite, capsys):
+    path = write_suite(SUITE.format(strategies="  - scratch\n  - full_finetune\n",
+                                    defaults=", search: {lr: [1e-3, 1e-2, 1e-1]}", pair=""))
+    assert cli.main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 finals" in out and "6 search trials" in out
+    assert "final: best of 3 (lr ∈ [0.001, 0.01, 0.1]) on val" in out and "trial #2: lr=0.1" in out
+    assert cli.main(["plan", str(path), "--json"]) == 0
+    nodes = json.loads(capsys.readouterr().out)
+    assert {n["role"] for n in nodes} == {"trial", "final"}
+    assert all(n["depends_on"] for n in nodes if n["role"] == "final")
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ("search: {lr: [-1, 1e-2]}", "search.lr[0]: Input should be greater than 0 (got -1)"),
+    ("search: {lrr: [1e-2]}", "unknown key 'lrr'. Did you mean: lr?"),
+    ("search: {lr: 1e-2}", "takes a non-empty list of candidate values"),
+    ("search: {lr: {log_uniform: [1e-4, 1e-1]}}", "a distribution needs method: random or tpe"),
+    ("search: {lr: [1e-2], method: gird}", "unknown search method 'gird'. Did you mean: grid?"),
+    ("search: {r: [0, 4]}", "search.r[0]: Input should be greater than or equal to 1"),
+    ("search: {lr: [1e-2, 1e-2]}", "candidate values repeat"),
+    ("search: {lr: [1e-2], selection_seeds: [0, 0]}", "distinct non-negative integers"),
+])
+def test_bad_searches_fail_at_validate_with_file_line_and_key(write_suite, block, message):
+    msg = errors(write_suite, f"  - lora: {{{block}}}\n")
+    assert message in msg and "suite.yaml:" in msg and "strategies[0].lora.search" in msg
+
+
+def test_search_points_are_checked_like_the_cells_own_values(write_suite):
+    msg = errors(write_suite, "  - partial_finetune: {search: {trainable_blocks: [1, 9]}}\n")
+    assert "trainable_blocks=9 but test/tiny_cnn has only 3 blocks (search point {'trainable_blocks': 9})" in msg
+
+
+def record(spec, val: float, test: float, status: str = "ok", trainable: int = 10, point=None) -> RunRecord:
+    return RunRecord(run_id=spec.run_id, suite="s", pair=spec.pair, strategy=spec.strategy, label=spec.label,
+                     seed=spec.seed, status=status, role="trial", primary_metric="accuracy", config={},
+                     metrics={"accuracy": test, "val": {"accuracy": val}}, cost={"trainable_params": trainable},
+                     search={"point": point or spec.point}, started_at="t", finished_at="t")
+
+
+def test_choice_is_made_on_validation_never_on_test(write_suite):
+    runs = expand(suite(write_suite, "  - lora: {search: {lr: [1e-3, 1e-2, 1e-1]}}\n"))
+    trials = [r for r in runs if r.role == "trial"]
+    final = next(r for r in runs if r.role == "final")
+    # the best test score belongs to lr=1e-3, the best validation score to lr=1e-1
+    recs = {t.run_id: record(t, val, test) for t, (val, test) in zip(trials, [(0.5, 0.99), (0.6, 0.5), (0.7, 0.4)],
+                                                                      strict=True)}
+    choice = choose(final.search, trials, recs)
+    assert choice.point == {"lr": 1e-1} and choice.score == 0.7
+    assert choice.summary["edge"] == ["lr"]  # the best is the grid's largest value: the optimum may lie beyond
+    # a tie goes to the cheaper point; a failed trial never wins
+    recs = {t.run_id: record(t, 0.6, 0.5, trainable=tr) for t, tr in zip(trials, [30, 20, 20], strict=True)}
+    recs[trials[1].run_id] = record(trials[1], 0.9, 0.9, status="failed")
+    choice = choose(final.search, trials, recs)
+    assert choice.point == {"lr": 1e-1} and choice.summary["edge"] == ["lr"]
+    assert [t["status"] for t in choice.summary["trials"]] == ["ok", "failed", "ok"]
+    with pytest.raises(ValueError, match="no point of the search finished"):
+        choose(final.search, trials, {t.run_id: record(t, 0.5, 0.5, status="failed") for t in trials})
+
+
+def test_edge_is_only_marked_for_numeric_grids_of_three_or_more():
+    s = Search(space={"lr": [1e-3, 1e-2, 1e-1], "r": [2, 4], "optimizer": ["adamw", "sgd", "adamw2"]})
+    assert s.at_edge({"lr": 1e-2, "r": 4, "optimizer": "sgd"}) == []
+    assert s.at_edge({"lr": 1e-3, "r": 2, "optimizer": "adamw"}) == ["lr"]
+
+
+def test_a_searched_suite_runs_reuses_the_chosen_trial_and_resumes(write_suite, tmp_path):
+    spec = suite(write_suite, "  - full_finetune: {search: {lr: [1e-3, 1e-1]}}\n")
+    runs = expand(spec)
+    options = ExecOptions(cache_dir=tmp_path / "cache")
+    out = run_plan(runs, tmp_path / "r", options)
+    by_id = {r.run_id: r for r in out.done}
+    assert all(r.status == "ok" for r in out.done) and len(out.done) == len(runs) == 4
+    trials = [r for r in out.done if r.role == "trial"]
+    finals = sorted((r for r in out.done if r.role == "final"), key=lambda r: r.seed)
+    best = max(trials, key=lambda r: r.metrics["val"]["accuracy"])
+    for f in finals:
+        assert f.search["chosen"] == best.search["point"] and f.config["train"]["lr"] == best.search["point"]["lr"]
+        assert [t["run_ids"][0] for t in f.search["trials"]] == [t.run_id for t in trials]
+        assert f.budget["lr"] == best.search["point"]["lr"]
+    # seed 0 is the selection seed: its final is the chosen trial, not a second training
+    assert finals[0].config["notes"]["reused_trial"] == best.run_id
+    assert finals[0].metrics == best.metrics and finals[0].curve == best.curve
+    assert "reused_trial" not in finals[1].config["notes"]
+    assert by_id[finals[1].run_id].config["seed"] == 1
+    again = run_plan(runs, tmp_path / "r", options)
+    assert not again.done and sorted(again.skipped) == sorted(r.run_id for r in runs)
+
+
+def test_selecting_a_final_runs_its_trials_first(write_suite, tmp_path):
+    runs = expand(suite(write_suite, "  - scratch\n  - full_finetune: {search: {lr: [1e-3, 1e-1]}}\n"))
+    chosen = select(runs, "cnn/full_finetune")
+    assert {r.role for r in chosen} == {"trial", "final"} and {r.label for r in chosen} == {"full_finetune"}
+    seed1 = select(runs, "*full_finetune.s1-*")
+    assert [r.role for r in seed1] == ["trial", "trial", "final"]
+
+
+def test_changing_the_grid_changes_the_finals_identity(write_suite):
+    a = expand(suite(write_suite, "  - scratch: {search: {lr: [1e-3, 1e-1]}}\n", name="a.yaml"))
+    b = expand(suite(write_suite, "  - scratch: {search: {lr: [1e-3, 1e-2]}}\n", name="b.yaml"))
+    fa, fb = ([r.run_id for r in x if r.role == "final"] for x in (a, b))
+    ta, tb = ([r.run_id for r in x if r.role == "trial"] for x in (a, b))
+    assert not set(fa) & set(fb)
+    assert ta[0] == tb[0] and ta[1] != tb[1]  # the trial both grids share is one run
+
+
+def test_random_search_draws_fixed_points_inside_the_bounds(write_suite):
+    text = "  - lora: {search: {method: random, trials: 5, lr: {log_uniform: [1e-4, 1e-1]}, r: [2, 4, 8]}}\n"
+    runs = expand(suite(write_suite, text))
+    points = [r.point for r in runs if r.role == "trial"]
+    assert len(points) == 5 and all(1e-4 <= p["lr"] <= 1e-1 and p["r"] in (2, 4, 8) for p in points)
+    assert points == [r.point for r in expand(suite(write_suite, text, name="again.yaml")) if r.role == "trial"]
