@@ -1,9 +1,14 @@
 """Records → one row per (suite, pair, strategy label): metric summaries, gains, ranks, cost. Pure.
 
+Only the finals of a plan enter (search trials and aux teachers do not). Records of one pair made
+on different examples (another split, subset or evaluation set: another data fingerprint) are
+never pooled: each fingerprint gets rows of its own, marked as a *data variant* of the pair.
+
 Per pair, each row also gets its rank by the primary metric, whether it is statistically
 tied with the best row (see :func:`harness.report.stats.difference`), its seed-paired gain
-over ``scratch`` and over ``linear_probe``, and whether it is Pareto-optimal on
-(primary metric, mean wall seconds per run).
+over ``scratch`` and over ``linear_probe``, whether it is Pareto-optimal on (primary metric,
+mean wall seconds per run), whether its validation metric was still rising at its last evaluation
+(:func:`convergence`), and whether its budget differs from the pair's reference budget.
 """
 
 from __future__ import annotations
@@ -25,6 +30,28 @@ GAIN_BASELINES = ("scratch", "linear_probe")  # strategies every other one is co
 PARETO_COST = "wall_s"  # the x axis of the Pareto front: measured for every run, on any hardware
 
 
+BUDGET_KEYS = ("epochs", "max_steps", "max_train_samples", "batch_size", "grad_accum")
+
+
+RISE_FLOOR = 0.001  # a rise of at most 0.1 point never marks a cell as still rising
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """How a cell's validation metric moved at its last evaluation, over seeds."""
+
+    rise: float  # mean over seeds of (last − previous) validation primary metric
+    spread: float  # sample std over seeds of the last validation metric (0 for one seed)
+    seeds: int
+
+    @property
+    def converged(self) -> bool:
+        """Not still rising by more than the seeds disagree (a cell rising by less than its
+        spread has reached what its budget can tell apart), nor by more than 0.1 point (below
+        that, a rise is the last digit of a small validation set)."""
+        return not self.rise > max(self.spread, RISE_FLOOR)
+
+
 @dataclass
 class Row:
     suite: str
@@ -34,6 +61,7 @@ class Row:
     task: str | None
     primary: str | None
     smoke: bool
+    variant: str | None = None  # the data fingerprint, when the pair's records hold several
     n_ok: int = 0
     n_failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -50,6 +78,22 @@ class Row:
     vs_best: Difference | None = None  # this row − the best row, in the primary metric
     gains: dict[str, Summary] = field(default_factory=dict)  # baseline strategy → gain in the primary metric
     pareto: bool = False
+    convergence: Convergence | None = None  # None: no curve of two evaluations (a closed-form fit)
+    budget: dict[str, Any] = field(default_factory=dict)  # what the cell trained with (first ok seed)
+    budget_differs: list[str] = field(default_factory=list)  # keys unlike the pair's reference budget
+    search: dict[str, Any] | None = None  # the space, the chosen point, the grid edge, the tuning cost
+    data: dict[str, Any] = field(default_factory=dict)  # fingerprint, evaluation / unlabeled domain
+
+    @property
+    def group(self) -> str:
+        """The pair, and the data variant when the pair has several: rows are compared within a group."""
+        return self.pair if self.variant is None else f"{self.pair} [data {self.variant[:8]}]"
+
+    @property
+    def in_domain_da(self) -> bool:
+        """A cell given unlabeled data of another domain but scored on its training domain."""
+        d = self.data
+        return bool(d.get("unlabeled_domain")) and d.get("eval_domain") != d.get("unlabeled_domain")
 
     @property
     def score(self) -> Summary:
@@ -104,7 +148,33 @@ def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummar
                 epochs[epoch].append(y)
     row.per_label = {k: summarize(v) for k, v in sorted(labels.items())}
     row.curve = {e: summarize(v) for e, v in sorted(epochs.items())}
+    row.convergence = convergence(ok, curve_key)
+    first_ok = ok[0]
+    row.budget = dict(first_ok.budget)
+    row.budget_differs = list(first_ok.budget.get("differs") or [])
+    row.search = first_ok.search
+    row.data = dict(first_ok.data)
+    for key in ("steps", "examples_seen"):  # these vary by seed (early stopping): their mean
+        vals = [v for r in ok if (v := _num(r.budget.get(key))) is not None]
+        if vals:
+            row.budget[key] = summarize(vals).mean
     return row
+
+
+def convergence(records: list[RecordSummary], curve_key: str) -> Convergence | None:
+    """Rise of the validation metric between the last two evaluations, over the seeds with two.
+    A run that stopped early (patience) has converged by definition."""
+    rises, last = [], []
+    for r in records:
+        points = [p for p in r.curve if _num(p.get(curve_key)) is not None]
+        if len(points) < 2:
+            continue
+        last.append(float(points[-1][curve_key]))
+        rises.append(0.0 if r.cost.get("stopped_early") else float(points[-1][curve_key]) - float(points[-2][curve_key]))
+    if not rises:
+        return None
+    return Convergence(rise=sum(rises) / len(rises), spread=summarize(last).std if len(last) > 1 else 0.0,
+                       seeds=len(rises))
 
 
 def _baseline(rows: list[Row], strategy: str) -> Row | None:
@@ -141,20 +211,38 @@ def annotate(rows: list[Row]) -> None:
 
 
 def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
-    """Group records by (suite, smoke, pair, label); the latest record per run_id wins.
+    """Group the finals by (suite, smoke, pair, data fingerprint, label); the latest record per
+    run_id wins.
 
-    Rows come sorted by suite, smoke, pair, then best primary metric first.
+    Rows come sorted by suite, smoke, pair (and data variant), then best primary metric first.
     """
     latest: dict[str, RecordSummary] = {}
     for r in records:
+        if r.role != "final":
+            continue
         if r.run_id not in latest or r.finished_at >= latest[r.run_id].finished_at:
             latest[r.run_id] = r
-    groups: dict[tuple[str, bool, str, str], list[RecordSummary]] = defaultdict(list)
+    prints: dict[tuple[str, bool, str], set[str | None]] = defaultdict(set)
+    by_label: dict[tuple[str, bool, str, str], set[str | None]] = defaultdict(set)
     for r in latest.values():
-        groups[(r.suite, r.smoke, r.pair, r.label)].append(r)
-    by_pair: dict[tuple[str, bool, str], list[Row]] = defaultdict(list)
-    for (suite, smoke, pair, label), recs in groups.items():
-        by_pair[(suite, smoke, pair)].append(_row(suite, smoke, pair, label, recs))
+        if r.status == "ok":
+            prints[(r.suite, r.smoke, r.pair)].add(r.data.get("fingerprint"))
+            by_label[(r.suite, r.smoke, r.pair, r.label)].add(r.data.get("fingerprint"))
+    groups: dict[tuple[str, bool, str, str | None, str], list[RecordSummary]] = defaultdict(list)
+    for r in latest.values():
+        variant = None
+        if len(prints[(r.suite, r.smoke, r.pair)]) > 1:
+            fp = r.data.get("fingerprint")
+            if fp is None and r.status != "ok":  # a failed seed joins its cell's data, when that is one
+                own = by_label[(r.suite, r.smoke, r.pair, r.label)]
+                fp = next(iter(own)) if len(own) == 1 else None
+            variant = fp or "unknown"
+        groups[(r.suite, r.smoke, r.pair, variant, r.label)].append(r)
+    by_pair: dict[tuple[str, bool, str, str], list[Row]] = defaultdict(list)
+    for (suite, smoke, pair, variant, label), recs in groups.items():
+        row = _row(suite, smoke, pair, label, recs)
+        row.variant = variant
+        by_pair[(suite, smoke, pair, variant or "")].append(row)
     rows: list[Row] = []
     for key in sorted(by_pair):
         pair_rows = by_pair[key]

@@ -2,7 +2,9 @@
 
 Column names: ``<metric>_{mean,std,ci95,n}`` for every metric, ``gain_<baseline>_{mean,low,high,n}``
 for the seed-paired gain of the primary metric, ``cost_<key>_{mean,std}`` for every cost figure,
-plus identity, seed counts, rank, ``tied_with_best``, ``pareto`` and the parameter counts.
+``budget_<key>`` (epochs, steps, examples_seen, optimizer, lr, precision) and ``budget_differs``,
+``converged`` / ``val_rise``, ``search_chosen`` (JSON) / ``search_edge``, plus identity, the data
+``variant``, seed counts, rank, ``tied_with_best``, ``pareto`` and the parameter counts.
 Missing values are empty (NaN / null), never zero.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -29,8 +32,16 @@ def flat(r: Row) -> dict[str, Any]:
         "suite": r.suite, "smoke": r.smoke, "pair": r.pair, "label": r.label, "strategy": r.strategy,
         "task": r.task, "primary": r.primary, "n_ok": r.n_ok, "n_failed": r.n_failed,
         "rank": r.rank, "best": r.best, "tied_with_best": r.tied, "pareto": r.pareto,
-        "trainable_params": r.params[0], "total_params": r.params[1],
+        "trainable_params": r.params[0], "total_params": r.params[1], "variant": r.variant,
+        "converged": None if r.convergence is None else r.convergence.converged,
+        "val_rise": NAN if r.convergence is None else r.convergence.rise,
+        "budget_differs": ",".join(r.budget_differs),
+        "search_chosen": json.dumps((r.search or {}).get("chosen"), sort_keys=True) if r.search else None,
+        "search_edge": ",".join((r.search or {}).get("edge") or []),
     }
+    for k in ("epochs", "steps", "examples_seen", "optimizer", "lr", "precision"):
+        v = r.budget.get(k)
+        d[f"budget_{k}"] = v if v is not None else (None if k in ("optimizer", "precision") else NAN)
     for m in SCALAR_METRICS:
         s = r.metrics.get(m)
         d[f"{m}_mean"], d[f"{m}_std"] = (s.mean, s.std) if s else (NAN, NAN)

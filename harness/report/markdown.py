@@ -1,8 +1,10 @@
 """Aggregated rows → a markdown leaderboard readable on GitHub as is. Pure and deterministic.
 
-Layout: a legend, a summary table (pairs × strategies, the primary metric with its 95% CI),
-then per pair a full table (every metric, gains over scratch and linear_probe, cost, rank,
-Pareto flag), per-entity-type F1 for NER pairs, the failed runs, and the plots when given.
+Layout: a legend, a summary table (strategies as rows, pairs as columns: the primary metric with
+its 95% CI and marks), then per pair three tables — results (every metric, gains over scratch
+and linear_probe, notes), budget and tuning (epochs, steps, examples seen, optimizer, lr,
+precision, the search and its choice, convergence), cost (time, memory, FLOPs, parameters,
+Pareto flag) — per-entity-type F1 for NER pairs, the failed runs, and the plots when given.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ PCT_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 DASH = "–"
 
 LEGEND = (
-    "Metrics in %: mean ± sample std over seeds, [95% CI] from Student's t. "
+    "Metrics in %: mean ± sample std over seeds, [95% CI] from Student's t, clipped to the metric's range. "
     "**Bold**: the best strategy of its pair and every strategy not significantly different from it "
     "(two-sided seed-paired t-test at 5%, i.e. the CI of the per-seed difference contains 0; Welch's t-test "
     "when fewer than two seeds are shared; one seed cannot be told apart). "
     "Gains are seed-paired differences in points with their 95% CI. "
     f"◆: Pareto-optimal on (primary metric, `{PARETO_COST}` per run). "
-    "⚠: failed seeds, counted in `seeds ok` and listed under the table, never dropped."
+    "⚠: failed seeds, counted in `seeds ok` and listed under the table, never dropped. "
+    "↗: not converged — the validation metric still rose at the last evaluation by more than the seeds "
+    "disagree; the cell ranks by its budget, not by what the strategy can reach. "
+    "≠: the cell's budget (epochs, steps, examples, batch) differs from its pair's reference. "
+    "⇥: the chosen value of a searched key is at the edge of its grid (the optimum may lie beyond). "
+    "⌂: given unlabeled data of another domain, but scored on its own training domain."
 )
+MARKS = (("↗", "not converged"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"))
 
 
 def pct(s: Summary | None, with_std: bool = True) -> str:
@@ -36,11 +44,12 @@ def pct(s: Summary | None, with_std: bool = True) -> str:
     return f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
 
 
-def ci(s: Summary | None) -> str:
-    """``[low, high]`` in points, or a dash when there is no interval (n < 2)."""
+def ci(s: Summary | None, low: float = 0.0, high: float = 1.0) -> str:
+    """``[low, high]`` in points, clipped to the metric's range, or a dash when there is no
+    interval (n < 2)."""
     if s is None or s.n < 2 or math.isnan(s.ci95):
         return DASH
-    return f"[{100 * s.low:.2f}, {100 * s.high:.2f}]"
+    return f"[{100 * max(s.low, low):.2f}, {100 * min(s.high, high):.2f}]"
 
 
 def num(s: Summary | None, fmt: str = "{:.1f}") -> str:
@@ -59,9 +68,10 @@ def human(n: float | None) -> str:
 
 
 def gain(g: Summary | None) -> str:
+    """A difference of two metrics in [0, 1], its interval clipped to [−100, +100] points."""
     if g is None or g.n == 0:
         return DASH
-    interval = "" if g.n < 2 else f" [{100 * g.low:+.2f}, {100 * g.high:+.2f}]"
+    interval = "" if g.n < 2 or math.isnan(g.ci95) else f" [{100 * max(g.low, -1):+.2f}, {100 * min(g.high, 1):+.2f}]"
     return f"{100 * g.mean:+.2f}{interval}"
 
 
@@ -123,32 +133,125 @@ def metric_order(rows: list[Row]) -> list[str]:
     return [primary, *[m for m in metrics if m != primary]] if primary in metrics else metrics
 
 
+def marks(r: Row) -> str:
+    """The row's warning marks (see the legend), as one string."""
+    out = ""
+    if r.convergence is not None and not r.convergence.converged:
+        out += "↗"
+    if r.budget_differs:
+        out += "≠"
+    if r.search and r.search.get("edge"):
+        out += "⇥"
+    if r.in_domain_da:
+        out += "⌂"
+    return out
+
+
+def notes(r: Row) -> str:
+    """The marks spelled out, for the per-pair results table."""
+    out = []
+    c = r.convergence
+    if c is not None and not c.converged:
+        out.append(f"↗ still rising (+{100 * c.rise:.2f} at the last eval, seed spread {100 * c.spread:.2f})")
+    if r.budget_differs:
+        ref = r.budget.get("reference") or {}
+        out.append("≠ budget " + ", ".join(f"{k} {r.budget.get(k)} (pair: {ref.get(k)})" for k in r.budget_differs))
+    if r.search and r.search.get("edge"):
+        chosen = r.search.get("chosen") or {}
+        out.append("⇥ " + ", ".join(f"{k}={chosen.get(k)} at the grid's edge" for k in r.search["edge"]))
+    if r.in_domain_da:
+        d = r.data
+        out.append(f"⌂ scored on {d.get('eval_domain') or 'its training domain'}, not on the unlabeled "
+                   f"domain ({d.get('unlabeled_domain')})")
+    return "; ".join(out)
+
+
+def value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return DASH if v is None else str(v)
+
+
+def budget_cells(r: Row) -> list[str]:
+    """epochs, steps, examples seen, optimizer, lr, precision — or a closed-form fit's note."""
+    b = r.budget
+    if not b:
+        return [DASH] * 6
+    steps = b.get("steps")
+    if not steps and r.strategy == "linear_probe":
+        return ["closed form", "–", "–", "L-BFGS", "–", value(b.get("precision"))]
+    seen = b.get("examples_seen")
+    return [value(b.get("epochs")) + (f" (max {b['max_steps']} steps)" if b.get("max_steps") else ""),
+            f"{steps:.0f}" if isinstance(steps, int | float) else DASH,
+            human(seen) if isinstance(seen, int | float) else DASH,
+            value(b.get("optimizer")), value(b.get("lr")), value(b.get("precision"))]
+
+
+def search_cell(r: Row) -> str:
+    s = r.search
+    if not s:
+        return DASH
+    space = s.get("space") or {}
+    chosen = s.get("chosen") or {}
+    parts = []
+    for k, values in space.items():
+        shown = "[" + ", ".join(value(v) for v in values) + "]" if isinstance(values, list) else str(values)
+        parts.append(f"{k} ∈ {shown} → **{value(chosen.get(k))}**" + (" ⇥" if k in (s.get("edge") or []) else ""))
+    n = len(s.get("trials") or [])
+    seeds = s.get("selection_seeds") or []
+    return "; ".join(parts) + f" ({n} trials on seed {', '.join(map(str, seeds))}, best val {100 * s.get('val', math.nan):.2f})"
+
+
+def convergence_cell(r: Row) -> str:
+    c = r.convergence
+    if c is None:
+        return "solver" if r.budget and not r.budget.get("steps") else DASH
+    sign = "+" if c.rise >= 0 else ""
+    return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval)"
+
+
 def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> list[str]:
     first = rows[0]
     metrics = metric_order(rows)
     primary = metrics[0] if metrics else None
-    out = [f"### {first.pair}", "",
+    out = [f"### {first.group}", "",
            f"Task: `{first.task}` · primary metric: **{primary}** · ranked by its mean", ""]
+    if first.variant is not None:
+        out += [f"> ⚠ **These records were made on other examples than the rest of `{first.pair}`** (data "
+                f"fingerprint `{first.variant}`: another split, subset or evaluation set). They are ranked and "
+                "compared only among themselves.", ""]
+    domains = sorted({r.data.get("eval_domain") for r in rows if r.data.get("eval_domain")})
+    if domains:
+        out += [f"Evaluated on: {', '.join(domains)} domain.", ""]
     baselines = [b for b in GAIN_BASELINES if any(b in r.gains for r in rows)]
-    costs = [c for c in COST_COLUMNS if _measured(rows, c[0])]
     head = ["rank", "strategy"]
     if primary:
         head += [f"{primary} (± std)", "95% CI"]
     head += [f"{m} (± std)" for m in metrics[1:]]
-    head += ["seeds ok"] + [f"gain vs {b} (95% CI)" for b in baselines]
-    head += [c[1] for c in costs] + ["trainable / total params", "Pareto"]
+    head += ["seeds ok"] + [f"gain vs {b} (95% CI)" for b in baselines] + ["notes"]
     body = []
     for r in rows:
         cells = [str(r.rank) if r.rank else DASH, strategy_name(r)]
         if primary:
-            cells += [bold(pct(r.metrics.get(primary)), r.tied), ci(r.metrics.get(primary))]
+            cells += [bold(pct(r.metrics.get(primary)), r.tied) + (f" {marks(r)}" if marks(r) else ""),
+                      ci(r.metrics.get(primary))]
         cells += [pct(r.metrics.get(m)) for m in metrics[1:]]
         cells.append(seeds(r))
         cells += [gain(r.gains.get(b)) for b in baselines]
-        cells += [fmt(r) for _, _, fmt in costs]
-        cells += [params_cell(r), "◆" if r.pareto else ""]
+        cells.append(notes(r))
         body.append(cells)
     out += table(head, body, left=2)
+    if any(r.budget or r.search for r in rows):  # records older than schema 2 have neither
+        out += ["", "Budget and tuning (the reference budget of this pair: " + reference(rows) + "):", ""]
+        body = [[strategy_name(r), *budget_cells(r), search_cell(r),
+                 num(r.search and Summary(1, r.search.get("tuning_wall_s", math.nan), 0.0, math.nan)),
+                 convergence_cell(r)] for r in rows]
+        out += table(["strategy", "epochs", "steps", "examples seen", "optimizer", "lr", "precision",
+                      "search (chosen on val)", "tuning s", "converged"], body)
+    costs = [c for c in COST_COLUMNS if _measured(rows, c[0])]
+    out += ["", "Cost (mean per run):", ""]
+    body = [[strategy_name(r), *[fmt(r) for _, _, fmt in costs], params_cell(r), "◆" if r.pareto else ""] for r in rows]
+    out += table(["strategy", *[c[1] for c in costs], "trainable / total params", "Pareto"], body)
     missing = [c[1] for c in COST_COLUMNS if c not in costs]
     if missing:
         out += ["", f"Not measured (or zero for every strategy) on this hardware: {', '.join(missing)}."]
@@ -159,10 +262,17 @@ def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> lis
     if assets:
         out.append("")
         if "pareto" in assets:
-            out.append(f"![{primary} vs {PARETO_COST}, {first.pair}]({assets['pareto']})")
+            out.append(f"![{primary} vs {PARETO_COST}, {first.group}]({assets['pareto']})")
         if "curve" in assets:
-            out.append(f"![validation {primary} per epoch, {first.pair}]({assets['curve']})")
+            out.append(f"![validation {primary} per epoch, {first.group}]({assets['curve']})")
     return out + [""]
+
+
+def reference(rows: list[Row]) -> str:
+    ref = next((r.budget.get("reference") for r in rows if r.budget.get("reference")), None)
+    if not ref:
+        return "not recorded"
+    return ", ".join(f"{k} {value(v)}" for k, v in ref.items() if v is not None)
 
 
 def render_per_label(rows: list[Row]) -> list[str]:
@@ -176,42 +286,47 @@ def render_per_label(rows: list[Row]) -> list[str]:
     return ["", "Per-entity-type F1 (%, mean over seeds):", "", *table(["strategy", *types], body)]
 
 
-def summary_columns(rows: list[Row]) -> list[str]:
+def summary_labels(rows: list[Row]) -> list[str]:
     """Strategy labels for the summary table: the gain baselines first, then alphabetical."""
     labels = {r.label for r in rows}
     base = [b for b in GAIN_BASELINES if b in labels]
     return base + sorted(labels - set(base))
 
 
-def render_summary(by_pair: Mapping[str, list[Row]]) -> list[str]:
-    rows = [r for pair_rows in by_pair.values() for r in pair_rows]
-    labels = summary_columns(rows)
+def render_summary(by_group: Mapping[str, list[Row]]) -> list[str]:
+    """Strategies as rows, pairs as columns: wide catalogues stay readable."""
+    rows = [r for group_rows in by_group.values() for r in group_rows]
+    groups = list(by_group)
+    cells = {(r.group, r.label): r for r in rows}
+    strategy_of = {r.label: r.strategy for r in rows}
     body = []
-    for pair, pair_rows in by_pair.items():
-        cell = {r.label: r for r in pair_rows}
-        cells = [pair, f"{pair_rows[0].primary or DASH}"]
-        for label in labels:
-            r = cell.get(label)
+    for label in summary_labels(rows):
+        line = [f"`{label}`" if strategy_of[label] == label else f"`{label}` ({strategy_of[label]})"]
+        for group in groups:
+            r = cells.get((group, label))
             if r is None:
-                cells.append("")
+                line.append("")
                 continue
             s = r.score
             text = bold(pct(s, with_std=False), r.tied)
             if s.n >= 2:
                 text += f" {ci(s)}"
+            if marks(r):
+                text += f" {marks(r)}"
             if r.n_failed:
                 text += f" ⚠ {seeds(r).removesuffix(' ⚠')}"
-            cells.append(text)
-        body.append(cells)
-    return ["## Summary", "", "Primary metric per pair, % mean [95% CI].", "",
-            *table(["pair", "metric", *[f"`{label}`" for label in labels]], body, left=2), ""]
+            line.append(text)
+        body.append(line)
+    head = ["strategy", *[f"{g} ({by_group[g][0].primary or DASH})" for g in groups]]
+    return ["## Summary", "", "Primary metric per strategy and pair, % mean [95% CI]; marks as in the legend.", "",
+            *table(head, body), ""]
 
 
 def render(rows: list[Row], title: str | None = None,
            assets: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """The leaderboard of one suite (rows of one suite and smoke flag).
 
-    ``assets`` maps a pair id to relative links of its plots (``pareto``, ``curve``).
+    ``assets`` maps a pair (its :attr:`Row.group`) to relative links of its plots (``pareto``, ``curve``).
     """
     if not rows:
         return f"# {title or 'Leaderboard'}\n\nNo records.\n"
@@ -222,12 +337,14 @@ def render(rows: list[Row], title: str | None = None,
     if smoke:
         lines += ["> **Smoke run**: every cell trained for a handful of steps to check the suite end to end. "
                   "The numbers below are not results.", ""]
-    lines += [f"Generated by `harness report` from {n_runs} run records ({n_failed} failed).", "", LEGEND, ""]
-    by_pair: dict[str, list[Row]] = defaultdict(list)
+    trials = sum(len((r.search or {}).get("trials") or []) for r in rows)
+    tuned = f" Searches: {trials} trial points, chosen on validation (not in the table)." if trials else ""
+    lines += [f"Generated by `harness report` from {n_runs} run records ({n_failed} failed).{tuned}", "", LEGEND, ""]
+    by_group: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        by_pair[r.pair].append(r)
-    lines += render_summary(by_pair)
+        by_group[r.group].append(r)
+    lines += render_summary(by_group)
     lines += ["## Per pair", ""]
-    for pair, pair_rows in by_pair.items():
-        lines += render_pair(pair_rows, (assets or {}).get(pair))
+    for group, group_rows in by_group.items():
+        lines += render_pair(group_rows, (assets or {}).get(group))
     return "\n".join(lines).rstrip() + "\n"

@@ -31,7 +31,20 @@ TITLE_Y = 1.01
 # glyphs rasterised without FreeType's hinting: a fifth of a plot's time less (48 vs 59 ms per
 # plot), and at 100 dpi the text looks the same to the eye
 HINTING = "no_hinting"
-Plot = Callable[[list[Row], Path], "Path | None"]
+Plot = Callable[[list[Row], Path, "Styles"], "Path | None"]
+# One colour and one marker per strategy, the same in every plot of a report: 20 colours (tab20's
+# dark shades, then its light ones) and 10 markers; the k-th label gets colour k mod 20 and marker
+# k mod 10, so no two of the first 20 labels share a colour and no two share both before 20·10.
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+          "#dbdb8d", "#9edae5")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
+Styles = dict  # label → (colour, marker)
+
+
+def styles_for(labels) -> Styles:
+    """Each label's (colour, marker), by its place among the sorted labels of the whole report."""
+    return {label: (COLORS[k % len(COLORS)], MARKERS[k % len(MARKERS)]) for k, label in enumerate(sorted(set(labels)))}
 
 
 def _style():
@@ -51,9 +64,9 @@ def _style_this_process() -> None:
 
 def _styled(plot: Plot) -> Plot:
     @functools.wraps(plot)
-    def styled(rows: list[Row], path: Path) -> Path | None:
+    def styled(rows: list[Row], path: Path, styles: Styles | None = None) -> Path | None:
         with _style():
-            return plot(rows, path)
+            return plot(rows, path, styles or styles_for(r.label for r in rows))
 
     return styled
 
@@ -118,47 +131,54 @@ def _curved(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.curve]
 
 
-def _pareto(rows: list[Row], path: Path) -> Path | None:
-    """Primary metric (%, mean with 95% CI) against mean ``wall_s`` per run; the Pareto-optimal
-    strategies filled and joined by the front line. None when no row has both coordinates."""
+def _pareto(rows: list[Row], path: Path, styles: Styles) -> Path | None:
+    """Primary metric (%, mean with its 95% CI, clipped to 0–100) against mean ``wall_s`` per run,
+    each strategy in its colour and marker, filled when Pareto-optimal, hollow otherwise; the front
+    joined by a line. The names are in a key beside the axes, so no label covers a point or another
+    label however close the points are. None when no row has both coordinates."""
     points = _pareto_points(rows)
     if not points:
         return None
     fig, ax = _canvas("pareto")
-    # one errorbar call per group (not per point): every artist costs drawing time
-    for on_front in (False, True):
-        group = [r for r in points if r.pareto == on_front]
-        if not group:
-            continue
-        ax.errorbar([r.cost[PARETO_COST].mean for r in group], [100 * r.score.mean for r in group],
-                    yerr=[0.0 if math.isnan(r.score.ci95) else 100 * r.score.ci95 for r in group], fmt="o",
-                    mfc="C0" if on_front else "white", color="C0" if on_front else "C7", capsize=3, zorder=3)
-    from matplotlib.transforms import offset_copy
-
-    beside = offset_copy(ax.transData, fig=fig, x=5, y=4, units="points")  # the label up-right of its point
     for r in points:
-        ax.text(r.cost[PARETO_COST].mean, 100 * r.score.mean, r.label + (" ◆" if r.pareto else ""),
-                transform=beside, fontsize=8, parse_math=False)
-    ax.margins(x=0.25, y=0.12)  # room for the labels right of and above the points
+        color, marker = styles[r.label]
+        x, y = r.cost[PARETO_COST].mean, 100 * r.score.mean
+        half = 0.0 if math.isnan(r.score.ci95) else 100 * r.score.ci95
+        yerr = [[y - max(0.0, y - half)], [min(100.0, y + half) - y]]
+        ax.errorbar([x], [y], yerr=yerr, fmt=marker, color=color, mfc=color if r.pareto else "white",
+                    mec=color, markersize=6, capsize=3, zorder=3)
+    ax.margins(x=0.08, y=0.08)
     front = sorted((r for r in points if r.pareto), key=lambda r: r.cost[PARETO_COST].mean)
     if len(front) > 1:
         ax.step([r.cost[PARETO_COST].mean for r in front], [100 * r.score.mean for r in front], where="post",
-                color="C0", alpha=0.5, zorder=2)
+                color="#555555", alpha=0.5, zorder=2)
     xs = [r.cost[PARETO_COST].mean for r in points]
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(f"{PARETO_COST} per run (mean over seeds)")
     ax.set_ylabel(f"{points[0].primary} (%)")
-    ax.set_title(f"{points[0].pair}: {points[0].primary} vs cost (filled ◆ = Pareto-optimal)", fontsize=9, y=TITLE_Y)
+    ax.set_title(f"{points[0].group}: {points[0].primary} vs cost (filled = Pareto-optimal)", fontsize=9, y=TITLE_Y)
     ax.grid(alpha=0.3)
+    entries = [(r.label + (" ◆" if r.pareto else ""), *styles[r.label], r.pareto)
+               for r in sorted(points, key=lambda r: -r.score.mean)]
+    _widen(fig, _side_key(fig, ax, entries, line=False))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=_METADATA, pil_kwargs=_PNG)
     return path
 
 
-def _curve(rows: list[Row], path: Path) -> Path | None:
-    """Validation primary metric per epoch (mean over seeds, band = 95% CI) of every strategy.
-    None when no row has a curve."""
+def _widen(fig, key_in: float) -> None:
+    """Grow the figure by ``key_in`` inches on the right; the axes keep their size in inches."""
+    old, sp = fig.get_figwidth(), fig.subplotpars
+    left_in, axes_in = sp.left * old, (sp.right - sp.left) * old
+    width = left_in + axes_in + key_in
+    fig.set_size_inches(width, fig.get_figheight())
+    fig.subplots_adjust(left=left_in / width, right=(left_in + axes_in) / width)
+
+
+def _curve(rows: list[Row], path: Path, styles: Styles) -> Path | None:
+    """Validation primary metric per epoch (mean over seeds, band = 95% CI clipped to 0–100) of
+    every strategy, in its colour and marker. None when no row has a curve."""
     curved = _curved(rows)
     if not curved:
         return None
@@ -167,29 +187,26 @@ def _curve(rows: list[Row], path: Path) -> Path | None:
 
     fig, ax = _canvas("curve")
     bands, colors = [], []
-    for i, r in enumerate(curved):
+    for r in curved:
+        color, marker = styles[r.label]
         epochs = sorted(r.curve)
         ys = [100 * r.curve[e].mean for e in epochs]
-        ax.plot(epochs, ys, marker="o", markersize=3, label=r.label, color=f"C{i % 10}")
-        lo = [100 * (r.curve[e].low if not math.isnan(r.curve[e].ci95) else r.curve[e].mean) for e in epochs]
-        hi = [100 * (r.curve[e].high if not math.isnan(r.curve[e].ci95) else r.curve[e].mean) for e in epochs]
+        ax.plot(epochs, ys, marker=marker, markersize=4, label=r.label, color=color)
+        lo = [max(0.0, 100 * (r.curve[e].low if not math.isnan(r.curve[e].ci95) else r.curve[e].mean)) for e in epochs]
+        hi = [min(100.0, 100 * (r.curve[e].high if not math.isnan(r.curve[e].ci95) else r.curve[e].mean))
+              for e in epochs]
         bands.append(list(zip(epochs, lo, strict=True)) + list(zip(epochs[::-1], hi[::-1], strict=True)))
-        colors.append(f"C{i % 10}")
+        colors.append(color)
     # every band in one collection: a fill_between per strategy re-scales the axes each time
     ax.add_collection(PolyCollection(bands, facecolors=colors, edgecolors="none", alpha=0.15))
     ax.autoscale_view()
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"validation {curved[0].primary} (%)")
-    ax.set_title(f"{curved[0].pair}: learning curves (mean, 95% CI band)", fontsize=9, y=TITLE_Y)
+    ax.set_title(f"{curved[0].group}: learning curves (mean, 95% CI band)", fontsize=9, y=TITLE_Y)
     ax.grid(alpha=0.3)
     # the key right of the axes, over no curve, the figure widened by its measured width
-    key_in = _side_key(fig, ax, [(r.label, f"C{i % 10}") for i, r in enumerate(curved)])
-    old, sp = fig.get_figwidth(), fig.subplotpars
-    left_in, axes_in = sp.left * old, (sp.right - sp.left) * old  # the axes keep their size in inches
-    width = left_in + axes_in + key_in
-    fig.set_size_inches(width, fig.get_figheight())
-    fig.subplots_adjust(left=left_in / width, right=(left_in + axes_in) / width)
+    _widen(fig, _side_key(fig, ax, [(r.label, *styles[r.label], True) for r in curved]))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=_METADATA, pil_kwargs=_PNG)
     return path
@@ -219,11 +236,12 @@ def _measurer(dpi: float):
     return made
 
 
-def _side_key(fig, ax, entries: list[tuple[str, str]]) -> float:
-    """A legend right of ``ax``, top-aligned with it: per entry a short line with a marker, in the
-    entry's colour, and its label, one row per entry. Drawn as plain lines and texts rather than
-    ``ax.legend``, whose box layout measures every label several times on each draw (half of a
-    curve plot's time). Returns the width (inches) the figure must grow by to show it."""
+def _side_key(fig, ax, entries: list[tuple[str, str, str, bool]], line: bool = True) -> float:
+    """A legend right of ``ax``, top-aligned with it: per entry (label, colour, marker, filled) a
+    short line with the marker (or the marker alone), and the label, one row per entry. Drawn as
+    plain lines and texts rather than ``ax.legend``, whose box layout measures every label several
+    times on each draw (half of a curve plot's time). Returns the width (inches) the figure must
+    grow by to show it."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.lines import Line2D
 
@@ -232,31 +250,32 @@ def _side_key(fig, ax, entries: list[tuple[str, str]]) -> float:
     em = KEY_PT / 72  # inches
     x0, handle, gap, pitch = 0.02 * axes_w, 2.0 * em, 0.8 * em, 1.5 * em
     renderer, prop = _measurer(fig.dpi), FontProperties(size=KEY_PT)
-    text_w = max(renderer.get_text_width_height_descent(label, prop, ismath=False)[0] for label, _ in entries) / fig.dpi
-    for k, (label, color) in enumerate(entries):
+    text_w = max(renderer.get_text_width_height_descent(e[0], prop, ismath=False)[0] for e in entries) / fig.dpi
+    for k, (label, color, marker, filled) in enumerate(entries):
         y = 1 - (0.5 + k) * pitch / axes_h
         xs = [1 + (x0 + f * handle) / axes_w for f in (0.0, 0.5, 1.0)]
-        ax.add_line(Line2D(xs, [y] * 3, color=color, marker="o", markersize=3, markevery=[1],
+        ax.add_line(Line2D(xs, [y] * 3, color=color, marker=marker, markersize=4, markevery=[1],
+                           linestyle="-" if line else "none", mfc=color if filled else "white", mec=color,
                            transform=ax.transAxes, clip_on=False))
         ax.text(1 + (x0 + handle + gap) / axes_w, y, label, fontsize=KEY_PT, va="center", ha="left",
                 transform=ax.transAxes, clip_on=False, parse_math=False)
     return x0 + handle + gap + text_w + em
 
 
-PLOT_VERSION = 6  # bump when a plot's look changes: cached PNGs are redrawn
+PLOT_VERSION = 7  # bump when a plot's look changes: cached PNGs are redrawn
 INDEX = ".plots.json"
 
 
-def digest(kind: str, rows: list[Row]) -> str:
+def digest(kind: str, rows: list[Row], styles: Styles) -> str:
     """What a plot shows, hashed: the same digest means the same picture."""
-    data = [(r.label, r.primary, r.pareto, r.score, r.cost.get(PARETO_COST), sorted(r.curve.items()))
-            for r in sorted(rows, key=lambda r: r.label)]
-    return hashlib.sha256(repr((PLOT_VERSION, kind, rows[0].pair if rows else "", data)).encode()).hexdigest()[:20]
+    data = [(r.label, styles.get(r.label), r.primary, r.pareto, r.score, r.cost.get(PARETO_COST),
+             sorted(r.curve.items())) for r in sorted(rows, key=lambda r: r.label)]
+    return hashlib.sha256(repr((PLOT_VERSION, kind, rows[0].group if rows else "", data)).encode()).hexdigest()[:20]
 
 
-def _draw(job: tuple[str, list[Row], Path]) -> Path | None:
-    kind, rows, path = job
-    return KINDS[kind][1](rows, path)
+def _draw(job: tuple[str, list[Row], Path, Styles]) -> Path | None:
+    kind, rows, path, styles = job
+    return KINDS[kind][1](rows, path, styles)
 
 
 def _safe_to_fork() -> bool:
@@ -269,7 +288,7 @@ def _safe_to_fork() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
-def _draw_all(jobs: list[tuple[str, list[Row], Path]], workers: int | None,
+def _draw_all(jobs: list[tuple[str, list[Row], Path, Styles]], workers: int | None,
               meanwhile: Callable[[], None]) -> list[Path | None]:
     """Draw the plots, in forked worker processes when there are several and more than one CPU
     (a matplotlib PNG costs ~50 ms of pure-Python CPU, so threads would not help); ``meanwhile``
@@ -319,7 +338,8 @@ def plot_pairs(rows: list[Row], directory: Path, link_prefix: str, workers: int 
     """
     by_pair: dict[str, list[Row]] = {}
     for r in rows:
-        by_pair.setdefault(r.pair, []).append(r)
+        by_pair.setdefault(r.group, []).append(r)
+    styles = styles_for(r.label for r in rows)
     index_path = directory / INDEX
     try:
         index = json.loads(index_path.read_text())
@@ -327,7 +347,7 @@ def plot_pairs(rows: list[Row], directory: Path, link_prefix: str, workers: int 
         index = {}
     prefix = quote(link_prefix)
     made: dict[str, dict[str, str]] = {}
-    jobs: list[tuple[str, list[Row], Path]] = []
+    jobs: list[tuple[str, list[Row], Path, Styles]] = []
     keys: list[str] = []
     for pair, pair_rows in by_pair.items():
         made[pair] = {}
@@ -336,14 +356,14 @@ def plot_pairs(rows: list[Row], directory: Path, link_prefix: str, workers: int 
                 continue
             name = f"{file_stem(pair)}-{kind}.png"
             made[pair][kind] = f"{prefix}/{name}"
-            key = digest(kind, pair_rows)
+            key = digest(kind, pair_rows, styles)
             if index.get(name) != key or not (directory / name).exists():
-                jobs.append((kind, pair_rows, directory / name))
+                jobs.append((kind, pair_rows, directory / name, styles))
                 keys.append(key)
     # links in the pairs' order, each pair's plots in the order pareto, curve
     links = {pair: kinds for pair, kinds in made.items() if kinds}
     drawn = _draw_all(jobs, workers, lambda: meanwhile(links) if meanwhile else None)
-    for (_, _, path), key, done in zip(jobs, keys, drawn, strict=True):
+    for (_, _, path, _), key, done in zip(jobs, keys, drawn, strict=True):
         if done is None:  # a kind's predicate and its plot function disagree: a bug
             raise RuntimeError(f"{path.name} was planned but not drawn")
         index[path.name] = key

@@ -15,8 +15,8 @@ GOLDEN_FULL = ASSETS / "leaderboard_full_golden.md"
 
 
 def rec(pair, label, seed, acc, status="ok", task="image-classification", primary="accuracy", cost=None,
-        per_label=None, curve=(), strategy=None, smoke=False, **metrics):
-    return RunRecord(
+        per_label=None, curve=(), strategy=None, smoke=False, budget=None, search=None, **metrics):
+    return RunRecord(budget=budget or {}, search=search,
         run_id=f"{pair}.{label}.s{seed}-0", suite="golden", pair=pair, strategy=strategy or label, label=label,
         seed=seed, status=status, task=task, primary_metric=primary, config={}, smoke=smoke,
         metrics={} if status != "ok" else {primary: acc, **metrics, **({"per_label": per_label} if per_label else {})},
@@ -55,8 +55,16 @@ def full_records():
                     "trainable_params": trainable, "total_params": 5_000_000}
             curve = [{"epoch": 1, "val_accuracy": acc - 0.1}, {"epoch": 2, "val_accuracy": acc}]
             strategy = "full_finetune" if label == "ft-low-lr" else None
+            ref = {"epochs": 2, "max_steps": None, "max_train_samples": None, "batch_size": 32, "grad_accum": 1}
+            epochs = 10 if label == "linear_probe" else 2
+            budget = {**ref, "epochs": epochs, "steps": 35 * epochs, "examples_seen": 1120 * epochs, "optimizer": "adamw",
+                      "lr": 1e-2 if label == "linear_probe" else 1e-3, "precision": "bf16", "reference": ref,
+                      "differs": ["epochs"] if epochs != 2 else []}
+            search = {"space": {"lr": [1e-4, 3e-4, 1e-3]}, "chosen": {"lr": 1e-3}, "edge": ["lr"], "val": 0.9,
+                      "selection_seeds": [0], "trials": [{}, {}, {}], "tuning_wall_s": 120.0} \
+                if label == "full_finetune" else None
             out.append(rec("effnet-digits", label, seed, acc, cost=cost, curve=curve, strategy=strategy,
-                           macro_f1=acc - 0.02))
+                           budget=budget, search=search, macro_f1=acc - 0.02))
             ner = {"scratch": 0.05, "linear_probe": 0.20, "full_finetune": 0.35, "ft-low-lr": 0.30}[label] + seed / 100
             per = {"person": {"f1": ner + 0.1, "support": 40}, "location": {"f1": ner - 0.05, "support": 30},
                    "product": {"f1": 0.0, "support": 5}}

@@ -243,11 +243,11 @@ def test_report_leaves_the_committed_baseline_out(tmp_path, capsys):
     assert "from 12 run records" in out.read_text()
 
 
-def _broken_plot(rows, path):
+def _broken_plot(rows, path, styles=None):
     raise RuntimeError("the plot broke")
 
 
-def _plot_after_the_tables(rows, path):
+def _plot_after_the_tables(rows, path, styles=None):
     """A plot that can only finish once ``meanwhile`` has run in the parent (it writes the file
     this waits for): proof that the two overlap."""
     import time
@@ -360,7 +360,7 @@ def test_a_plot_planned_but_not_drawn_is_an_error(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     from harness.report import plots
 
-    monkeypatch.setitem(plots.KINDS, "pareto", (plots.KINDS["pareto"][0], lambda rows, path: None))
+    monkeypatch.setitem(plots.KINDS, "pareto", (plots.KINDS["pareto"][0], lambda rows, path, styles: None))
     with pytest.raises(RuntimeError, match="planned but not drawn"):
         plots.plot_pairs(aggregate(full_records()), tmp_path, "x", workers=1)
 
