@@ -131,7 +131,14 @@ def cmd_run(args) -> int:
         shown = f"{rec.primary_metric}={m:.4f}" if isinstance(m, float) else (rec.error or {}).get("message", "")[:120]
         print(f"[{rec.status:>7}] {rec.run_id}  {shown}  ({rec.cost.get('wall_s', 0):.1f}s)", flush=True)
 
-    outcome = run_plan(runs, directory, options, retry_failed=args.retry_failed, wait=args.wait, on_record=line)
+    executor = None
+    if args.executor == "pool":
+        from harness.executors.pool import PoolExecutor
+
+        devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
+        executor = PoolExecutor(options, workers=args.workers, devices=devices, threads=args.threads)
+    outcome = run_plan(runs, directory, options, executor=executor, retry_failed=args.retry_failed, wait=args.wait,
+                       on_record=line)
     bad = [r for r in outcome.done if r.status != "ok"]
     print(f"{len(outcome.done)} run(s) executed, {len(outcome.skipped)} already done (skipped), {len(bad)} failed; "
           f"records in {directory}")
@@ -223,6 +230,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
                    "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     r.add_argument("--wait", action="store_true", help="queue behind another run using the same results dir")
+    r.add_argument("--executor", choices=["local", "pool"], default="local",
+                   help="local: one run at a time in this process (default); pool: --workers processes")
+    r.add_argument("--workers", type=_positive_int, default=2, help="pool: worker processes (default 2)")
+    r.add_argument("--devices", help="pool: devices the workers are pinned to, in turn (cpu, or cuda:0,cuda:1,…)")
+    r.add_argument("--threads", type=_positive_int, help="pool: CPU threads per worker (default: CPUs / workers)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)
 
