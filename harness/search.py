@@ -74,7 +74,9 @@ def next_point(search: Search, index: int, earlier: Sequence[tuple[dict[str, Any
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {k: distribution(v) for k, v in search.space.items()}
-    seed = int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16)
+    # seeded by the cell and the point's index: the sampler is made anew for every point, so the
+    # same seed would draw the same first point each time
+    seed = int(hashlib.sha256(f"{salt}#{index}".encode()).hexdigest()[:8], 16)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     for point, score in earlier:
         state = optuna.trial.TrialState.COMPLETE if score is not None else optuna.trial.TrialState.FAIL

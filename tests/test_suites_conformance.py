@@ -19,5 +19,8 @@ def test_there_are_suites():
 def test_suite_validates_and_plans(path):
     spec = load_suite(path)
     runs = expand(spec)
-    assert len(runs) == len(spec.pairs) * len(spec.strategies) * len(spec.seeds)
+    cells = sum(len(p.strategies) if p.strategies is not None else len(spec.strategies) for p in spec.pairs)
+    assert sum(r.role == "final" for r in runs) == cells * len(spec.seeds)
     assert len({r.run_id for r in runs}) == len(runs)
+    order = {r.run_id: i for i, r in enumerate(runs)}
+    assert all(order[d] < order[r.run_id] for r in runs for d in r.depends_on)  # dependencies first

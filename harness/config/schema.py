@@ -52,6 +52,9 @@ class TrainConfig(Params):
     norm_stats: Literal["frozen", "adapt"] = Field(
         "frozen", description="BatchNorm running statistics of modules whose weights do not train: frozen (the "
         "source's, as in inference) or adapt (re-estimated on the target while training: AdaBN)")
+    frozen_dropout: bool = Field(
+        False, description="keep dropout active inside modules none of whose weights train (off: a frozen module "
+        "computes exactly what it computed before training, as the probe's cached features)")
 
 
 TRAIN_KEYS = frozenset(TrainConfig.model_fields)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import time
+
 from harness.executors.base import Job, failed_record
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions

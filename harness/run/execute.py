@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +66,28 @@ def data_fingerprint(info: Mapping[str, Any]) -> str | None:
     return None if None in parts else fingerprint(parts)
 
 
+_TARGETS: OrderedDict[str, TargetData] = OrderedDict()
+TARGET_CACHE_SIZE = 4  # loaded targets kept per process: a suite's pairs reuse theirs run after run
+
+
+def cached_target(spec: RunSpec, backbone) -> TargetData:
+    """The run's target, loaded and checked (:func:`load_target`) once per process for each
+    (target, source) and reused by later runs in the same process: the splits are never changed
+    in place (subsets and strategies make new ones), so a run sees exactly what a fresh load gives."""
+    import json
+
+    source = {k: v for k, v in spec.source.items() if k != "head_init"}  # the input spec does not depend on it
+    key = json.dumps({"target": spec.target, "source": source}, sort_keys=True, default=str)
+    if key in _TARGETS:
+        _TARGETS.move_to_end(key)
+        return _TARGETS[key]
+    data = load_target(spec.target, backbone, spec.target["task"])
+    _TARGETS[key] = data
+    while len(_TARGETS) > TARGET_CACHE_SIZE:
+        _TARGETS.popitem(last=False)
+    return data
+
+
 def build(spec: RunSpec, device: torch.device):
     """Strategy, model and data of a run (model prepared by its strategy)."""
     cfg = spec.train_config
@@ -76,7 +99,7 @@ def build(spec: RunSpec, device: torch.device):
     backbone = source.build(name, src_params, pretrained=strategy.pretrained)
     head_init = getattr(source.Params.model_validate(src_params), "head_init", "auto")  # plugins may lack it
     task = TASKS.get(spec.target["task"])
-    data = load_target(spec.target, backbone, task.name)
+    data = cached_target(spec, backbone)
     data = limit(data, cfg.max_train_samples, cfg.max_eval_samples)
     data = place(data, device, cfg.num_workers)  # before adapt: feature extraction reads it on the device too
     model = TransferModel(backbone, len(data.label_names), dropout=0.1 if backbone.modality == "text" else 0.0,
@@ -149,11 +172,13 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
 
 
 def data_summary(spec: RunSpec, split: Mapping[str, Any]) -> dict[str, Any]:
-    """What the report needs of a run's data: which examples, and which domain it was evaluated on."""
-    domain = spec.target.get("domain") or split.get("domain")
+    """What the report needs of a run's data: which examples, which domain it was evaluated on, and
+    the unlabeled domain it adapted to (for strategies that use one)."""
+    domain = spec.target.get("domain") or split.get("domain") or "original"
     eval_domain = spec.target.get("eval_domain") or split.get("eval_domain") or domain
+    adapts = STRATEGIES.get(spec.strategy).uses_unlabeled if spec.strategy in STRATEGIES else False
     return {"fingerprint": data_fingerprint(split), "eval_domain": eval_domain, "train_domain": domain,
-            "unlabeled_domain": spec.target.get("unlabeled"),
+            "unlabeled_domain": spec.target.get("unlabeled") if adapts else None,
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
 
 

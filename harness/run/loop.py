@@ -45,29 +45,44 @@ class FitResult:
     final_trainable: int | None = None
 
 
-def train_mode(model: nn.Module, norm_stats: str = "frozen") -> int:
-    """Put ``model`` in training mode under the BatchNorm policy; return how many BatchNorm layers
-    keep their running statistics.
+def train_mode(model: nn.Module, norm_stats: str = "frozen", frozen_dropout: bool = False) -> int:
+    """Put ``model`` in training mode under the frozen-module policy; return how many BatchNorm
+    layers keep their running statistics. The one place this policy lives.
 
-    ``frozen`` (the default): a BatchNorm layer whose own weights do not all train (or, without
-    affine weights, whose parent's do not) stays in inference mode, so its running mean and
-    variance remain the source's and a frozen part of the network computes exactly what it
-    computed before training. ``adapt``: every BatchNorm re-estimates its statistics on the target
-    while training (AdaBN, Li et al. 2016), the PyTorch default. The one place this policy lives.
+    * A module that has parameters, none of which train (a frozen block, a frozen FFN beside
+      LoRA's attention), runs as in inference unless ``frozen_dropout``: no dropout, so it computes
+      exactly what it computed before training — the features a linear probe caches.
+    * ``norm_stats: frozen`` (the default): a BatchNorm layer whose own weights do not all train
+      (or, without affine weights, whose parent's do not) keeps the source's running mean and
+      variance. ``adapt``: every BatchNorm re-estimates them on the target while training (AdaBN,
+      Li et al. 2016), frozen or not.
     """
     model.train()
-    if norm_stats == "adapt":
-        return 0
+    if not frozen_dropout:
+        _freeze_subtrees(model)
     parents = {id(child): module for module in model.modules() for child in module.children()}
     frozen = 0
     for module in model.modules():
         if not isinstance(module, nn.modules.batchnorm._BatchNorm):
+            continue
+        if norm_stats == "adapt":
+            module.train()
             continue
         own = list(module.parameters(recurse=False)) or list(parents.get(id(module), module).parameters())
         if not own or not all(p.requires_grad for p in own):
             module.eval()
             frozen += 1
     return frozen
+
+
+def _freeze_subtrees(module: nn.Module) -> None:
+    """``eval()`` the largest subtrees that hold parameters and train none of them."""
+    for child in module.children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            child.eval()
+        else:
+            _freeze_subtrees(child)
 
 
 def trainable_count(model: nn.Module) -> int:
@@ -190,7 +205,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    frozen_norms = train_mode(model, cfg.norm_stats)
+    frozen_norms = train_mode(model, cfg.norm_stats, cfg.frozen_dropout)
     data = place(data, device, cfg.num_workers)
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
     # Strategy hooks see the model itself; only the training forward goes through the compiled graph.
@@ -208,7 +223,8 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     phase = meter.phase if meter else (lambda name: contextlib.nullcontext())
 
     result = FitResult(test={}, val={}, precision=precision,
-                       norm_stats={"policy": cfg.norm_stats, "frozen_batchnorms": frozen_norms})
+                       norm_stats={"policy": cfg.norm_stats, "frozen_batchnorms": frozen_norms,
+                                   "frozen_dropout": cfg.frozen_dropout})
     trainable_seen = [trainable_count(model)]
     best_score, best_state, bad_evals = -math.inf, None, 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -232,7 +248,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     for epoch in range(cfg.epochs if strategy.trains_in_loop() else 0):
         strategy.on_epoch_start(model, epoch)
         # the strategy may have changed what trains (gradual unfreezing): the BatchNorm policy follows
-        result.norm_stats["frozen_batchnorms"] = train_mode(model, cfg.norm_stats)
+        result.norm_stats["frozen_batchnorms"] = train_mode(model, cfg.norm_stats, cfg.frozen_dropout)
         trainable_seen.append(trainable_count(model))
         running, seen, micro = 0.0, 0, 0
         with phase("train"):

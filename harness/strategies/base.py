@@ -85,6 +85,7 @@ class Strategy:
 
     Params: ClassVar[type[Params]] = NoParams
     pretrained: ClassVar[bool] = True  # load the source's pretrained weights
+    uses_unlabeled: ClassVar[bool] = False  # trains on the target's unlabeled data of another domain (dann)
 
     def __init__(self, params: Params, train: TrainConfig):
         self.params = params

@@ -86,6 +86,7 @@ class Dann(Strategy):
     """Task loss + a domain classifier behind a gradient-reversal layer (Ganin et al., 2016)."""
 
     Params = DannParams
+    uses_unlabeled = True
 
     def __init__(self, params, train):
         super().__init__(params, train)

@@ -157,7 +157,6 @@ class LinearProbe(Strategy):
         return self.params.solver != "lbfgs"
 
     def adapt(self, model, data, ctx):
-        from harness.registry import TASKS
         from harness.run.features import cached_features
 
         source = {k: v for k, v in ctx.source.items() if k != "head_init"}  # the features do not depend on it
@@ -170,9 +169,38 @@ class LinearProbe(Strategy):
         ctx.notes["feature_cache_hit"] = hit
         if self.params.solver == "lbfgs":
             with ctx.phase("train"):
-                c, scores, self.selection_val = select_c(model.head, feats, TASKS.get(ctx.target["task"]),
-                                                         self.params, ctx.device)
+                fit_hit = self.fit_head(model.head, feats, key, ctx)
+            c, scores = self.fit["c"], self.fit["scores"]
             grid = sorted(self.params.c_grid)
             ctx.notes["lbfgs"] = {"chosen_C": c, "scores": scores, "refit_on_train_val": self.params.refit,
-                                  "at_grid_edge": len(grid) > 2 and c in (grid[0], grid[-1])}
+                                  "at_grid_edge": len(grid) > 2 and c in (grid[0], grid[-1]), "fit_cache_hit": fit_hit}
         return HeadModel(model.head), feats
+
+    def fit_head(self, head, feats, feature_key: dict, ctx) -> bool:
+        """The L-BFGS head: it depends on the features and the solver's params only (it starts from
+        zeros, not from the seeded head), so every seed's run reuses the first one's fit from the
+        cache. Returns whether it came from there."""
+        from harness.registry import TASKS
+        from harness.run import cache
+
+        path = cache.entry(ctx.cache_dir, "probe_fits", cache.key({"features": feature_key,
+                                                                   "params": self.params.model_dump(mode="json")}))
+        stored = cache.load(path)
+        if stored is None:
+            c, scores, val = select_c(head, feats, TASKS.get(ctx.target["task"]), self.params, ctx.device)
+            import json
+
+            def plain(x):  # metrics hold numpy scalars; the cache loads plain Python only
+                return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+            stored = {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), "c": c,
+                      "scores": plain(scores), "val": plain(val)}
+            cache.save(path, stored)
+            hit = False
+        else:
+            with torch.no_grad():
+                head.weight.copy_(stored["weight"])
+                head.bias.copy_(stored["bias"])
+            hit = True
+        self.fit, self.selection_val = stored, stored["val"]
+        return hit

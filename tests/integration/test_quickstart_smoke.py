@@ -18,7 +18,13 @@ def test_quickstart_smoke_end_to_end(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     records = [json.loads(p.read_text()) for p in sorted((results / "quickstart-smoke").glob("*.json"))]
-    assert len(records) == 2 * 3 * 3
+    finals = [r for r in records if r["role"] == "final"]
+    # digits: 3 strategies × 3 seeds; WNUT-16: the probe and full fine-tuning × 3 seeds
+    assert len(finals) == 3 * 3 + 2 * 3
+    trials = [r for r in records if r["role"] == "trial"]  # digits' scratch and full fine-tuning, lr ∈ 3 values
+    assert sorted((r["label"], r["search"]["point"]["lr"]) for r in trials) == sorted(
+        (label, lr) for label in ("full_finetune", "scratch") for lr in (3e-4, 1e-3, 3e-3))
+    assert all(r["search"]["chosen"] for r in finals if r["pair"] == "effnet-digits" and r["label"] != "linear_probe")
     for r in records:
         assert r["status"] == "ok", r["error"]
         assert r["smoke"] is True
@@ -29,11 +35,14 @@ def test_quickstart_smoke_end_to_end(tmp_path):
         assert r["split"]["sizes"]["train"] > 0
     probe = [r for r in records if r["strategy"] == "linear_probe"]
     assert [r["config"]["notes"]["feature_cache_hit"] for r in probe if r["pair"] == "effnet-digits"] == [False, True, True]
+    assert [r["config"]["notes"]["lbfgs"]["fit_cache_hit"] for r in probe if r["pair"] == "effnet-digits"] == [
+        False, True, True]
 
     rep = subprocess.run([sys.executable, "-m", "harness", "report", "--results", str(results), "--reports", str(reports)],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert rep.returncode == 0, rep.stderr
     board = (reports / "quickstart-smoke.md").read_text()
     assert rep.stdout.strip() == str(reports / "quickstart-smoke.md")
-    for needle in ("### effnet-digits", "### minilm-wnut16", "`linear_probe`", "`full_finetune`", "`scratch`", "3/3"):
+    for needle in ("### effnet-digits", "### minilm-wnut16", "`linear_probe`", "`full_finetune`", "`scratch`", "3/3",
+                   "Budget and tuning", "lr ∈ [0.0003, 0.001, 0.003] → **"):
         assert needle in board

@@ -42,20 +42,26 @@ def damage_sidecar(path):
     path.with_suffix(".sha256").write_text("0" * 64)
 
 
+def hit(record, kind: str) -> bool:
+    notes = record.config["notes"]
+    return notes["feature_cache_hit"] if kind == "features" else notes["lbfgs"]["fit_cache_hit"]
+
+
+@pytest.mark.parametrize("kind", ["features", "probe_fits"])  # the frozen features; the probe's L-BFGS head
 @pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_orphan, damage_sidecar])
-def test_a_damaged_feature_cache_is_recomputed_not_trusted(write_suite, tmp_path, damage):
+def test_a_damaged_cache_entry_is_recomputed_not_trusted(write_suite, tmp_path, damage, kind):
     (spec,) = expand(load_suite(write_suite(SUITE)))
     options = ExecOptions(cache_dir=tmp_path / "cache")
     first = execute(spec, options)
-    assert first.status == "ok" and first.config["notes"]["feature_cache_hit"] is False
-    (pt,) = (tmp_path / "cache").rglob("*.pt")
+    assert first.status == "ok" and hit(first, kind) is False
+    (pt,) = (tmp_path / "cache" / kind).rglob("*.pt")
     good = pt.read_bytes()
     assert hashlib.sha256(good).hexdigest() == pt.with_suffix(".sha256").read_text().strip()
-    assert execute(spec, options).config["notes"]["feature_cache_hit"] is True  # verified: reused
+    assert hit(execute(spec, options), kind) is True  # verified: reused
 
     damage(pt)
     third = execute(spec, options)
-    assert third.status == "ok" and third.config["notes"]["feature_cache_hit"] is False  # rebuilt
+    assert third.status == "ok" and hit(third, kind) is False  # rebuilt
     assert third.metrics == first.metrics  # from recomputed features, not from the damaged file
     assert pt.read_bytes() == good and pt.with_suffix(".sha256").read_text().strip() == hashlib.sha256(good).hexdigest()
     assert not list((tmp_path / "cache").rglob(f"*{TMP_SUFFIX}"))

@@ -88,7 +88,48 @@ def test_the_policy_survives_evaluation():
     assert train_mode(model, "frozen") == 3
     assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     assert model.training and model.head.training
-    assert train_mode(model, "adapt") == 0 and all(m.training for m in model.modules())
+    assert train_mode(model, "adapt") == 0
+    assert all(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_frozen_modules_run_as_in_inference_and_dropout_stays_where_weights_train():
+    """A frozen part computes what it computed before training: no dropout in a module none of
+    whose weights train (LoRA's frozen feed-forward layers), dropout kept where weights train (its
+    attention), and everywhere with frozen_dropout: true."""
+    from harness.config.schema import TrainConfig
+    from harness.registry import SOURCES, STRATEGIES
+    from harness.sources.base import TransferModel
+
+    model = TransferModel(SOURCES.get("test").build("tiny_bert", {}, pretrained=True), 3, dropout=0.1)
+    lora = STRATEGIES.get("lora")
+    lora(lora.Params(), TrainConfig()).prepare(model)
+    train_mode(model)
+    layer = model.backbone.body.encoder.layer[0]
+    assert layer.attention.self.training and layer.attention.self.dropout.training  # LoRA trains in here
+    assert not layer.intermediate.training and not layer.output.dropout.training  # frozen: inference
+    assert not model.backbone.body.embeddings.training
+    assert model.dropout.training and model.head.training  # the head's own dropout is part of what trains
+    train_mode(model, frozen_dropout=True)
+    assert all(m.training for m in model.modules())
+
+
+def test_a_frozen_text_backbone_gives_the_probes_features_while_training():
+    from harness.registry import SOURCES
+    from harness.sources.base import TransferModel
+
+    model = TransferModel(SOURCES.get("test").build("tiny_bert", {}, pretrained=True), 3)
+    model.requires_grad_(False)
+    model.head.requires_grad_(True)
+    batch = {"input_ids": torch.randint(5, 60, (4, 10)), "attention_mask": torch.ones(4, 10, dtype=torch.long)}
+    model.eval()
+    with torch.no_grad():
+        probe = model.backbone(batch)
+    train_mode(model)
+    with torch.no_grad():
+        assert torch.equal(model.backbone(batch), probe)
+    train_mode(model, frozen_dropout=True)
+    with torch.no_grad():
+        assert not torch.equal(model.backbone(batch), probe)  # the test can fail: dropout changes them
 
 
 def test_a_head_on_a_frozen_backbone_is_the_linear_probe(write_suite, tmp_path):

@@ -178,3 +178,21 @@ def test_random_search_draws_fixed_points_inside_the_bounds(write_suite):
     points = [r.point for r in runs if r.role == "trial"]
     assert len(points) == 5 and all(1e-4 <= p["lr"] <= 1e-1 and p["r"] in (2, 4, 8) for p in points)
     assert points == [r.point for r in expand(suite(write_suite, text, name="again.yaml")) if r.role == "trial"]
+
+
+def test_tpe_draws_each_point_from_the_trials_before_it_and_replays_the_same_points(write_suite, tmp_path):
+    pytest.importorskip("optuna")
+    text = "  - full_finetune: {search: {method: tpe, trials: 4, lr: {log_uniform: [1e-3, 1e-1]}}}\n"
+    runs = expand(suite(write_suite, text))
+    trials = [r for r in runs if r.role == "trial"]
+    assert len(trials) == 4 and all(not t.resolved for t in trials)
+    assert all(set(trials[k].depends_on) == {t.run_id for t in trials[:k]} for k in range(4))  # sequential
+    points = []
+    for attempt in ("a", "b"):
+        done = run_plan(runs, tmp_path / attempt, ExecOptions(cache_dir=tmp_path / attempt / "cache")).done
+        assert all(r.status == "ok" for r in done), [r.error for r in done]
+        points.append([r.search["point"]["lr"] for r in done if r.role == "trial"])
+        final = next(r for r in done if r.role == "final")
+        assert final.search["chosen"]["lr"] in points[-1]
+    assert points[0] == points[1] and all(1e-3 <= p <= 1e-1 for p in points[0])
+    assert len(set(points[0])) == 4
