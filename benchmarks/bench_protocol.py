@@ -1,0 +1,166 @@
+"""The size of each protocol change, measured as a seed-paired difference against a committed run.
+
+Reads the finals of a `suites/strategies.yaml` run (their chosen learning rates), then runs each
+variant below with the same budget, data and seeds, and prints, per (pair, strategy, variant),
+the primary metric of the protocol and of the variant (mean ± std over seeds) and their
+seed-paired difference with its 95% CI:
+
+* ``norm_stats: adapt`` — BatchNorm statistics re-estimated on the target (the old behaviour of
+  partial fine-tuning, gradual unfreezing, LoRA, adapters and BitFit on a CNN);
+* ``frozen_dropout: true`` — dropout kept in frozen modules (PyTorch's and peft's default);
+* ``probe: no refit`` / ``probe: 9-value grid`` — the L-BFGS probe without Kornblith et al.'s refit
+  on train + val, or with the old grid 1e-4 … 1e4;
+* ``hand-picked lr`` — the learning rate the suite used to set by hand before every strategy was
+  tuned on validation (the `overrides:` of suites/strategies.yaml up to 0.2.0).
+
+    python benchmarks/bench_protocol.py --results results [--executor pool --workers 2] [--only bn,dropout,probe,lr]
+
+Runs go to ``<results>/protocol-effects/`` (resumable: a rerun reuses every finished run); the
+variants share the feature cache with the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from harness.config.load import load_suite
+from harness.plan import expand
+from harness.records import scan
+from harness.report.stats import paired_gain, summarize
+from harness.run.execute import ExecOptions
+
+SUITE = Path(__file__).resolve().parent.parent / "suites" / "strategies.yaml"
+
+# What the strategies suite set by hand before 0.3.0 (the cell's own lr; pair.train's lr otherwise).
+HAND_PICKED = {
+    "effnet-digits": {"full_finetune": 1e-3, "layerwise_lr_decay": 1e-3, "lora": 3e-3, "adapter": 3e-3, "bitfit": 1e-2},
+    "minilm-wnut16": {"full_finetune": 1e-4, "layerwise_lr_decay": 1e-4, "lora": 3e-3, "adapter": 3e-3, "bitfit": 1e-2},
+}
+# (variant name, pair, strategy labels, the keys it changes)
+VARIANTS = {
+    "bn": [("norm_stats: adapt", "effnet-digits",
+            ["partial_finetune", "gradual_unfreeze", "lora", "adapter", "bitfit"], {"norm_stats": "adapt"})],
+    "dropout": [("frozen_dropout: true", "minilm-wnut16", ["partial_finetune", "lora", "adapter"],
+                 {"frozen_dropout": True})],
+    "probe": [("probe: no refit", pair, ["linear_probe"], {"refit": False}) for pair in ("effnet-digits", "minilm-wnut16")]
+    + [("probe: 9-value grid", pair, ["linear_probe"], {"c_grid": [10.0 ** k for k in range(-4, 5)]})
+       for pair in ("effnet-digits", "minilm-wnut16")],
+    "lr": [("hand-picked lr", pair, list(lrs), "hand") for pair, lrs in HAND_PICKED.items()],
+}
+
+
+def chosen(records) -> dict[tuple[str, str], dict]:
+    """(pair, label) → the point each final ran with (empty without a search)."""
+    out: dict[tuple[str, str], dict] = {}
+    for r in records:
+        if r.role == "final" and r.status == "ok":
+            out[(r.pair, r.label)] = dict((r.search or {}).get("chosen") or {})
+    return out
+
+
+def variant_suite(base: dict, picks: dict, wanted: list[str]) -> tuple[dict, dict]:
+    """A suite with one cell per (variant, pair, strategy) at the protocol's chosen values, and the
+    map label → (variant, pair, protocol label)."""
+    from harness.config.schema import TRAIN_KEYS
+
+    strategies, cells = [], {}
+    pairs = {p["id"]: p for p in base["pairs"]}
+    blocks = {}
+    for item in base["strategies"]:
+        name, params = (item, {}) if isinstance(item, str) else next(iter(item.items()))
+        blocks[(params or {}).get("label", name)] = (name, dict(params or {}))
+    for group in wanted:
+        for title, pair, labels, change in VARIANTS[group]:
+            for label in labels:
+                name, params = blocks[label]
+                params = {k: v for k, v in params.items() if k != "label"}
+                point = picks.get((pair, label), {})
+                if change == "hand":
+                    update = {"lr": HAND_PICKED[pair][label]}
+                else:
+                    update = dict(change)
+                new = f"{label}-{group}-{len(cells)}"
+                block = {**params, **point, **update, "label": new}
+                block = {k: v for k, v in block.items()}
+                strategies.append({name: block})
+                cells[new] = (title, pair, label, sorted(set(update) & set(TRAIN_KEYS)) or sorted(update))
+    suite = {"suite": "protocol-effects", "seeds": base["seeds"], "defaults": {
+        k: v for k, v in base["defaults"].items() if k != "search"}, "pairs": [], "strategies": strategies}
+    for pid in sorted({c[1] for c in cells.values()}):
+        pair = dict(pairs[pid])
+        pair["train"] = {k: v for k, v in (pair.get("train") or {}).items() if k != "search"}
+        pair["strategies"] = [lab for lab, c in cells.items() if c[1] == pid]
+        pair["overrides"] = {lab: pair_override for lab, c in cells.items() if c[1] == pid
+                             for pair_override in [_aux_override(pairs[pid], c[2])] if pair_override}
+        if not pair["overrides"]:
+            pair.pop("overrides")
+        suite["pairs"].append(pair)
+    return suite, cells
+
+
+def _aux_override(pair: dict, label: str) -> dict:
+    """A pair's override of a strategy's own params (multitask's tasks), searches dropped."""
+    block = dict((pair.get("overrides") or {}).get(label) or {})
+    block.pop("search", None)
+    return block
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results", help="results root holding the strategies run")
+    p.add_argument("--only", default="bn,dropout,probe,lr", help="variant groups: bn, dropout, probe, lr")
+    p.add_argument("--executor", choices=["local", "pool"], default="local")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    root = Path(args.results)
+    records, _ = scan(root / "strategies")
+    if not records:
+        print(f"no records of suites/strategies.yaml under {root / 'strategies'}: run the suite first", file=sys.stderr)
+        return 2
+    picks = chosen(records)
+    base = yaml.safe_load(SUITE.read_text())
+    suite, cells = variant_suite(base, picks, [g.strip() for g in args.only.split(",") if g.strip()])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "protocol-effects.yaml"
+        path.write_text(yaml.safe_dump(suite, sort_keys=False))
+        runs = expand(load_suite(path))
+    from harness.executors.local import run_plan
+
+    options = ExecOptions(cache_dir=root / ".cache")
+    executor = None
+    if args.executor == "pool":
+        from harness.executors.pool import PoolExecutor
+
+        executor = PoolExecutor(options, workers=args.workers)
+    t0 = time.perf_counter()
+    out = run_plan(runs, root / "protocol-effects", options, executor=executor)
+    print(f"{len(out.done)} run(s) in {time.perf_counter() - t0:.0f} s, {len(out.skipped)} reused", file=sys.stderr)
+    variants, _ = scan(root / "protocol-effects")
+    by_cell: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for r in records + variants:
+        if r.role == "final" and r.status == "ok" and r.primary_metric:
+            by_cell[(r.pair, r.label)][r.seed] = r.metrics[r.primary_metric]
+    print(f"{'pair':<15} {'strategy':<19} {'variant':<21} {'protocol %':>14} {'variant %':>14} "
+          f"{'variant − protocol (95% CI), pts':>34}")
+    for label, (title, pair, base_label, _) in cells.items():
+        a, b = by_cell.get((pair, base_label), {}), by_cell.get((pair, label), {})
+        if not a or not b:
+            print(f"{pair:<15} {base_label:<19} {title:<21} missing records")
+            continue
+        g = paired_gain(b, a)
+        sa, sb = summarize(list(a.values())), summarize(list(b.values()))
+        interval = f" [{100 * g.low:+.2f}, {100 * g.high:+.2f}]" if g.n > 1 else ""
+        print(f"{pair:<15} {base_label:<19} {title:<21} {100 * sa.mean:6.2f} ± {100 * sa.std:5.2f} "
+              f"{100 * sb.mean:6.2f} ± {100 * sb.std:5.2f} {100 * g.mean:+22.2f}{interval}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
