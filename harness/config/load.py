@@ -539,6 +539,9 @@ def _cell_issues(cls, strat: StrategySpec, pair: PairSpec, suite: SuiteSpec, war
     train = TrainConfig.model_validate({**suite.defaults, **pair.train, **strat.train,
                                         **(override.train if override else {})})
     cell = resolve_cell(suite, pair, strat)
+    if cell.search is not None and cell.search.sequential and len(cell.search.selection_seeds) > 1:
+        return [f"search: method {cell.search.method} draws each point from the trials before it on one seed; "
+                f"give it one selection seed (got {list(cell.search.selection_seeds)})"]
     points: list[dict[str, Any]] = [{}]
     if cell.search is not None and cell.search.method == "grid":
         points = cell.search.points()

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
-from harness.plan import RunSpec, closure
+from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, now, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions
 from harness.search import choose, next_point, val_score
@@ -79,6 +79,15 @@ class Graph:
         self.nodes = {r.run_id: r for r in plan}
         self.records = records
         self.summaries: dict[str, dict] = {}  # a final's search summary, added to its record
+        # every ok record by what it computed: a run whose computation is already on record (the
+        # final of a changed grid that picks a point it ran before, a renamed cell) reuses it
+        self.computed: dict[str, RunRecord] = {}
+        for r in records.values():
+            self.remember(r)
+
+    def remember(self, record: RunRecord) -> None:
+        if record.status == "ok":
+            self.computed.setdefault(computed_key(record), record)
 
     def trials_of(self, spec: RunSpec) -> list[RunSpec]:
         return [self.nodes[d] for d in spec.depends_on if d in self.nodes and self.nodes[d].role == "trial"
@@ -106,7 +115,7 @@ class Graph:
                                  f"{(rec.error or {}).get('message', '')[:300]})")
         inputs = {name: self.concrete(run_id) for name, run_id in spec.inputs.items()}
         if spec.resolved:
-            return Job(spec, inputs)
+            return self.reuse(spec) or Job(spec, inputs)
         if spec.role == "trial":  # a sequential search: this point from the trials before it
             earlier = [self.nodes[d] for d in spec.depends_on if self.nodes[d].role == "trial"]
             history = [((self.records[t.run_id].search or {}).get("point"),
@@ -129,13 +138,31 @@ class Graph:
             return trial.model_copy(update={
                 "run_id": spec.run_id, "role": spec.role, "search": choice.summary,
                 "config": {**resolved.config(), "notes": notes}})
-        return Job(resolved, inputs)
+        return self.reuse(resolved) or Job(resolved, inputs)
+
+    def reuse(self, spec: RunSpec) -> RunRecord | None:
+        """The record of a run that computed exactly what ``spec`` computes, as ``spec``'s record."""
+        found = self.computed.get(spec.compute_key)
+        if found is None or found.run_id == spec.run_id:
+            return None
+        notes = {**found.config.get("notes", {}), "reused_run": found.run_id}
+        search = self.summaries.get(spec.run_id) if spec.role != "trial" else \
+            ({"point": spec.point, "index": spec.trial_index} if spec.search is not None else None)
+        return found.model_copy(update={"run_id": spec.run_id, "label": spec.label, "role": spec.role,
+                                        "search": search, "config": {**spec.config(), "notes": notes}})
 
     def finish(self, record: RunRecord) -> RunRecord:
         if record.run_id in self.summaries and record.role != "trial":
             record = record.model_copy(update={"search": self.summaries[record.run_id]})
         self.records[record.run_id] = record
+        self.remember(record)
         return record
+
+
+def computed_key(record: RunRecord) -> str:
+    """What a record's run computed: its config without the annotations (notes, search), hashed
+    as :attr:`RunSpec.compute_key` hashes a spec."""
+    return config_hash({k: v for k, v in record.config.items() if k not in ("notes", "search")})
 
 
 def latest_records(directory: Path) -> dict[str, RunRecord]:

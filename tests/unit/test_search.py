@@ -94,6 +94,11 @@ def test_bad_searches_fail_at_validate_with_file_line_and_key(write_suite, block
     assert message in msg and "suite.yaml:" in msg and "strategies[0].lora.search" in msg
 
 
+def test_a_sequential_search_takes_one_selection_seed(write_suite):
+    msg = errors(write_suite, "  - lora: {search: {method: tpe, lr: {uniform: [1e-3, 1e-2]}, selection_seeds: [0, 1]}}\n")
+    assert "give it one selection seed (got [0, 1])" in msg and "strategies[0].lora" in msg
+
+
 def test_search_points_are_checked_like_the_cells_own_values(write_suite):
     msg = errors(write_suite, "  - partial_finetune: {search: {trainable_blocks: [1, 9]}}\n")
     assert "trainable_blocks=9 but test/tiny_cnn has only 3 blocks (search point {'trainable_blocks': 9})" in msg
@@ -196,3 +201,22 @@ def test_tpe_draws_each_point_from_the_trials_before_it_and_replays_the_same_poi
         assert final.search["chosen"]["lr"] in points[-1]
     assert points[0] == points[1] and all(1e-3 <= p <= 1e-1 for p in points[0])
     assert len(set(points[0])) == 4
+
+
+def test_a_changed_grid_reruns_only_what_it_has_not_computed(write_suite, tmp_path):
+    """Widening a grid keeps every run it already has: the shared trials by run_id, and a final
+    whose chosen point was computed before (under the old grid's final) by what it computes."""
+    options = ExecOptions(cache_dir=tmp_path / "cache")
+    old = expand(suite(write_suite, "  - full_finetune: {search: {lr: [1e-3, 1e-1]}}\n", name="a.yaml"))
+    first = {r.run_id: r for r in run_plan(old, tmp_path / "r", options).done}
+    old_final = next(r for r in first.values() if r.role == "final" and r.seed == 1)
+    # a third point that cannot win (a tie goes to the earlier point): the choice stays
+    new = expand(suite(write_suite, "  - full_finetune: {search: {lr: [1e-3, 1e-1, 1e-9]}}\n", name="b.yaml"))
+    second = run_plan(new, tmp_path / "r", options)
+    assert len(second.skipped) == 2  # the two shared trials, by run_id
+    trained = [r for r in second.done if not {"reused_run", "reused_trial"} & set(r.config["notes"])]
+    assert [(r.role, r.search["point"]) for r in trained] == [("trial", {"lr": 1e-9})]  # only the new point
+    final = next(r for r in second.done if r.role == "final" and r.seed == 1)
+    assert final.run_id != old_final.run_id and final.config["notes"]["reused_run"] == old_final.run_id
+    assert final.metrics == old_final.metrics and final.search["chosen"] == old_final.search["chosen"]
+    assert len(final.search["trials"]) == 3
