@@ -82,13 +82,9 @@ def variant_suite(base: dict, picks: dict, wanted: list[str]) -> tuple[dict, dic
                 name, params = blocks[label]
                 params = {k: v for k, v in params.items() if k != "label"}
                 point = picks.get((pair, label), {})
-                if change == "hand":
-                    update = {"lr": HAND_PICKED[pair][label]}
-                else:
-                    update = dict(change)
+                update = {"lr": HAND_PICKED[pair][label]} if change == "hand" else dict(change)
                 new = f"{label}-{group}-{len(cells)}"
                 block = {**params, **point, **update, "label": new}
-                block = {k: v for k, v in block.items()}
                 strategies.append({name: block})
                 cells[new] = (title, pair, label, sorted(set(update) & set(TRAIN_KEYS)) or sorted(update))
     suite = {"suite": "protocol-effects", "seeds": base["seeds"], "defaults": {
