@@ -155,9 +155,9 @@ def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummar
     row.search = first_ok.search
     row.data = dict(first_ok.data)
     for key in ("steps", "examples_seen"):  # these vary by seed (early stopping): their mean
-        vals = [v for r in ok if (v := _num(r.budget.get(key))) is not None]
-        if vals:
-            row.budget[key] = summarize(vals).mean
+        used = [v for r in ok if (v := _num(r.budget.get(key))) is not None]
+        if used:
+            row.budget[key] = summarize(used).mean
     return row
 
 

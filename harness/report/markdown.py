@@ -202,6 +202,12 @@ def search_cell(r: Row) -> str:
     return "; ".join(parts) + f" ({n} trials on seed {', '.join(map(str, seeds))}, best val {100 * s.get('val', math.nan):.2f})"
 
 
+def tuning_cell(r: Row) -> str:
+    """The wall seconds the cell's trials took."""
+    seconds = (r.search or {}).get("tuning_wall_s")
+    return DASH if not isinstance(seconds, int | float) else f"{seconds:.1f}"
+
+
 def convergence_cell(r: Row) -> str:
     c = r.convergence
     if c is None:
@@ -220,7 +226,7 @@ def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> lis
         out += [f"> ⚠ **These records were made on other examples than the rest of `{first.pair}`** (data "
                 f"fingerprint `{first.variant}`: another split, subset or evaluation set). They are ranked and "
                 "compared only among themselves.", ""]
-    domains = sorted({r.data.get("eval_domain") for r in rows if r.data.get("eval_domain")})
+    domains = sorted({str(r.data["eval_domain"]) for r in rows if r.data.get("eval_domain")})
     if domains:
         out += [f"Evaluated on: {', '.join(domains)} domain.", ""]
     baselines = [b for b in GAIN_BASELINES if any(b in r.gains for r in rows)]
@@ -243,9 +249,8 @@ def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> lis
     out += table(head, body, left=2)
     if any(r.budget or r.search for r in rows):  # records older than schema 2 have neither
         out += ["", "Budget and tuning (the reference budget of this pair: " + reference(rows) + "):", ""]
-        body = [[strategy_name(r), *budget_cells(r), search_cell(r),
-                 num(r.search and Summary(1, r.search.get("tuning_wall_s", math.nan), 0.0, math.nan)),
-                 convergence_cell(r)] for r in rows]
+        body = [[strategy_name(r), *budget_cells(r), search_cell(r), tuning_cell(r), convergence_cell(r)]
+                for r in rows]
         out += table(["strategy", "epochs", "steps", "examples seen", "optimizer", "lr", "precision",
                       "search (chosen on val)", "tuning s", "converged"], body)
     costs = [c for c in COST_COLUMNS if _measured(rows, c[0])]
