@@ -21,7 +21,7 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,6 +30,7 @@ from harness.config.schema import TRAIN_KEYS, PairSpec, StrategySpec, SuiteSpec,
 
 SMOKE_STEPS = 3
 SMOKE_EVAL_SAMPLES = 64
+SMOKE_CAPS = frozenset({"epochs", "max_steps", "max_train_samples", "max_eval_samples", "patience"})
 SEARCHED = "<searched>"  # a searched value in a final's plan-time config
 BUDGET_KEYS = ("epochs", "max_steps", "max_train_samples", "batch_size", "grad_accum")
 ROLES = ("final", "trial", "aux")
@@ -253,6 +254,8 @@ def resolve_cell(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: b
         train = smoke_train(train)
     params = cls.Params.model_validate({**strat.params, **o_params})
     allowed = (set(TRAIN_KEYS) - cls.unused_keys(params)) | set(cls.Params.model_fields)
+    if smoke:  # a smoke run's caps are not for a search to undo
+        allowed -= SMOKE_CAPS
     search = merge_search([(suite.defaults, suite.search), (pair.train, pair.search),
                            ({**strat.train, **strat.params}, strat.search),
                            ({**o_train, **o_params}, override.search if override else None)], suite.seeds, allowed)
@@ -313,7 +316,10 @@ class _Builder:
             raise ValueError(f"runs read each other in a loop: {' → '.join(lab for _, lab in self.visiting)}")
         self.visiting.append((cell.pair.id, cell.label))
         inputs = {name: self.final(self.input_cell(cell.pair, cell, name), seed) for name in cell.inputs}
-        role = cell.role if seed in self.suite.seeds or cell.role != "final" else "aux"
+        # a final at a seed the suite does not run, or of a cell its pair leaves out (another cell's
+        # teacher), is an aux run: made because something reads it, not for the leaderboard
+        listed = cell.pair.strategies is None or cell.label in cell.pair.strategies
+        role = cell.role if (seed in self.suite.seeds and listed) or cell.role != "final" else "aux"
         base = self.spec(cell, seed, role, inputs)
         if cell.search is None:
             cfg = base.base_config()
@@ -333,8 +339,8 @@ class _Builder:
     def trials(self, cell: Cell) -> list[str]:
         search = cell.search
         assert search is not None
-        ids = []
-        points: list[dict[str, Any] | None] = ([None] * search.n_points() if search.sequential
+        ids: list[str] = []
+        points: Sequence[dict[str, Any] | None] = ([None] * search.n_points() if search.sequential
                                                else search.points(f"{self.suite.suite}/{cell.pair.id}/{cell.label}"))
         for k, point in enumerate(points):
             for seed in search.selection_seeds:

@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -193,6 +193,15 @@ def _no_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def latest(records: Iterable[Record]) -> dict[str, Record]:
+    """The latest record of each run_id (by ``finished_at``): a run written twice counts once."""
+    out: dict[str, Record] = {}
+    for r in records:
+        if r.run_id not in out or r.finished_at >= out[r.run_id].finished_at:
+            out[r.run_id] = r
+    return out
 
 
 def completed_ids(directory: Path) -> set[str]:

@@ -36,21 +36,23 @@ def choose(search: Search, trials: Sequence[RunSpec], records: Mapping[str, Reco
     by_index: dict[int, list[tuple[RunSpec, RecordSummary | None]]] = {}
     for t in trials:
         by_index.setdefault(t.trial_index or 0, []).append((t, records.get(t.run_id)))
-    rows, candidates = [], []
+    rows: list[dict[str, Any]] = []
+    candidates: list[tuple[float, int, float, int, dict[str, Any]]] = []
     for index, runs in sorted(by_index.items()):
         planned = runs[0][0].point  # a sequential search's points are known from its records only
         point = planned if planned is not None else next(
             ((r.search or {}).get("point") for _, r in runs if r is not None and r.search), None)
         scores = [val_score(r) if r is not None and r.status == "ok" else None for _, r in runs]
         ok = all(s is not None for s in scores)
+        mean = sum(s for s in scores if s is not None) / len(scores) if ok else None
         first = next((r for _, r in runs if r is not None and r.status == "ok"), None)
         cost = first.cost if first else {}
-        rows.append({"index": index, "point": point, "val": sum(scores) / len(scores) if ok else None,
+        rows.append({"index": index, "point": point, "val": mean,
                      "seeds": [t.seed for t, _ in runs], "run_ids": [t.run_id for t, _ in runs],
                      "status": "ok" if ok else ",".join(sorted({r.status if r else "missing" for _, r in runs} - {"ok"})),
                      "wall_s": sum(float((r.cost or {}).get("wall_s") or 0) for _, r in runs if r is not None)})
-        if ok:
-            candidates.append((-(sum(scores) / len(scores)), cost.get("trainable_params") or 0,
+        if mean is not None and point is not None:
+            candidates.append((-mean, cost.get("trainable_params") or 0,
                                cost.get("train_flops") or 0, index, point))
     if not candidates:
         tried = "; ".join(f"#{r['index']} {r['point']}: {r['status']}" for r in rows[:5])

@@ -243,7 +243,7 @@ def _field_adapter(model: type[BaseModel], key: str):
     from pydantic import TypeAdapter
 
     info = model.model_fields[key]
-    return TypeAdapter(Annotated[info.annotation, info])
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]  # a runtime-built type
 
 
 def _check_value(col: Collector, owners: list[type[BaseModel]], key: str, value: Any, path: Path_) -> Any:
@@ -539,6 +539,11 @@ def _cell_issues(cls, strat: StrategySpec, pair: PairSpec, suite: SuiteSpec, war
     train = TrainConfig.model_validate({**suite.defaults, **pair.train, **strat.train,
                                         **(override.train if override else {})})
     cell = resolve_cell(suite, pair, strat)
+    if cell.search is not None and cell.search.method == "grid":
+        spread = [k for k, v in cell.search.space.items() if not isinstance(v, list)]
+        if spread:  # a distribution from one layer under a grid method from another
+            return [f"search: {', '.join(spread)} is a distribution, but the cell's search method is grid; "
+                    "set method: random or tpe beside it"]
     if cell.search is not None and cell.search.sequential and len(cell.search.selection_seeds) > 1:
         return [f"search: method {cell.search.method} draws each point from the trials before it on one seed; "
                 f"give it one selection seed (got {list(cell.search.selection_seeds)})"]

@@ -20,7 +20,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from harness.plan import RunSpec, closure, config_hash
-from harness.records import RunRecord, now, results_lock, scan, sweep_temp, write_record
+from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions
 from harness.search import choose, next_point, val_score
 
@@ -75,14 +75,16 @@ class Graph:
     """The plan's nodes and what is known of them: records (from disk and from this session) and
     the resolved spec of every run that finished."""
 
-    def __init__(self, plan: Sequence[RunSpec], records: dict[str, RunRecord]):
+    def __init__(self, plan: Sequence[RunSpec], records: dict[str, RunRecord],
+                 computed: Sequence[RunRecord] = ()):
         self.nodes = {r.run_id: r for r in plan}
         self.records = records
         self.summaries: dict[str, dict] = {}  # a final's search summary, added to its record
         # every ok record by what it computed: a run whose computation is already on record (the
-        # final of a changed grid that picks a point it ran before, a renamed cell) reuses it
+        # final of a changed grid that picks a point it ran before, a renamed cell, a final chosen
+        # again after a retried trial) reuses it
         self.computed: dict[str, RunRecord] = {}
-        for r in records.values():
+        for r in [*records.values(), *computed]:
             self.remember(r)
 
     def remember(self, record: RunRecord) -> None:
@@ -143,9 +145,11 @@ class Graph:
     def reuse(self, spec: RunSpec) -> RunRecord | None:
         """The record of a run that computed exactly what ``spec`` computes, as ``spec``'s record."""
         found = self.computed.get(spec.compute_key)
-        if found is None or found.run_id == spec.run_id:
+        if found is None:
             return None
-        notes = {**found.config.get("notes", {}), "reused_run": found.run_id}
+        notes = dict(found.config.get("notes", {}))
+        if found.run_id != spec.run_id:  # else: this run's own record, chosen again
+            notes["reused_run"] = found.run_id
         search = self.summaries.get(spec.run_id) if spec.role != "trial" else \
             ({"point": spec.point, "index": spec.trial_index} if spec.search is not None else None)
         return found.model_copy(update={"run_id": spec.run_id, "label": spec.label, "role": spec.role,
@@ -167,13 +171,39 @@ def computed_key(record: RunRecord) -> str:
 
 def latest_records(directory: Path) -> dict[str, RunRecord]:
     """Every record in ``directory`` by run_id (the latest when one was written twice)."""
-    if not directory.exists():
-        return {}
-    out: dict[str, RunRecord] = {}
-    for r in scan(directory)[0]:
-        if r.run_id not in out or r.finished_at >= out[r.run_id].finished_at:
-            out[r.run_id] = r
-    return out
+    return latest(scan(directory)[0]) if directory.exists() else {}
+
+
+def to_run(runs: Sequence[RunSpec], existing: dict[str, RunRecord], retry_failed: bool) -> list[RunSpec]:
+    """Which runs of the plan to execute, in plan order.
+
+    A plain run: every run without an ok record — except a failed trial whose dependants all
+    have ok records (a point that diverged is a scored failure of its search, not a run to repeat
+    on every resume). ``retry_failed``: the runs whose record is not ok, everything that depends on
+    them (a final is chosen again once a failed trial has another try; it reuses its old computation
+    when the choice stands), and whatever those need that has no record yet.
+    """
+    ok = {i for i, r in existing.items() if r.status == "ok"}
+    dependants: dict[str, list[str]] = {}
+    for r in runs:
+        for d in r.depends_on:
+            dependants.setdefault(d, []).append(r.run_id)
+    if not retry_failed:
+        return [r for r in runs if r.run_id not in ok and not (
+            r.role == "trial" and r.run_id in existing and dependants.get(r.run_id)
+            and all(d in ok for d in dependants[r.run_id]))]
+    chosen = {i for i, r in existing.items() if r.status != "ok"}
+    for r in runs:  # plan order: dependencies come first
+        if chosen.intersection(r.depends_on):
+            chosen.add(r.run_id)
+    by_id = {r.run_id: r for r in runs}
+    stack = [d for i in list(chosen) if i in by_id for d in by_id[i].depends_on]
+    while stack:  # their dependencies that never ran
+        d = stack.pop()
+        if d in by_id and d not in existing and d not in chosen:
+            chosen.add(d)
+            stack += list(by_id[d].depends_on)
+    return [r for r in runs if r.run_id in chosen]
 
 
 def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, executor: Executor | None = None,
@@ -190,17 +220,11 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
         sweep_temp(directory)  # a killed writer's half file; we hold the lock, so no live writer owns it
         existing = latest_records(directory)
         ok = {i for i, r in existing.items() if r.status == "ok"}
-        if retry_failed:
-            redo = {i for i, r in existing.items() if r.status != "ok"}
-            todo, chosen = [], set()
-            for r in runs:  # plan order: dependencies come first
-                if r.run_id not in ok and (r.run_id in redo or chosen.intersection(r.depends_on)):
-                    todo.append(r)
-                    chosen.add(r.run_id)
-        else:
-            todo = [r for r in runs if r.run_id not in ok]
-        outcome.skipped = [r.run_id for r in runs if r.run_id in ok]
-        graph = Graph(runs, {i: r for i, r in existing.items() if i in ok})
+        todo = to_run(runs, existing, retry_failed)
+        chosen = {r.run_id for r in todo}
+        outcome.skipped = [r.run_id for r in runs if r.run_id in ok and r.run_id not in chosen]
+        graph = Graph(runs, {i: r for i, r in existing.items() if i in ok and i not in chosen},
+                      computed=[r for r in existing.values() if r.status == "ok"])
         if any(r.resolved and r.train.get("deterministic") for r in todo):
             # cuBLAS reads this once, when it first starts in the process: set it before any run does.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -1,24 +1,27 @@
 """A pool of long-lived worker processes, each pinned to one device and its share of CPU threads.
 
-Workers are spawned once (they import torch and the harness once) and run jobs from a shared
-queue; records come back over a result queue as runs finish, and the driver writes them. A worker
-that dies mid-run (SIGKILL, the OOM killer) is replaced and its run retried, up to ``retries``
-times, then recorded as failed with the cause; the other runs go on.
+Workers are spawned once (they import torch and the harness once, and keep their loaded targets
+between runs) and each talks to the driver's process over a pipe of its own: the pool hands a job
+to an idle worker and so always knows which worker holds which run. A worker that dies mid-run
+(SIGKILL, the OOM killer) takes nothing down with it — no shared queue lock, no lost job: it is
+replaced and its run retried, up to ``retries`` times, then recorded as failed with the cause;
+the other runs go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import queue
 import time
+from collections import deque
 
 from harness.executors.base import Job, failed_record
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
 
 
-def _worker(index: int, device: str, threads: int, options: ExecOptions, inbox, outbox) -> None:
-    """A worker's life: pin the device and the threads, then run jobs until the sentinel."""
+def _worker(device: str, threads: int, options: ExecOptions, conn) -> None:
+    """A worker's life: pin the device and the threads, then run the jobs it is sent until None."""
     # the device is pinned by what the process can see: `device: auto` then means this one
     os.environ["CUDA_VISIBLE_DEVICES"] = (device.split(":", 1)[1] if ":" in device else "0") \
         if device.startswith("cuda") else ""
@@ -32,11 +35,22 @@ def _worker(index: int, device: str, threads: int, options: ExecOptions, inbox, 
 
     quiet_libraries()
     while True:
-        job = inbox.get()
+        try:
+            job = conn.recv()
+        except EOFError:  # the driver is gone
+            return
         if job is None:
             return
-        outbox.put(("start", index, job.spec.run_id))
-        outbox.put(("done", index, execute(job.spec, options, job.inputs)))
+        conn.send(execute(job.spec, options, job.inputs))
+
+
+class _Worker:
+    def __init__(self, ctx, device: str, threads: int, options: ExecOptions, name: str):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(device, threads, options, child), daemon=True, name=name)
+        self.proc.start()
+        child.close()  # the parent keeps only its end: a dead child then reads as EOF
+        self.job: Job | None = None
 
 
 class PoolExecutor:
@@ -52,73 +66,104 @@ class PoolExecutor:
         self.devices = devices or ["cpu"]
         self.threads = threads or max(1, cpus // workers)
         self.ctx = multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools
-        self.inbox, self.outbox = self.ctx.Queue(), self.ctx.Queue()
-        self.procs: dict[int, object] = {}
-        self.running: dict[int, str] = {}  # worker → run_id it started
-        self.jobs: dict[str, Job] = {}  # run_id → job, until its record is back
+        self.workers: list[_Worker] = []
+        self.waiting: deque[Job] = deque()
         self.tries: dict[str, int] = {}
-        self.next_index = 0
+        self.spawned = 0
         for _ in range(workers):
             self._spawn()
 
-    def _spawn(self) -> None:
-        i = self.next_index
-        self.next_index += 1
-        device = self.devices[i % len(self.devices)]
-        p = self.ctx.Process(target=_worker, args=(i, device, self.threads, self.options, self.inbox, self.outbox),
-                             daemon=True, name=f"harness-worker-{i}")
-        p.start()
-        self.procs[i] = p
+    def _spawn(self) -> _Worker:
+        device = self.devices[self.spawned % len(self.devices)]
+        w = _Worker(self.ctx, device, self.threads, self.options, f"harness-worker-{self.spawned}")
+        self.spawned += 1
+        self.workers.append(w)
+        return w
+
+    @property
+    def running(self) -> dict[int, str]:
+        """Worker pid → the run_id it is running."""
+        return {w.proc.pid: w.job.spec.run_id for w in self.workers if w.job is not None}
 
     def submit(self, job: Job) -> None:
-        self.jobs[job.spec.run_id] = job
         self.tries.setdefault(job.spec.run_id, 0)
-        self.inbox.put(job)
+        self.waiting.append(job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for w in [w for w in self.workers if w.job is None and not w.proc.is_alive()]:
+            self.workers.remove(w)  # died idle: it held nothing; a new one takes its place
+            w.conn.close()
+            self._spawn()
+        for w in self.workers:
+            if not self.waiting:
+                return
+            if w.job is None and w.proc.is_alive():
+                job = self.waiting.popleft()
+                try:
+                    w.conn.send(job)
+                except (BrokenPipeError, OSError):  # it died just now: the job waits for the next one
+                    self.waiting.appendleft(job)
+                    continue
+                w.job = job
 
     def next_finished(self) -> RunRecord:
-        while True:
-            try:
-                kind, worker, payload = self.outbox.get(timeout=1.0)
-            except queue.Empty:
-                lost = self._reap()
-                if lost is not None:
-                    return lost
-                continue
-            if kind == "start":
-                self.running[worker] = payload
-                continue
-            self.running.pop(worker, None)
-            self.jobs.pop(payload.run_id, None)
-            return payload
+        from multiprocessing.connection import wait
 
-    def _reap(self) -> RunRecord | None:
-        """Replace dead workers; retry the run a dead worker held, or give its failed record."""
-        for i, p in list(self.procs.items()):
-            if p.is_alive():
-                continue
-            del self.procs[i]
-            self._spawn()
-            run_id = self.running.pop(i, None)
-            if run_id is None or run_id not in self.jobs:
-                continue
-            job = self.jobs[run_id]
-            self.tries[run_id] += 1
-            cause = f"the worker running it died (exit code {p.exitcode}: a signal {-p.exitcode} if negative)"
-            if self.tries[run_id] <= self.retries:
-                self.inbox.put(job)
-                continue
-            del self.jobs[run_id]
-            return failed_record(job.spec, f"{cause}, {self.tries[run_id]} time(s); not retried again",
-                                 "WorkerLost")
-        return None
+        while True:
+            busy = [w for w in self.workers if w.job is not None]
+            if not busy:
+                raise RuntimeError("next_finished() with no run in flight")
+            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=5.0)
+            for w in busy:
+                if w.conn in ready:
+                    try:
+                        record = w.conn.recv()
+                    except (EOFError, OSError):  # died while answering: handled as a death below
+                        pass
+                    else:
+                        job, w.job = w.job, None
+                        self._dispatch()
+                        if job is not None and record.run_id == job.spec.run_id:
+                            return record
+                        continue
+                if not w.proc.is_alive() or w.proc.sentinel in ready:
+                    w.proc.join(1)
+                    if w.proc.is_alive():
+                        continue
+                    lost = self._replace(w)
+                    if lost is not None:
+                        return lost
+
+    def _replace(self, w: _Worker) -> RunRecord | None:
+        """A dead worker: a new one in its place; its run retried, or its failed record."""
+        self.workers.remove(w)
+        w.conn.close()
+        job, code = w.job, w.proc.exitcode
+        self._spawn()
+        if job is None:
+            self._dispatch()
+            return None
+        run_id = job.spec.run_id
+        self.tries[run_id] += 1
+        cause = f"the worker running it died (exit code {code}: a signal {-code if code and code < 0 else '–'})"
+        if self.tries[run_id] <= self.retries:
+            self.waiting.appendleft(job)
+            self._dispatch()
+            return None
+        self._dispatch()
+        return failed_record(job.spec, f"{cause}, {self.tries[run_id]} time(s); not retried again", "WorkerLost")
 
     def close(self) -> None:
-        for _ in self.procs:
-            self.inbox.put(None)
+        for w in self.workers:
+            if w.proc.is_alive():
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    w.conn.send(None)
         deadline = time.monotonic() + 10
-        for p in self.procs.values():
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-        self.procs.clear()
+        for w in self.workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            if w.proc.is_alive():  # a run still going (Ctrl-C): stop it
+                w.proc.terminate()
+                w.proc.join(5)
+            w.conn.close()
+        self.workers.clear()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.records import RecordSummary
+from harness.plan import BUDGET_KEYS
+from harness.records import RecordSummary, latest
 from harness.report.stats import EMPTY, Difference, Summary, difference, paired_gain, pareto_front, summarize
 
 SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
@@ -28,9 +29,6 @@ COST_KEYS = ("wall_s", "train_s", "eval_s", "feature_s", "samples_per_s", "peak_
              "peak_gpu_reserved_mb", "train_flops", "energy_j", "gpu_hours", "price")
 GAIN_BASELINES = ("scratch", "linear_probe")  # strategies every other one is compared with
 PARETO_COST = "wall_s"  # the x axis of the Pareto front: measured for every run, on any hardware
-
-
-BUDGET_KEYS = ("epochs", "max_steps", "max_train_samples", "batch_size", "grad_accum")
 
 
 RISE_FLOOR = 0.001  # a rise of at most 0.1 point never marks a cell as still rising
@@ -62,6 +60,7 @@ class Row:
     primary: str | None
     smoke: bool
     variant: str | None = None  # the data fingerprint, when the pair's records hold several
+    superseded: int = 0  # finals of this cell and seed left out for a later one (an edited suite)
     n_ok: int = 0
     n_failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -114,6 +113,21 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(v) else float(v)
 
 
+def _cost_value(cost: dict, key: str) -> float | None:
+    """A cost figure of one record; a run that reused cached work (a probe's features or its fit,
+    computed by an earlier run) is charged what that work took, so that the first seed to run
+    and a warm cache do not make a strategy look free."""
+    value = _num(cost.get(key))
+    if value is None:
+        return None
+    reused = cost.get("reused") or {}
+    if key == "wall_s":
+        return value + sum(float(v) for v in reused.values())
+    if key in ("feature_s", "train_s"):
+        return value + float(reused.get(key[:-2] if key == "feature_s" else "fit", 0.0))
+    return value
+
+
 def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummary]) -> Row:
     recs.sort(key=lambda r: r.seed)
     ok = [r for r in recs if r.status == "ok"]
@@ -128,7 +142,7 @@ def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummar
             row.by_seed[name] = vals
             row.metrics[name] = summarize(list(vals.values()))
     for key in COST_KEYS:
-        cvals = [v for r in ok if (v := _num(r.cost.get(key))) is not None]
+        cvals = [v for r in ok if (v := _cost_value(r.cost, key)) is not None]
         if cvals:
             row.cost[key] = summarize(cvals)
     if not ok:
@@ -183,8 +197,25 @@ def _baseline(rows: list[Row], strategy: str) -> Row | None:
     return next((r for r in found if r.label == strategy), found[0] if found else None)
 
 
+def pair_budget(rows: list[Row]) -> None:
+    """Each row's budget against its pair's reference budget, judged now rather than when the run
+    ran: the reference most of the pair's cells recorded (a cell run before the suite's defaults
+    changed keeps its old record, and is then unlike the others)."""
+    refs = [tuple((k, r.budget["reference"].get(k)) for k in BUDGET_KEYS) for r in rows if r.budget.get("reference")]
+    if not refs:
+        return
+    # the most common; ties broken by text (values may be None beside numbers: not orderable)
+    counts = Counter(refs)
+    common = dict(max(counts.items(), key=lambda kv: (kv[1], repr(kv[0])))[0])
+    for r in rows:
+        if r.budget:
+            r.budget["reference"] = common
+            r.budget_differs = [k for k in BUDGET_KEYS if k in r.budget and r.budget[k] != common.get(k)]
+
+
 def annotate(rows: list[Row]) -> None:
     """Rank, best/tied flags, gains and the Pareto front within one pair's rows (in place)."""
+    pair_budget(rows)
     scored = sorted((r for r in rows if r.score.n), key=lambda r: (-r.score.mean, r.label))
     for i, r in enumerate(scored, 1):
         r.rank = i
@@ -216,20 +247,24 @@ def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
 
     Rows come sorted by suite, smoke, pair (and data variant), then best primary metric first.
     """
-    latest: dict[str, RecordSummary] = {}
-    for r in records:
-        if r.role != "final":
-            continue
-        if r.run_id not in latest or r.finished_at >= latest[r.run_id].finished_at:
-            latest[r.run_id] = r
+    finals = latest(r for r in records if r.role == "final")
+    # one final per (cell, seed): a suite edited in place (another grid, another budget) leaves the
+    # old finals beside the new ones; the latest of each seed stands for the cell, the rest are counted
+    newest: dict[tuple, RecordSummary] = {}
+    superseded: dict[tuple, int] = defaultdict(int)
+    for r in sorted(finals.values(), key=lambda r: r.finished_at):
+        seed_key = (r.suite, r.smoke, r.pair, r.label, r.seed, r.data.get("fingerprint"))
+        if seed_key in newest:  # records on other examples are another variant, not superseded
+            superseded[seed_key[:4]] += 1
+        newest[seed_key] = r
     prints: dict[tuple[str, bool, str], set[str | None]] = defaultdict(set)
     by_label: dict[tuple[str, bool, str, str], set[str | None]] = defaultdict(set)
-    for r in latest.values():
+    for r in newest.values():
         if r.status == "ok":
             prints[(r.suite, r.smoke, r.pair)].add(r.data.get("fingerprint"))
             by_label[(r.suite, r.smoke, r.pair, r.label)].add(r.data.get("fingerprint"))
     groups: dict[tuple[str, bool, str, str | None, str], list[RecordSummary]] = defaultdict(list)
-    for r in latest.values():
+    for r in newest.values():
         variant = None
         if len(prints[(r.suite, r.smoke, r.pair)]) > 1:
             fp = r.data.get("fingerprint")
@@ -242,6 +277,7 @@ def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
     for (suite, smoke, pair, variant, label), recs in groups.items():
         row = _row(suite, smoke, pair, label, recs)
         row.variant = variant
+        row.superseded = superseded.get((suite, smoke, pair, label), 0)
         by_pair[(suite, smoke, pair, variant or "")].append(row)
     rows: list[Row] = []
     for key in sorted(by_pair):

@@ -77,8 +77,9 @@ class Comparison:
 def compare_rows(baseline: list[Row], new: list[Row], options: GateOptions | None = None) -> Comparison:
     """Every (pair, label, metric) of the baseline (and of the new rows) with its verdict."""
     opts = options or GateOptions()
-    base_by = {(r.suite, r.smoke, r.pair, r.label): r for r in baseline}
-    new_by = {(r.suite, r.smoke, r.pair, r.label): r for r in new}
+    # a data variant (another fingerprint of the pair) is a cell of its own, never compared with another
+    base_by = {(r.suite, r.smoke, r.group, r.label): r for r in baseline}
+    new_by = {(r.suite, r.smoke, r.group, r.label): r for r in new}
     out = Comparison(options=opts)
     for key in sorted(set(base_by) | set(new_by)):
         b, n = base_by.get(key), new_by.get(key)

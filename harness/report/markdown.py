@@ -25,10 +25,11 @@ LEGEND = (
     "(two-sided seed-paired t-test at 5%, i.e. the CI of the per-seed difference contains 0; Welch's t-test "
     "when fewer than two seeds are shared; one seed cannot be told apart). "
     "Gains are seed-paired differences in points with their 95% CI. "
-    f"◆: Pareto-optimal on (primary metric, `{PARETO_COST}` per run). "
+    f"◆: Pareto-optimal on (primary metric, `{PARETO_COST}` per run). Cost columns charge cached work a run "
+    "reused (a probe's features or its fit, computed by an earlier seed) at what it took to compute. "
     "⚠: failed seeds, counted in `seeds ok` and listed under the table, never dropped. "
     "↗: not converged — the validation metric still rose at the last evaluation by more than the seeds "
-    "disagree; the cell ranks by its budget, not by what the strategy can reach. "
+    "disagree (and more than 0.1 point); the cell ranks by its budget, not by what the strategy can reach. "
     "≠: the cell's budget (epochs, steps, examples, batch) differs from its pair's reference. "
     "⇥: the chosen value of a searched key is at the edge of its grid (the optimum may lie beyond). "
     "⌂: given unlabeled data of another domain, but scored on its own training domain."
@@ -163,6 +164,8 @@ def notes(r: Row) -> str:
         d = r.data
         out.append(f"⌂ scored on {d.get('eval_domain') or 'its training domain'}, not on the unlabeled "
                    f"domain ({d.get('unlabeled_domain')})")
+    if r.superseded:
+        out.append(f"{r.superseded} older final(s) of this cell left out for later ones (the suite was edited)")
     return "; ".join(out)
 
 

@@ -19,7 +19,7 @@ from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run import alloc, cost, outputs
 from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
-from harness.sources.base import TransferModel, count_params
+from harness.sources.base import TransferModel, count_params, input_identity
 from harness.strategies.base import InputRun, RunContext
 from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
 
@@ -76,8 +76,7 @@ def cached_target(spec: RunSpec, backbone) -> TargetData:
     in place (subsets and strategies make new ones), so a run sees exactly what a fresh load gives."""
     import json
 
-    source = {k: v for k, v in spec.source.items() if k != "head_init"}  # the input spec does not depend on it
-    key = json.dumps({"target": spec.target, "source": source}, sort_keys=True, default=str)
+    key = json.dumps({"target": spec.target, "source": input_identity(spec.source)}, sort_keys=True, default=str)
     if key in _TARGETS:
         _TARGETS.move_to_end(key)
         return _TARGETS[key]
@@ -130,7 +129,8 @@ def execute(spec: RunSpec, options: ExecOptions | None = None,
         if cfg.timeout_s:  # one budget for the run, retries included
             train["timeout_s"] = max(cfg.timeout_s - (time.monotonic() - t0), 1e-3)
         attempt = replace(attempt, train=train)
-        record = execute_once(attempt, options, inputs)[0]
+        # outputs are filed under the run's own computation: its readers look for them there
+        record = execute_once(attempt, options, inputs, export_key=spec.compute_key)[0]
     if retries:
         notes = {**record.config.get("notes", {}), "oom_retries": retries,
                  "batch_size_used": attempt.train["batch_size"], "grad_accum_used": attempt.train["grad_accum"]}
@@ -182,8 +182,8 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any]) -> dict[str, Any]:
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
 
 
-def execute_once(spec: RunSpec, options: ExecOptions | None = None,
-                 inputs: Mapping[str, RunSpec] | None = None) -> tuple[RunRecord, dict[str, Any] | None]:
+def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapping[str, RunSpec] | None = None,
+                 export_key: str | None = None) -> tuple[RunRecord, dict[str, Any] | None]:
     """One attempt at a run; any exception becomes a ``failed`` (or ``timeout``) record. Returns the
     record and the outputs it exported (saved to the cache too)."""
     options = options or ExecOptions()
@@ -194,6 +194,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None,
     task_name = spec.target.get("task")
     device = torch.device("cpu")
     meter = None
+    ctx: RunContext | None = None
     try:
         cfg = spec.train_config
         device = pick_device(cfg.device)
@@ -236,7 +237,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None,
                       "metric": task.primary}
             eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
             exported = outputs.export(model.to(device), raw, spec.exports, device, eval_bs, scores)
-            outputs.save(options.cache_dir, spec.compute_key, exported)
+            outputs.save(options.cache_dir, export_key or spec.compute_key, exported)
     except RunTimeout as e:
         status, error = "timeout", {"type": "RunTimeout", "message": str(e),
                                     "traceback": "".join(traceback.format_exception(e)[-4:])[-2000:]}
@@ -248,6 +249,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None,
             error["oom"] = True
     alloc.trim()  # outside the meter: not the run's cost
     run_cost = {**(meter.summary() if meter and hasattr(meter, "t0") else {}), **extra_cost}
+    if ctx is not None and ctx.reused_s:  # cached work this run read: what it took when computed
+        run_cost["reused"] = {k: round(v, 3) for k, v in ctx.reused_s.items()}
     if run_cost.get("train_s") and run_cost.get("train_samples"):
         run_cost["samples_per_s"] = round(run_cost["train_samples"] / run_cost["train_s"], 2)
     if spec.price_per_gpu_hour is not None and run_cost.get("gpu_hours") is not None:

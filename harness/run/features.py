@@ -7,6 +7,7 @@ fails the check is recomputed, never trusted.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,15 +55,19 @@ def extract(backbone: torch.nn.Module, split: Split, device: torch.device, batch
 
 
 def cached_features(backbone, data: TargetData, key_parts: dict[str, Any], cache_dir: Path | None,
-                    device: torch.device, batch_size: int, show_progress: bool = False) -> tuple[TargetData, bool]:
-    """Feature splits for ``data`` (from the cache when a verified file exists). Returns (data, hit)."""
+                    device: torch.device, batch_size: int, show_progress: bool = False
+                    ) -> tuple[TargetData, float | None]:
+    """Feature splits for ``data`` (from the cache when a verified file exists). Returns the data
+    and, on a cache hit, the seconds the extraction took when it ran (None: computed now; 0.0: a hit
+    on an entry that did not say)."""
     path = cache.entry(cache_dir, "features", feature_key(key_parts))
     stored = cache.load(path)
-    hit = stored is not None
     if stored is not None:
-        splits = {k: TensorSplit(t, data.splits[k].sequences) for k, t in stored.items()}
-    else:
-        splits = {k: extract(backbone, s, device, batch_size, show_progress, desc=f"features:{k}")
-                  for k, s in data.splits.items()}
-        cache.save(path, {k: s.tensors for k, s in splits.items()})
-    return replace(data, splits=splits), hit
+        tensors = stored.get("splits", stored)  # entries before the extraction time was kept: the splits alone
+        splits = {k: TensorSplit(t, data.splits[k].sequences) for k, t in tensors.items()}
+        return replace(data, splits=splits), float(stored.get("seconds", 0.0)) if "splits" in stored else 0.0
+    t0 = time.perf_counter()
+    splits = {k: extract(backbone, s, device, batch_size, show_progress, desc=f"features:{k}")
+              for k, s in data.splits.items()}
+    cache.save(path, {"splits": {k: s.tensors for k, s in splits.items()}, "seconds": time.perf_counter() - t0})
+    return replace(data, splits=splits), None

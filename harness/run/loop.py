@@ -11,7 +11,7 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -120,7 +120,7 @@ def place(data: TargetData, device: torch.device, num_workers: int = 0) -> Targe
     moved = {k: s.to_device(device, num_workers) if hasattr(s, "to_device") else s for k, s in data.splits.items()}
     if all(moved[k] is data.splits[k] for k in moved):
         return data
-    return TargetData(data.label_names, moved, data.split_info, data.preprocessing, data.extra)
+    return replace(data, splits=moved)  # keys, origins and the rest travel with the splits
 
 
 @torch.inference_mode()

@@ -30,6 +30,12 @@ class SourceParams(Params):
         "nn.Linear's default (Kaiming-uniform); normal = N(0, initializer_range or 0.02), zero bias")
 
 
+def input_identity(source: dict[str, Any]) -> dict[str, Any]:
+    """What of a source block decides the backbone's inputs and features: all of it but the new
+    head's initialisation (a feature cache or a loaded target is shared across head inits)."""
+    return {k: v for k, v in source.items() if k != "head_init"}
+
+
 class Source:
     """A namespace of models. Subclasses set ``Params`` and implement ``build``."""
 

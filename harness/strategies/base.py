@@ -58,6 +58,9 @@ class RunContext:
         self.suite, self.results_dir = suite, results_dir
         self.inputs: dict[str, InputRun] = dict(inputs or {})
         self.notes: dict[str, Any] = {}  # strategy facts for the record (e.g. feature cache hit)
+        # seconds the cached work this run reused took when it was computed (phase -> s): the cost
+        # of the result is what it takes to compute it, not what a warm cache made it
+        self.reused_s: dict[str, float] = {}
 
     def phase(self, name: str):
         """Time work done inside a hook as a cost phase ("feature", "train", …) when metered."""

@@ -27,8 +27,9 @@ class GradualParams(Params):
 @STRATEGIES.register("gradual_unfreeze", description="head first, then more blocks each epoch, top down, all by the last epoch (ULMFiT)")
 class GradualUnfreeze(Strategy):
     """Epoch ``e`` of ``E`` trains the head and the top ``initial_blocks + ⌈(depth − initial_blocks)·e/(E−1)⌉``
-    blocks, so the last epoch trains every block whatever the budget (Howard & Ruder unfreeze one
-    layer group per epoch; a budget of fewer epochs than blocks unfreezes several at a time). With
+    blocks, so the last epoch trains every block whatever the number of epochs (Howard & Ruder
+    unfreeze one layer group per epoch; fewer epochs than blocks unfreeze several at a time). A
+    ``max_steps`` that ends training before the last epoch ends it before every block trained. With
     ``blocks_per_epoch`` set, epoch ``e`` trains ``initial_blocks + e·blocks_per_epoch`` instead. A
     one-epoch budget has no later epoch to unfreeze into: every block trains from the start."""
 

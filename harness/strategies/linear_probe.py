@@ -15,6 +15,7 @@ Two solvers for the head:
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Literal
 
 import torch
@@ -23,7 +24,7 @@ from pydantic import Field, PositiveFloat
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
-from harness.sources.base import HeadModel
+from harness.sources.base import HeadModel, input_identity
 from harness.strategies.base import Strategy, freeze_all_but_head
 
 
@@ -41,6 +42,8 @@ class ProbeParams(Params):
     max_iter: int = Field(300, ge=1, description="L-BFGS iterations per C")
     refit: bool = Field(True, description="lbfgs: refit the head on train + val with the chosen C")
 
+
+PROBE_FIT_VERSION = 1  # bump when the fit changes: cached heads are refitted
 
 # what the L-BFGS probe never reads: it fits to convergence on all the cached features at once
 LBFGS_UNUSED = frozenset({"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "scheduler",
@@ -159,14 +162,16 @@ class LinearProbe(Strategy):
     def adapt(self, model, data, ctx):
         from harness.run.features import cached_features
 
-        source = {k: v for k, v in ctx.source.items() if k != "head_init"}  # the features do not depend on it
+        source = input_identity(ctx.source)
         key = {"source": source, "target": ctx.target, "split": data.split_info,
                "preprocessing": data.preprocessing, "sizes": {k: len(s) for k, s in data.splits.items()}}
         with ctx.phase("feature"):
-            feats, hit = cached_features(model.backbone.to(ctx.device), data, key, ctx.cache_dir, ctx.device,
-                                         batch_size=max(64, self.train.eval_batch_size or 2 * self.train.batch_size),
-                                         show_progress=ctx.show_progress)
-        ctx.notes["feature_cache_hit"] = hit
+            feats, reused = cached_features(model.backbone.to(ctx.device), data, key, ctx.cache_dir, ctx.device,
+                                            batch_size=max(64, self.train.eval_batch_size or 2 * self.train.batch_size),
+                                            show_progress=ctx.show_progress)
+        ctx.notes["feature_cache_hit"] = reused is not None
+        if reused is not None:
+            ctx.reused_s["feature"] = reused
         if self.params.solver == "lbfgs":
             with ctx.phase("train"):
                 fit_hit = self.fit_head(model.head, feats, key, ctx)
@@ -182,11 +187,14 @@ class LinearProbe(Strategy):
         cache. Returns whether it came from there."""
         from harness.registry import TASKS
         from harness.run import cache
+        from harness.run.features import feature_key as features_id
 
-        path = cache.entry(ctx.cache_dir, "probe_fits", cache.key({"features": feature_key,
-                                                                   "params": self.params.model_dump(mode="json")}))
+        path = cache.entry(ctx.cache_dir, "probe_fits", cache.key({"features": features_id(feature_key),
+                                                                   "params": self.params.model_dump(mode="json")},
+                                                                  PROBE_FIT_VERSION))
         stored = cache.load(path)
         if stored is None:
+            t0 = time.perf_counter()
             c, scores, val = select_c(head, feats, TASKS.get(ctx.target["task"]), self.params, ctx.device)
             import json
 
@@ -194,7 +202,7 @@ class LinearProbe(Strategy):
                 return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
             stored = {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), "c": c,
-                      "scores": plain(scores), "val": plain(val)}
+                      "scores": plain(scores), "val": plain(val), "seconds": time.perf_counter() - t0}
             cache.save(path, stored)
             hit = False
         else:
@@ -202,5 +210,6 @@ class LinearProbe(Strategy):
                 head.weight.copy_(stored["weight"])
                 head.bias.copy_(stored["bias"])
             hit = True
+            ctx.reused_s["fit"] = float(stored.get("seconds", 0.0))
         self.fit, self.selection_val = stored, stored["val"]
         return hit

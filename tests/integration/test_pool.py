@@ -59,8 +59,9 @@ def kill_first_run(pool: PoolExecutor) -> threading.Thread:
         deadline = time.monotonic() + 120
         while not pool.running and time.monotonic() < deadline:
             time.sleep(0.05)
-        (worker,) = pool.running
-        os.kill(pool.procs[worker].pid, signal.SIGKILL)
+        time.sleep(3)  # well inside the run: the worker has imported everything and is training
+        (pid,) = pool.running
+        os.kill(pid, signal.SIGKILL)
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
@@ -97,5 +98,23 @@ def test_a_run_whose_workers_keep_dying_is_recorded_as_failed(write_suite, tmp_p
         killer.join()
         assert record.status == "failed" and record.error["type"] == "WorkerLost"
         assert "signal 9" in record.error["message"]
+    finally:
+        pool.close()
+
+
+def test_killing_an_idle_worker_loses_nothing(write_suite, tmp_path):
+    """Each worker has a pipe of its own: an idle worker killed while it waits for work holds no
+    lock the others need, and the next job still runs."""
+    pool = PoolExecutor(ExecOptions(cache_dir=tmp_path), workers=2, threads=1)
+    try:
+        idle = pool.workers[1].proc.pid
+        os.kill(idle, signal.SIGKILL)
+        time.sleep(0.5)
+        job = slow_job(write_suite)
+        job = Job(type(job.spec)(**{**job.spec.__dict__, "train": {**job.spec.train, "epochs": 2}}))
+        pool.submit(job)
+        record = pool.next_finished()
+        assert record.status == "ok" and record.run_id == job.spec.run_id
+        assert len(pool.workers) == 2 and all(w.proc.is_alive() for w in pool.workers)
     finally:
         pool.close()

@@ -27,13 +27,13 @@ pairs:
   - id: cnn
     source: {model: test/tiny_cnn}
     target: {dataset: test/tiny_images, task: image-classification}
-strategies:
-  - full_finetune: {label: ok}
-  - full_finetune: {label: raises}
-  - full_finetune: {label: nan}
-  - full_finetune: {label: inf}
+strategies:  # each label computes something else (its lr): none may reuse another's record
+  - full_finetune: {label: ok, lr: 2e-2}
+  - full_finetune: {label: raises, lr: 3e-2}
+  - full_finetune: {label: nan, lr: 4e-2}
+  - full_finetune: {label: inf, lr: 5e-2}
   - full_finetune: {label: oom}
-  - full_finetune: {label: slow, timeout_s: 0.001}
+  - full_finetune: {label: slow, lr: 6e-2, timeout_s: 0.001}
 """
 
 OOM_MESSAGE = "CUDA out of memory. Tried to allocate 2.00 GiB (simulated by the test)"
@@ -185,7 +185,7 @@ def test_a_bad_value_for_on_oom_is_a_config_error(write_suite, capsys):
 
 def test_failed_record_on_disk_reads_back(write_suite, tmp_path, monkeypatch):
     """The failed record is a valid record file (the report can show the failed seed)."""
-    suite = write_suite(SUITE.replace("  - full_finetune: {label: ok}\n", ""))
+    suite = write_suite(SUITE.replace("  - full_finetune: {label: ok, lr: 2e-2}\n", ""))
     inject_faults(monkeypatch, {"raises": "raises"})
     cli.main(["run", str(suite), "--results", str(tmp_path / "r"), "--no-progress", "--only", "*raises*"])
     (path,) = (tmp_path / "r" / "faults").glob("*.json")

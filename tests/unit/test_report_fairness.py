@@ -122,3 +122,33 @@ def test_every_strategy_has_its_own_colour_and_marker_in_every_plot():
     assert len(set(styles.values())) == 14
     assert styles_for(reversed(labels)) == styles  # the same whatever the order rows come in
     assert len(COLORS) == 20
+
+
+def test_a_pairs_budget_reference_is_the_one_most_of_its_cells_recorded():
+    """A cell run before the suite's defaults changed keeps its old reference; the report judges
+    every row against the majority one (ties, with a None beside a number, must not raise)."""
+    from types import SimpleNamespace
+
+    from harness.report.aggregate import pair_budget
+
+    def row(max_steps, own_steps):
+        ref = {"epochs": 3, "max_steps": max_steps, "max_train_samples": 300, "batch_size": 8, "grad_accum": 1}
+        return SimpleNamespace(budget={"reference": ref, "epochs": 3, "max_steps": own_steps}, budget_differs=[])
+
+    rows = [row(None, None), row(None, None), row(100, 100)]
+    pair_budget(rows)
+    assert [r.budget_differs for r in rows] == [[], [], ["max_steps"]]
+    assert all(r.budget["reference"]["max_steps"] is None for r in rows)
+    tie = [row(None, None), row(100, 100)]
+    pair_budget(tie)  # one each: a stable choice, no TypeError comparing None with 100
+    assert sorted(len(r.budget_differs) for r in tie) == [0, 1]
+
+
+def test_a_cell_rerun_under_an_edited_suite_counts_each_seed_once_the_latest():
+    """Another grid or budget gives a cell's finals new run_ids; the old ones stay on disk. One
+    final per seed enters the row (the latest), and the row counts the ones it set aside."""
+    old = [rec("lora", s, 0.5) for s in range(2)]
+    new = [r.model_copy(update={"run_id": r.run_id + ".new", "metrics": {"accuracy": 0.9, "val": {"accuracy": 0.9}},
+                                "finished_at": "2026-02-01T00:00:00+00:00"}) for r in old]
+    (row,) = aggregate(old + new)
+    assert row.n_ok == 2 and row.metrics["accuracy"].mean == 0.9 and row.superseded == 2

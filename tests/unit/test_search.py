@@ -220,3 +220,44 @@ def test_a_changed_grid_reruns_only_what_it_has_not_computed(write_suite, tmp_pa
     assert final.run_id != old_final.run_id and final.config["notes"]["reused_run"] == old_final.run_id
     assert final.metrics == old_final.metrics and final.search["chosen"] == old_final.search["chosen"]
     assert len(final.search["trials"]) == 3
+
+
+def test_a_failed_trial_is_not_rerun_while_its_finals_stand_and_retry_failed_chooses_again(write_suite, tmp_path):
+    from harness.executors.base import to_run
+
+    runs = expand(suite(write_suite, "  - full_finetune: {search: {lr: [1e-3, 1e-1]}}\n"))
+    trials = [r for r in runs if r.role == "trial"]
+    finals = [r for r in runs if r.role == "final"]
+
+    def rec(spec, status):
+        return record(spec, 0.5, 0.5, status=status)
+
+    existing = {t.run_id: rec(t, "ok") for t in trials}
+    existing[trials[1].run_id] = rec(trials[1], "failed")  # a point that diverged
+    existing.update({f.run_id: rec(f, "ok") for f in finals})
+    assert to_run(runs, existing, retry_failed=False) == []  # a scored failure of the search, not work
+    again = to_run(runs, existing, retry_failed=True)
+    assert [r.run_id for r in again] == [trials[1].run_id, *(f.run_id for f in finals)]  # then choose again
+    del existing[trials[0].run_id]  # a trial that never ran (the run was killed) comes along
+    assert {r.run_id for r in to_run(runs, existing, retry_failed=True)} == {r.run_id for r in runs}
+
+
+def test_a_smoke_run_drops_searches_over_its_own_caps(write_suite):
+    text = "  - full_finetune: {search: {lr: [1e-3, 1e-1], max_steps: [100, 200]}}\n"
+    smoke = expand(suite(write_suite, text), smoke=True)
+    final = next(r for r in smoke if r.role == "final")
+    assert final.search.space == {"lr": [1e-3, 1e-1]} and final.train["max_steps"] == 3
+
+
+def test_a_distribution_under_another_layers_grid_method_is_a_validate_error(write_suite):
+    """defaults search draws r from a distribution (method random); a strategy's own search says
+    method grid: the merged search would grid over a distribution, which validate names."""
+    text = "  - lora: {search: {method: grid, lr: [1e-3]}}\n"
+    msg = errors(write_suite, text, defaults=", search: {method: random, r: {int: [2, 8]}}")
+    assert "search: r is a distribution, but the cell's search method is grid" in msg
+
+
+def test_a_teacher_its_pair_leaves_out_is_an_aux_run(write_suite):
+    text = "  - full_finetune\n  - distill: {teacher: full_finetune}\n"
+    runs = expand(suite(write_suite, text, pair="    strategies: [distill]\n"))
+    assert {(r.label, r.role) for r in runs} == {("distill", "final"), ("full_finetune", "aux")}

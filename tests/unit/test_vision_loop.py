@@ -101,3 +101,24 @@ def test_cuda_resident_bf16_channels_last(tmp_path):
     assert batch["pixel_values"].is_cuda and batch["labels"].is_cuda
     result = fit(model, data, TASKS.get("image-classification"), strategy, cfg, torch.device("cuda"), seed=0)
     assert result.steps == 2 and result.precision == "bf16"
+
+
+def test_placing_splits_on_a_device_keeps_their_content_keys_and_origins():
+    """A split that moves (``to_device`` returns a new object) must not shed the example keys the
+    leak check and the record's fingerprints read, nor the pools the splits came from."""
+    import numpy as np
+
+    from harness.run.loop import place
+    from harness.targets.base import TargetData
+
+    class Moving:
+        def to_device(self, device, num_workers=0):
+            return Moving()
+
+    keys = {"train": np.array(["a", "b"]), "test": np.array(["c"])}
+    data = TargetData(["x"], {"train": Moving(), "test": Moving()}, {"seed": 0}, keys=keys,
+                      origins={"train": "train", "test": "test"})
+    placed = place(data, torch.device("cpu"))
+    assert placed is not data and placed.splits["train"] is not data.splits["train"]
+    assert placed.keys is keys and placed.origins == {"train": "train", "test": "test"}
+    assert placed.split_info == {"seed": 0} and placed.label_names == ["x"]
