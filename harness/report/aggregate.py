@@ -61,6 +61,7 @@ class Row:
     smoke: bool
     variant: str | None = None  # the data fingerprint, when the pair's records hold several
     superseded: int = 0  # finals of this cell and seed left out for a later one (an edited suite)
+    collapsed: list[int] = field(default_factory=list)  # seeds whose test predictions use one label only
     n_ok: int = 0
     n_failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -128,6 +129,13 @@ def _cost_value(cost: dict, key: str) -> float | None:
     return value
 
 
+def is_collapsed(metrics: dict) -> bool:
+    """The test predictions use a single label while the gold has several (an NER model that tags
+    every word O, a classifier that always says one class): the majority-class plateau."""
+    predicted, gold = metrics.get("predicted_classes"), metrics.get("gold_classes")
+    return isinstance(predicted, int) and isinstance(gold, int) and predicted <= 1 < gold
+
+
 def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummary]) -> Row:
     recs.sort(key=lambda r: r.seed)
     ok = [r for r in recs if r.status == "ok"]
@@ -163,6 +171,7 @@ def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummar
     row.per_label = {k: summarize(v) for k, v in sorted(labels.items())}
     row.curve = {e: summarize(v) for e, v in sorted(epochs.items())}
     row.convergence = convergence(ok, curve_key)
+    row.collapsed = [r.seed for r in ok if is_collapsed(r.metrics)]
     first_ok = ok[0]
     row.budget = dict(first_ok.budget)
     row.budget_differs = list(first_ok.budget.get("differs") or [])

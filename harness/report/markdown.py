@@ -32,9 +32,13 @@ LEGEND = (
     "disagree (and more than 0.1 point); the cell ranks by its budget, not by what the strategy can reach. "
     "≠: the cell's budget (epochs, steps, examples, batch) differs from its pair's reference. "
     "⇥: the chosen value of a searched key is at the edge of its grid (the optimum may lie beyond). "
-    "⌂: given unlabeled data of another domain, but scored on its own training domain."
+    "⌂: given unlabeled data of another domain, but scored on its own training domain. "
+    "∅: collapsed — on some seeds the model predicts a single label (every word `O`, every image one "
+    "class): it never left the majority-class plateau in its budget, and the score says so, not what the "
+    "strategy can reach."
 )
-MARKS = (("↗", "not converged"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"))
+MARKS = (("↗", "not converged"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"),
+         ("∅", "collapsed"))
 
 
 def pct(s: Summary | None, with_std: bool = True) -> str:
@@ -145,6 +149,8 @@ def marks(r: Row) -> str:
         out += "⇥"
     if r.in_domain_da:
         out += "⌂"
+    if r.collapsed:
+        out += "∅"
     return out
 
 
@@ -164,6 +170,9 @@ def notes(r: Row) -> str:
         d = r.data
         out.append(f"⌂ scored on {d.get('eval_domain') or 'its training domain'}, not on the unlabeled "
                    f"domain ({d.get('unlabeled_domain')})")
+    if r.collapsed:
+        seeds = ", ".join(str(s) for s in r.collapsed)
+        out.append(f"∅ predicts a single label on seed(s) {seeds} of {r.n_ok}: stuck at the majority-class plateau")
     if r.superseded:
         out.append(f"{r.superseded} older final(s) of this cell left out for later ones (the suite was edited)")
     return "; ".join(out)
@@ -216,6 +225,8 @@ def convergence_cell(r: Row) -> str:
     if c is None:
         return "solver" if r.budget and not r.budget.get("steps") else DASH
     sign = "+" if c.rise >= 0 else ""
+    if r.collapsed:  # a flat curve at the plateau is not convergence
+        return f"**no** ∅ collapsed on {len(r.collapsed)}/{r.n_ok} seeds"
     return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval)"
 
 

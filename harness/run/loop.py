@@ -162,6 +162,10 @@ def evaluate(model, split, task: Task, label_names, device, batch_size, precisio
     out = compute(task.metrics, preds)
     out["loss"] = loss
     out["n"] = len(split)
+    # how many labels the predictions use against the gold: 1 of many is a collapsed model (every
+    # word O, every image one class) that a score alone does not reveal
+    out["predicted_classes"] = int(np.unique(preds.y_pred).size)
+    out["gold_classes"] = int(np.unique(preds.y_true).size)
     return out
 
 

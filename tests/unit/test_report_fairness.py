@@ -152,3 +152,23 @@ def test_a_cell_rerun_under_an_edited_suite_counts_each_seed_once_the_latest():
                                 "finished_at": "2026-02-01T00:00:00+00:00"}) for r in old]
     (row,) = aggregate(old + new)
     assert row.n_ok == 2 and row.metrics["accuracy"].mean == 0.9 and row.superseded == 2
+
+
+def test_a_cell_whose_model_predicts_one_label_is_marked_collapsed_not_converged():
+    """LoRA on the small WNUT-16 budget tagged every word O on all seeds: F1 0 with a flat curve,
+    which the convergence check alone reads as converged. The report says what happened."""
+    from harness.report.markdown import convergence_cell, marks, notes
+
+    def collapsed(r):
+        return r.model_copy(update={"metrics": {**r.metrics, "predicted_classes": 1, "gold_classes": 10}})
+
+    recs = [collapsed(rec("lora", 0, 0.1)), rec("lora", 1, 0.5), rec("full_finetune", 0, 0.9)]
+    rows = {r.label: r for r in aggregate(recs)}
+    lora, ft = rows["lora"], rows["full_finetune"]
+    assert lora.collapsed == [0] and ft.collapsed == []
+    assert "∅" in marks(lora) and "∅" not in marks(ft)
+    assert "single label on seed(s) 0 of 2" in notes(lora)
+    assert convergence_cell(lora).startswith("**no** ∅") and "∅" in render(list(rows.values()))
+    one_class_gold = rec("x", 0, 1.0).model_copy(update={"metrics": {"accuracy": 1.0, "predicted_classes": 1,
+                                                                     "gold_classes": 1}})
+    assert aggregate([one_class_gold])[0].collapsed == []  # one label right for a one-label test set

@@ -122,3 +122,21 @@ def test_placing_splits_on_a_device_keeps_their_content_keys_and_origins():
     assert placed is not data and placed.splits["train"] is not data.splits["train"]
     assert placed.keys is keys and placed.origins == {"train": "train", "test": "test"}
     assert placed.split_info == {"seed": 0} and placed.label_names == ["x"]
+
+
+def test_evaluation_counts_the_labels_the_predictions_use():
+    """A model stuck on one class scores whatever that class's share is; the metrics say it used
+    one label of three, which the report marks as collapsed."""
+    from harness.run.loop import evaluate
+    from harness.targets.base import TensorSplit
+
+    class Constant(torch.nn.Module):
+        def forward(self, batch):
+            logits = torch.zeros(len(batch["labels"]), 3)
+            logits[:, 1] = 1.0
+            return {"logits": logits}
+
+    split = TensorSplit({"features": torch.zeros(6, 2), "labels": torch.tensor([0, 1, 2, 1, 1, 0])})
+    out = evaluate(Constant(), split, TASKS.get("image-classification"), ["a", "b", "c"],
+                   torch.device("cpu"), batch_size=4, precision="fp32")
+    assert out["accuracy"] == 0.5 and out["predicted_classes"] == 1 and out["gold_classes"] == 3
