@@ -1,4 +1,4 @@
-"""Every suite file in suites/ validates and expands to a plan (no torch run, no network)."""
+"""Every suite file in suites/ and benchmarks/suites/ validates and expands to a plan (no torch run, no network)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from harness.config.load import load_suite
 from harness.plan import expand
 from tests.conftest import ROOT
 
-SUITES = sorted((ROOT / "suites").glob("*.yaml"))
+SUITES = sorted([*(ROOT / "suites").glob("*.yaml"), *(ROOT / "benchmarks" / "suites").glob("*.yaml")])
 
 
 def test_there_are_suites():

@@ -62,6 +62,8 @@ class Row:
     variant: str | None = None  # the data fingerprint, when the pair's records hold several
     superseded: int = 0  # finals of this cell and seed left out for a later one (an edited suite)
     collapsed: list[int] = field(default_factory=list)  # seeds whose test predictions use one label only
+    suite_runs: int = 0  # computations behind the suite's report (trials and teachers too)
+    suite_run_s: float = 0.0  # their run time summed (not the wall clock of a pool)
     n_ok: int = 0
     n_failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -250,12 +252,31 @@ def annotate(rows: list[Row]) -> None:
         r.pareto = r.label in front
 
 
+def suite_run_time(records: Iterable[RecordSummary]) -> dict[tuple[str, bool], tuple[int, float]]:
+    """Per (suite, smoke): the computations its records stand for (trials, finals, teachers) and
+    their run time summed. A record that reuses another's computation carries its start and end,
+    so a computation counts once; each run_id's latest record counts."""
+    seen: dict[tuple[str, bool], set] = defaultdict(set)
+    out: dict[tuple[str, bool], tuple[int, float]] = {}
+    for r in latest(records).values():
+        key = (r.suite, r.smoke)
+        ident = (r.pair, r.seed, r.started_at, r.finished_at, r.cost.get("wall_s"), repr(r.metrics.get(r.primary_metric or "")))
+        if ident in seen[key]:
+            continue
+        seen[key].add(ident)
+        n, s = out.get(key, (0, 0.0))
+        out[key] = (n + 1, s + (_num(r.cost.get("wall_s")) or 0.0))
+    return out
+
+
 def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
     """Group the finals by (suite, smoke, pair, data fingerprint, label); the latest record per
     run_id wins.
 
     Rows come sorted by suite, smoke, pair (and data variant), then best primary metric first.
     """
+    records = list(records)
+    run_time = suite_run_time(records)
     finals = latest(r for r in records if r.role == "final")
     # one final per (cell, seed): a suite edited in place (another grid, another budget) leaves the
     # old finals beside the new ones; the latest of each seed stands for the cell, the rest are counted
@@ -294,4 +315,6 @@ def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
         annotate(pair_rows)
         pair_rows.sort(key=lambda r: (r.rank is None, r.rank or 0, r.label))
         rows += pair_rows
+    for r in rows:
+        r.suite_runs, r.suite_run_s = run_time.get((r.suite, r.smoke), (0, 0.0))
     return rows

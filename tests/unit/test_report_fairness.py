@@ -172,3 +172,15 @@ def test_a_cell_whose_model_predicts_one_label_is_marked_collapsed_not_converged
     one_class_gold = rec("x", 0, 1.0).model_copy(update={"metrics": {"accuracy": 1.0, "predicted_classes": 1,
                                                                      "gold_classes": 1}})
     assert aggregate([one_class_gold])[0].collapsed == []  # one label right for a one-label test set
+
+
+def test_the_suites_run_time_counts_each_computation_once_trials_included():
+    from harness.report.aggregate import suite_run_time
+
+    trial = rec("lora", 0, 0.9, role="trial")
+    reused = trial.model_copy(update={"run_id": "final-reusing-the-trial", "role": "final"})  # same start, end, cost
+    other = rec("lora", 1, 0.8).model_copy(update={"finished_at": "2026-01-01T00:01:00+00:00"})
+    assert suite_run_time([trial, reused, other]) == {("s", False): (2, 20.0)}
+    (row,) = aggregate([trial, reused, other])
+    assert (row.suite_runs, row.suite_run_s) == (2, 20.0)
+    assert "Run time: 0.3 min summed over the suite's 2 runs" in render([row])
