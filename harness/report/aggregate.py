@@ -315,6 +315,6 @@ def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
         annotate(pair_rows)
         pair_rows.sort(key=lambda r: (r.rank is None, r.rank or 0, r.label))
         rows += pair_rows
-    for r in rows:
-        r.suite_runs, r.suite_run_s = run_time.get((r.suite, r.smoke), (0, 0.0))
+    for row in rows:
+        row.suite_runs, row.suite_run_s = run_time.get((row.suite, row.smoke), (0, 0.0))
     return rows
