@@ -59,6 +59,14 @@ class RecordSummary(BaseModel):
     data: dict[str, Any] = {}  # fingerprint of the examples used, evaluation domain, duplicates across splits
     started_at: str
     finished_at: str
+    # when a record that took over another's computation (a final choosing a trial's point, a run
+    # whose computation is on record) was written; its started/finished_at are the computation's
+    recorded_at: str | None = None
+
+    @property
+    def written_at(self) -> str:
+        """When this record was made: what "the latest record" means."""
+        return self.recorded_at or self.finished_at
 
 
 class RunRecord(RecordSummary):
@@ -73,8 +81,8 @@ class RunRecord(RecordSummary):
 Record = TypeVar("Record", bound=RecordSummary)
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def now(timespec: str = "seconds") -> str:
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
 def suite_dir(results: str | Path, suite: str, smoke: bool = False) -> Path:
@@ -196,10 +204,10 @@ def _no_gc() -> Iterator[None]:
 
 
 def latest(records: Iterable[Record]) -> dict[str, Record]:
-    """The latest record of each run_id (by ``finished_at``): a run written twice counts once."""
+    """The latest record of each run_id (by :attr:`RecordSummary.written_at`): a run written twice counts once."""
     out: dict[str, Record] = {}
     for r in records:
-        if r.run_id not in out or r.finished_at >= out[r.run_id].finished_at:
+        if r.run_id not in out or r.written_at >= out[r.run_id].written_at:
             out[r.run_id] = r
     return out
 

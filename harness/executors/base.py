@@ -137,7 +137,7 @@ class Graph:
         if same:  # the chosen point at a selection seed: that trial is this run
             trial = self.records[same[0].run_id]
             notes = {**trial.config.get("notes", {}), "reused_trial": trial.run_id}
-            return trial.model_copy(update={
+            return trial.model_copy(update={"recorded_at": now("microseconds"),
                 "run_id": spec.run_id, "role": spec.role, "search": choice.summary,
                 "config": {**resolved.config(), "notes": notes}})
         return self.reuse(resolved) or Job(resolved, inputs)
@@ -152,7 +152,7 @@ class Graph:
             notes["reused_run"] = found.run_id
         search = self.summaries.get(spec.run_id) if spec.role != "trial" else \
             ({"point": spec.point, "index": spec.trial_index} if spec.search is not None else None)
-        return found.model_copy(update={"run_id": spec.run_id, "label": spec.label, "role": spec.role,
+        return found.model_copy(update={"recorded_at": now("microseconds"), "run_id": spec.run_id, "label": spec.label, "role": spec.role,
                                         "search": search, "config": {**spec.config(), "notes": notes}})
 
     def finish(self, record: RunRecord) -> RunRecord:

@@ -112,6 +112,9 @@ class PoolExecutor:
 
         while True:
             busy = [w for w in self.workers if w.job is not None]
+            if not busy and self.waiting:  # a worker died as it was handed a job: hand it on
+                self._dispatch()
+                busy = [w for w in self.workers if w.job is not None]
             if not busy:
                 raise RuntimeError("next_finished() with no run in flight")
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=5.0)

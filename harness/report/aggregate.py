@@ -124,8 +124,14 @@ def _cost_value(cost: dict, key: str) -> float | None:
     if value is None:
         return None
     reused = cost.get("reused") or {}
+    extra = sum(float(v) for v in reused.values())
     if key == "wall_s":
-        return value + sum(float(v) for v in reused.values())
+        return value + extra
+    gpu_hours = _num(cost.get("gpu_hours"))
+    if key == "gpu_hours" and value > 0:  # a GPU run: the reused work ran on one too
+        return value + extra / 3600
+    if key == "price" and gpu_hours:  # the same rate per GPU-hour
+        return value * (gpu_hours + extra / 3600) / gpu_hours
     if key in ("feature_s", "train_s"):
         return value + float(reused.get(key[:-2] if key == "feature_s" else "fit", 0.0))
     return value
@@ -260,7 +266,9 @@ def suite_run_time(records: Iterable[RecordSummary]) -> dict[tuple[str, bool], t
     out: dict[tuple[str, bool], tuple[int, float]] = {}
     for r in latest(records).values():
         key = (r.suite, r.smoke)
-        ident = (r.pair, r.seed, r.started_at, r.finished_at, r.cost.get("wall_s"), repr(r.metrics.get(r.primary_metric or "")))
+        wall = r.cost.get("wall_s")
+        ident = (r.pair, r.seed, r.started_at, r.finished_at, wall, repr(r.metrics.get(r.primary_metric or "")),
+                 r.run_id if wall is None else None)  # a record made without running (an input failed): its own
         if ident in seen[key]:
             continue
         seen[key].add(ident)
@@ -277,13 +285,22 @@ def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
     """
     records = list(records)
     run_time = suite_run_time(records)
-    finals = latest(r for r in records if r.role == "final")
+    finals = {k: r for k, r in latest(records).items() if r.role == "final"}  # a run_id now aux is not a final
     # one final per (cell, seed): a suite edited in place (another grid, another budget) leaves the
     # old finals beside the new ones; the latest of each seed stands for the cell, the rest are counted
+    cell_prints: dict[tuple, set[str]] = defaultdict(set)
+    for r in finals.values():
+        if r.data.get("fingerprint"):
+            cell_prints[(r.suite, r.smoke, r.pair, r.label)].add(r.data["fingerprint"])
+
+    def fingerprint(r: RecordSummary) -> str | None:  # a run that failed before its data loaded: its cell's
+        own = cell_prints[(r.suite, r.smoke, r.pair, r.label)]
+        return r.data.get("fingerprint") or (next(iter(own)) if len(own) == 1 else None)
+
     newest: dict[tuple, RecordSummary] = {}
     superseded: dict[tuple, int] = defaultdict(int)
-    for r in sorted(finals.values(), key=lambda r: r.finished_at):
-        seed_key = (r.suite, r.smoke, r.pair, r.label, r.seed, r.data.get("fingerprint"))
+    for r in sorted(finals.values(), key=lambda r: r.written_at):
+        seed_key = (r.suite, r.smoke, r.pair, r.label, r.seed, fingerprint(r))
         if seed_key in newest:  # records on other examples are another variant, not superseded
             superseded[seed_key[:4]] += 1
         newest[seed_key] = r

@@ -25,8 +25,8 @@ LEGEND = (
     "(two-sided seed-paired t-test at 5%, i.e. the CI of the per-seed difference contains 0; Welch's t-test "
     "when fewer than two seeds are shared; one seed cannot be told apart). "
     "Gains are seed-paired differences in points with their 95% CI. "
-    f"◆: Pareto-optimal on (primary metric, `{PARETO_COST}` per run). Cost columns charge cached work a run "
-    "reused (a probe's features or its fit, computed by an earlier seed) at what it took to compute. "
+    f"◆: Pareto-optimal on (primary metric, `{PARETO_COST}` per run). Time, GPU-hour and price columns charge "
+    "cached work a run reused (a probe's features or its fit, computed by an earlier seed) at what it took to compute. "
     "⚠: failed seeds, counted in `seeds ok` and listed under the table, never dropped. "
     "↗: not converged — the validation metric still rose at the last evaluation by more than the seeds "
     "disagree (and more than 0.1 point); the cell ranks by its budget, not by what the strategy can reach. "
@@ -221,12 +221,12 @@ def tuning_cell(r: Row) -> str:
 
 
 def convergence_cell(r: Row) -> str:
+    if r.collapsed:  # a flat curve at the plateau is not convergence
+        return f"**no** ∅ collapsed on {len(r.collapsed)}/{r.n_ok} seeds"
     c = r.convergence
     if c is None:
         return "solver" if r.budget and not r.budget.get("steps") else DASH
     sign = "+" if c.rise >= 0 else ""
-    if r.collapsed:  # a flat curve at the plateau is not convergence
-        return f"**no** ∅ collapsed on {len(r.collapsed)}/{r.n_ok} seeds"
     return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval)"
 
 

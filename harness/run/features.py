@@ -19,7 +19,7 @@ from harness.run import cache
 from harness.sources.base import pool_features
 from harness.targets.base import Split, TargetData, TensorSplit
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: the entry keeps the extraction time beside the splits
 
 
 def feature_key(parts: dict[str, Any]) -> str:

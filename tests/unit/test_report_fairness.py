@@ -184,3 +184,48 @@ def test_the_suites_run_time_counts_each_computation_once_trials_included():
     (row,) = aggregate([trial, reused, other])
     assert (row.suite_runs, row.suite_run_s) == (2, 20.0)
     assert "Run time: 0.3 min summed over the suite's 2 runs" in render([row])
+
+
+def test_the_latest_final_is_the_latest_written_not_the_latest_computed():
+    """An edited grid's final that takes over an older trial's computation carries that trial's
+    start and end; it still replaces the final of the old grid, written before it."""
+    old = rec("lora", 0, 0.5).model_copy(update={"run_id": "v1", "finished_at": "2026-01-01T10:03:00+00:00"})
+    new = rec("lora", 0, 0.9).model_copy(update={"run_id": "v2", "finished_at": "2026-01-01T10:01:00+00:00",
+                                                  "recorded_at": "2026-01-02T09:00:00.000001+00:00"})
+    (row,) = aggregate([new, old])
+    assert row.metrics["accuracy"].mean == 0.9 and row.superseded == 1
+
+
+def test_a_final_that_failed_before_its_data_loaded_still_replaces_the_old_seed():
+    old = rec("lora", 2, 0.5)
+    failed = rec("lora", 2, 0.0).model_copy(update={"run_id": "v2", "status": "failed", "data": {}, "metrics": {},
+                                                     "finished_at": "2026-02-01T00:00:00+00:00"})
+    (row,) = aggregate([old, failed, rec("lora", 0, 0.9)])
+    assert (row.n_ok, row.n_failed) == (1, 1) and row.metrics["accuracy"].mean == 0.9
+
+
+def test_a_run_id_whose_latest_record_is_aux_leaves_the_leaderboard():
+    final = rec("teacher", 0, 0.9)
+    aux = final.model_copy(update={"role": "aux", "finished_at": "2026-02-01T00:00:00+00:00"})
+    assert aggregate([final, aux]) == []
+
+
+def test_a_collapsed_closed_form_cell_is_not_called_a_solver_and_the_export_says_collapsed():
+    from harness.report.export import flat
+    from harness.report.markdown import convergence_cell
+
+    probe = rec("linear_probe", 0, 0.1, curve=[], budget={"steps": 0})
+    probe = probe.model_copy(update={"metrics": {**probe.metrics, "predicted_classes": 1, "gold_classes": 10}})
+    (row,) = aggregate([probe])
+    assert row.convergence is None and convergence_cell(row).startswith("**no** ∅")
+    assert flat(row)["converged"] is False and flat(row)["collapsed_seeds"] == "0"
+
+
+def test_reused_work_is_charged_to_gpu_hours_and_price_on_a_gpu_run():
+    from harness.report.aggregate import _cost_value
+
+    cost = {"wall_s": 10.0, "gpu_hours": 10 / 3600, "price": 0.02, "reused": {"fit": 350.0}}
+    assert _cost_value(cost, "wall_s") == 360.0
+    assert _cost_value(cost, "gpu_hours") == pytest.approx(0.1)
+    assert _cost_value(cost, "price") == pytest.approx(0.72)
+    assert _cost_value({**cost, "gpu_hours": 0.0}, "gpu_hours") == 0.0  # a CPU run has no GPU-hours to add to

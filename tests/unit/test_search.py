@@ -218,6 +218,7 @@ def test_a_changed_grid_reruns_only_what_it_has_not_computed(write_suite, tmp_pa
     assert [(r.role, r.search["point"]) for r in trained] == [("trial", {"lr": 1e-9})]  # only the new point
     final = next(r for r in second.done if r.role == "final" and r.seed == 1)
     assert final.run_id != old_final.run_id and final.config["notes"]["reused_run"] == old_final.run_id
+    assert final.recorded_at is not None and final.written_at > old_final.written_at  # it supersedes the old one
     assert final.metrics == old_final.metrics and final.search["chosen"] == old_final.search["chosen"]
     assert len(final.search["trials"]) == 3
 
