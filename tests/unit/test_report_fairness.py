@@ -183,7 +183,7 @@ def test_the_suites_run_time_counts_each_computation_once_trials_included():
     assert suite_run_time([trial, reused, other]) == {("s", False): (2, 20.0)}
     (row,) = aggregate([trial, reused, other])
     assert (row.suite_runs, row.suite_run_s) == (2, 20.0)
-    assert "Run time: 0.3 min summed over the suite's 2 runs" in render([row])
+    assert "Run time: 0.3 min summed over the suite's 2 computations" in render([row])
 
 
 def test_the_latest_final_is_the_latest_written_not_the_latest_computed():
