@@ -28,6 +28,7 @@ SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 COST_KEYS = ("wall_s", "train_s", "eval_s", "feature_s", "samples_per_s", "peak_rss_mb", "peak_gpu_mem_mb",
              "peak_gpu_reserved_mb", "train_flops", "energy_j", "gpu_hours", "price")
 GAIN_BASELINES = ("scratch", "linear_probe")  # strategies every other one is compared with
+REUSED_PHASE = {"feature_s": "feature", "train_s": "fit"}  # cost column -> the cached work it includes
 PARETO_COST = "wall_s"  # the x axis of the Pareto front: measured for every run, on any hardware
 
 
@@ -132,9 +133,8 @@ def _cost_value(cost: dict, key: str) -> float | None:
         return value + extra / 3600
     if key == "price" and gpu_hours:  # the same rate per GPU-hour
         return value * (gpu_hours + extra / 3600) / gpu_hours
-    if key in ("feature_s", "train_s"):
-        return value + float(reused.get(key[:-2] if key == "feature_s" else "fit", 0.0))
-    return value
+    phase = REUSED_PHASE.get(key)
+    return value + float(reused.get(phase, 0.0)) if phase else value
 
 
 def is_collapsed(metrics: dict) -> bool:
@@ -273,7 +273,7 @@ def suite_run_time(records: Iterable[RecordSummary]) -> dict[tuple[str, bool], t
             continue
         seen[key].add(ident)
         n, s = out.get(key, (0, 0.0))
-        out[key] = (n + 1, s + (_num(r.cost.get("wall_s")) or 0.0))
+        out[key] = (n + 1, s + (_num(wall) or 0.0))
     return out
 
 
@@ -305,20 +305,14 @@ def aggregate(records: Iterable[RecordSummary]) -> list[Row]:
             superseded[seed_key[:4]] += 1
         newest[seed_key] = r
     prints: dict[tuple[str, bool, str], set[str | None]] = defaultdict(set)
-    by_label: dict[tuple[str, bool, str, str], set[str | None]] = defaultdict(set)
     for r in newest.values():
         if r.status == "ok":
             prints[(r.suite, r.smoke, r.pair)].add(r.data.get("fingerprint"))
-            by_label[(r.suite, r.smoke, r.pair, r.label)].add(r.data.get("fingerprint"))
     groups: dict[tuple[str, bool, str, str | None, str], list[RecordSummary]] = defaultdict(list)
     for r in newest.values():
         variant = None
         if len(prints[(r.suite, r.smoke, r.pair)]) > 1:
-            fp = r.data.get("fingerprint")
-            if fp is None and r.status != "ok":  # a failed seed joins its cell's data, when that is one
-                own = by_label[(r.suite, r.smoke, r.pair, r.label)]
-                fp = next(iter(own)) if len(own) == 1 else None
-            variant = fp or "unknown"
+            variant = fingerprint(r) or "unknown"
         groups[(r.suite, r.smoke, r.pair, variant, r.label)].append(r)
     by_pair: dict[tuple[str, bool, str, str], list[Row]] = defaultdict(list)
     for (suite, smoke, pair, variant, label), recs in groups.items():

@@ -58,14 +58,13 @@ def cached_features(backbone, data: TargetData, key_parts: dict[str, Any], cache
                     device: torch.device, batch_size: int, show_progress: bool = False
                     ) -> tuple[TargetData, float | None]:
     """Feature splits for ``data`` (from the cache when a verified file exists). Returns the data
-    and, on a cache hit, the seconds the extraction took when it ran (None: computed now; 0.0: a hit
-    on an entry that did not say)."""
+    and, on a cache hit, the seconds the extraction took when it ran (None: computed now). Entries
+    of the old layout (splits alone) sit under FEATURE_VERSION 1 keys and are never read."""
     path = cache.entry(cache_dir, "features", feature_key(key_parts))
     stored = cache.load(path)
     if stored is not None:
-        tensors = stored.get("splits", stored)  # entries before the extraction time was kept: the splits alone
-        splits = {k: TensorSplit(t, data.splits[k].sequences) for k, t in tensors.items()}
-        return replace(data, splits=splits), float(stored.get("seconds", 0.0)) if "splits" in stored else 0.0
+        splits = {k: TensorSplit(t, data.splits[k].sequences) for k, t in stored["splits"].items()}
+        return replace(data, splits=splits), float(stored["seconds"])
     t0 = time.perf_counter()
     splits = {k: extract(backbone, s, device, batch_size, show_progress, desc=f"features:{k}")
               for k, s in data.splits.items()}
