@@ -9,7 +9,8 @@ seed; a teacher that is not a cell of the suite (a source-spec teacher) is an **
 Only finals enter the leaderboard.
 
 Identity: a run_id hashes what the run computes (model, data, strategy, training settings, seed,
-the runs it reads), never where it runs. A final of a search hashes its search space in place of
+the runs it reads), never where it runs: the placement keys (device, DataLoader workers, the
+timeout, what to do on OOM) and the executor are left out. A final of a search hashes its search space in place of
 the searched values: its identity is "the best of this grid at this seed", known before the
 trials are run. ``compute_key`` hashes the concrete computation, so a final whose chosen point
 at a selection seed *is* a trial reuses that trial's record instead of training again.
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import __version__
-from harness.config.schema import TRAIN_KEYS, PairSpec, StrategySpec, SuiteSpec, TrainConfig
+from harness.config.schema import PLACEMENT_KEYS, TRAIN_KEYS, PairSpec, StrategySpec, SuiteSpec, TrainConfig
 
 SMOKE_STEPS = 3
 SMOKE_EVAL_SAMPLES = 64
@@ -141,6 +142,7 @@ class RunSpec:
         """What the record stores: the computation, and for a search's runs the search (space,
         and the point tried or chosen)."""
         cfg = self.base_config()
+        cfg["placement"] = {k: self.train[k] for k in PLACEMENT_KEYS if k in self.train}
         if self.search is not None:
             cfg["search"] = {**self.search.describe(), "role": self.role, "point": self.point,
                              "trial_index": self.trial_index}
@@ -173,7 +175,7 @@ def resolved_config(pair, source, target, strategy, params, train, seed, smoke) 
         "source": source,
         "target": target,
         "strategy": {"name": strategy, "params": params},
-        "train": train,
+        "train": {k: v for k, v in train.items() if k not in PLACEMENT_KEYS},
         "seed": seed,
         "smoke": smoke,
     }

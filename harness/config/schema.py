@@ -58,6 +58,10 @@ class TrainConfig(Params):
 
 
 TRAIN_KEYS = frozenset(TrainConfig.model_fields)
+# Where and under which guards a run executes, not what it computes: left out of its run_id and
+# compute_key, so moving a suite to another device or executor reuses every ok record (the record
+# still says where it ran, under ``config.placement`` and ``env``).
+PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom")
 
 
 SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds"})

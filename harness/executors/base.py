@@ -19,6 +19,7 @@ from typing import Protocol
 
 from tqdm.auto import tqdm
 
+from harness.config.schema import PLACEMENT_KEYS
 from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions
@@ -164,9 +165,13 @@ class Graph:
 
 
 def computed_key(record: RunRecord) -> str:
-    """What a record's run computed: its config without the annotations (notes, search), hashed
-    as :attr:`RunSpec.compute_key` hashes a spec."""
-    return config_hash({k: v for k, v in record.config.items() if k not in ("notes", "search")})
+    """What a record's run computed: its config without the annotations (notes, search, placement),
+    hashed as :attr:`RunSpec.compute_key` hashes a spec. A record written before placement was
+    split off (device etc. among its train settings) gets the key it would get today."""
+    cfg = {k: v for k, v in record.config.items() if k not in ("notes", "search", "placement")}
+    if isinstance(cfg.get("train"), dict):
+        cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in PLACEMENT_KEYS}
+    return config_hash(cfg)
 
 
 def latest_records(directory: Path) -> dict[str, RunRecord]:

@@ -52,3 +52,35 @@ def test_config_holds_version_and_full_params(write_suite):
     assert cfg["harness_version"]
     assert cfg["train"]["optimizer"] == "adamw"  # defaults are written out, not implied
     assert cfg["source"] == {"model": "test/tiny_cnn"}
+
+
+def test_placement_is_not_identity(write_suite):
+    """device, DataLoader workers, timeout and on_oom say where and how a run executes: changing
+    them keeps every run_id and compute_key (a suite moved to another GPU reuses its records);
+    the record still says where it ran."""
+    a = expand(load_suite(write_suite(TINY_SUITE, "a.yaml")))
+    moved = TINY_SUITE.replace("defaults: {epochs: 1, batch_size: 16, lr: 1e-2}",
+                               "defaults: {epochs: 1, batch_size: 16, lr: 1e-2, device: cpu, num_workers: 2, "
+                               "timeout_s: 600, on_oom: shrink}")
+    b = expand(load_suite(write_suite(moved, "b.yaml")))
+    assert [r.run_id for r in b] == [r.run_id for r in a]
+    assert [r.compute_key for r in b] == [r.compute_key for r in a]
+    cfg = b[0].config()
+    assert cfg["placement"] == {"device": "cpu", "num_workers": 2, "timeout_s": 600, "on_oom": "shrink"}
+    assert "device" not in cfg["train"] and "timeout_s" not in cfg["train"]
+
+
+def test_a_record_written_with_placement_among_its_train_settings_keeps_its_computation(write_suite):
+    """Records written before placement was split off carry device etc. in config.train: they
+    still match the run that computes the same thing."""
+    from harness.executors.base import computed_key
+    from harness.records import RunRecord
+
+    run = expand(load_suite(write_suite(TINY_SUITE)))[0]
+    old = run.config()
+    old["train"] = {**old["train"], **old.pop("placement")}
+    record = RunRecord(run_id="old", suite="s", pair=run.pair, strategy=run.strategy, label=run.label, seed=run.seed,
+                       status="ok", config={**old, "notes": {}}, started_at="t", finished_at="t")
+    assert computed_key(record) == run.compute_key
+    changed = dict(old, train={**old["train"], "lr": 0.5})
+    assert computed_key(record.model_copy(update={"config": changed})) != run.compute_key
