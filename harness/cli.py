@@ -110,21 +110,24 @@ def cmd_run(args) -> int:
     from harness.executors.local import run_plan, select
     from harness.plan import expand
     from harness.records import suite_dir
+    from harness.run import alloc
     from harness.run.execute import ExecOptions
 
     suite = _load(args.file)
     for w in suite.warnings:
         print(f"warning: {w}", file=sys.stderr)
     quiet_libraries()
+    alloc.own_process()  # the CLI is the harness's own process: its speed settings may apply here
     if args.data_dir:  # where targets find (or download) datasets; recorded with the run's env
         os.environ["HARNESS_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
     runs = select(expand(suite, smoke=args.smoke), args.only)
     if not runs:
         raise HarnessError(f"--only {args.only!r} matches no run; see `harness plan {args.file}`")
     directory = suite_dir(args.results, suite.suite, args.smoke)
-    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache")
+    # absolute: workers of another executor (a Ray task on another node) may not share this cwd
+    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache").expanduser().resolve()
     show = not args.no_progress and sys.stderr.isatty()
-    options = ExecOptions(cache_dir=cache, show_progress=show, results_dir=Path(args.results))
+    options = ExecOptions(cache_dir=cache, show_progress=show, results_dir=Path(args.results).expanduser().resolve())
 
     def line(rec):
         m = rec.metrics.get(rec.primary_metric) if rec.primary_metric else None
@@ -136,7 +139,13 @@ def cmd_run(args) -> int:
         from harness.executors.pool import PoolExecutor
 
         devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
-        executor = PoolExecutor(options, workers=args.workers, devices=devices, threads=args.threads)
+        executor = PoolExecutor(options, workers=args.workers, devices=devices, threads=args.threads,
+                                retries=args.retries)
+    elif args.executor == "ray":
+        from harness.executors.ray_executor import RayExecutor
+
+        executor = RayExecutor(options, address=args.address, cpus_per_run=args.cpus_per_run, retries=args.retries,
+                               owned=True)
     outcome = run_plan(runs, directory, options, executor=executor, retry_failed=args.retry_failed, wait=args.wait,
                        on_record=line)
     bad = [r for r in outcome.done if r.status != "ok"]
@@ -230,11 +239,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
                    "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     r.add_argument("--wait", action="store_true", help="queue behind another run using the same results dir")
-    r.add_argument("--executor", choices=["local", "pool"], default="local",
-                   help="local: one run at a time in this process (default); pool: --workers processes")
+    r.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
+                   help="local: one run at a time in this process (default); pool: --workers processes on this "
+                   "machine; ray: one Ray task per run (pip install 'harness[ray]'; docs/scaling.md)")
     r.add_argument("--workers", type=_positive_int, default=2, help="pool: worker processes (default 2)")
     r.add_argument("--devices", help="pool: devices the workers are pinned to, in turn (cpu, or cuda:0,cuda:1,…)")
     r.add_argument("--threads", type=_positive_int, help="pool: CPU threads per worker (default: CPUs / workers)")
+    r.add_argument("--address", help="ray: the cluster to join (auto, ray://host:10001; default: $RAY_ADDRESS, "
+                   "else a new local instance)")
+    r.add_argument("--cpus-per-run", type=_positive_int, default=1,
+                   help="ray: CPU slots (and torch threads) of a run that uses no GPU (default 1)")
+    r.add_argument("--retries", type=int, default=1, choices=range(0, 11), metavar="N",
+                   help="pool, ray: times a run lost with its worker (killed, out of memory, node lost) is "
+                   "started again before it is recorded as failed (default 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)
 
@@ -278,5 +295,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: runs in flight were cancelled and have no record (nothing is half-written); "
+              "rerun the same command to resume", file=sys.stderr)
         return 130

@@ -23,8 +23,6 @@ from pydantic import BaseModel, ValidationError
 from harness.config.errors import HarnessError, LockedError
 
 SCHEMA_VERSION = 2  # 2: role, search, budget, data (fingerprint, evaluation domain)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temp files: ".<name>.<random>.tmp", never read as records
 
@@ -98,11 +96,26 @@ def record_path(directory: Path, run_id: str) -> Path:
     return directory / f"{run_id}.json"
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it where the OS allows (``os.umask`` can only
+    read it by changing it, for every thread of the process, for a moment)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any file written with open()
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any file written with open()
     pause = float(os.environ.get("HARNESS_TEST_WRITE_PAUSE_S") or 0)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -52,6 +52,9 @@ class TrainConfig(Params):
     norm_stats: Literal["frozen", "adapt"] = Field(
         "frozen", description="BatchNorm running statistics of modules whose weights do not train: frozen (the "
         "source's, as in inference) or adapt (re-estimated on the target while training: AdaBN)")
+    gpu_share: float = Field(
+        1.0, gt=0, le=1, description="the fraction of one GPU a run needs on a Ray cluster: runs of 0.25 share a "
+        "GPU four at a time (placement: not part of the run_id)")
     frozen_dropout: bool = Field(
         False, description="keep dropout active inside modules none of whose weights train (off: a frozen module "
         "computes exactly what it computed before training, as the probe's cached features)")
@@ -61,7 +64,7 @@ TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 # Where and under which guards a run executes, not what it computes: left out of its run_id and
 # compute_key, so moving a suite to another device or executor reuses every ok record (the record
 # still says where it ran, under ``config.placement`` and ``env``).
-PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom")
+PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom", "gpu_share")
 
 
 SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds"})

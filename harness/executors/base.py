@@ -34,6 +34,17 @@ class Job:
     inputs: dict[str, RunSpec] = field(default_factory=dict)
 
 
+Runner = Callable[[Job, ExecOptions], RunRecord]
+
+
+def execute_job(job: Job, options: ExecOptions) -> RunRecord:
+    """What every executor does with a job unless told otherwise (a benchmark's timed stand-in, a
+    test's planted failure): train and evaluate it."""
+    from harness.run.execute import execute
+
+    return execute(job.spec, options, job.inputs)
+
+
 class Executor(Protocol):
     """Turns jobs into records. ``slots``: how many jobs it takes before one must finish."""
 
@@ -45,7 +56,10 @@ class Executor(Protocol):
         """Block until a submitted job finishes; its record."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the workers; a job still in flight (Ctrl-C, an error in the driver) is
+        cancelled at once and gets no record."""
+        ...
 
 
 @dataclass
@@ -257,9 +271,9 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
                             if isinstance(work, RunRecord):
                                 emit(work)
                             else:
-                                bar.set_postfix_str(spec.run_id)
                                 executor.submit(work)
                                 running += 1
+                                bar.set_postfix_str(f"{running} in flight, last started {spec.run_id}")
                             progressed = True
                             break
                 if running:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from harness.executors.base import Job, Outcome, run_plan, select
+from harness.executors.base import Job, Outcome, Runner, execute_job, run_plan, select
 from harness.records import RunRecord
-from harness.run.execute import ExecOptions, execute
+from harness.run.execute import ExecOptions
 
 __all__ = ["LocalExecutor", "Outcome", "run_plan", "select"]
 
@@ -16,8 +16,8 @@ class LocalExecutor:
 
     slots = 1
 
-    def __init__(self, options: ExecOptions):
-        self.options = options
+    def __init__(self, options: ExecOptions, run: Runner = execute_job):
+        self.options, self.run = options, run
         self.queue: deque[Job] = deque()
 
     def submit(self, job: Job) -> None:
@@ -25,7 +25,7 @@ class LocalExecutor:
 
     def next_finished(self) -> RunRecord:
         job = self.queue.popleft()
-        return execute(job.spec, self.options, job.inputs)
+        return self.run(job, self.options)
 
     def close(self) -> None:
         self.queue.clear()

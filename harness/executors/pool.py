@@ -15,13 +15,26 @@ import os
 import time
 from collections import deque
 
-from harness.executors.base import Job, failed_record
+from harness.executors.base import Job, Runner, execute_job, failed_record
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
 
 
-def _worker(device: str, threads: int, options: ExecOptions, conn) -> None:
+def _worker(device: str, threads: int, options: ExecOptions, run: Runner, conn) -> None:
     """A worker's life: pin the device and the threads, then run the jobs it is sent until None."""
+    import signal
+
+    # Ctrl-C reaches the whole process group: the driver handles it (and terminates busy workers),
+    # a worker would only print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    import threading
+
+    from tqdm.auto import tqdm
+
+    # tqdm's default lock is a multiprocessing semaphore: a worker terminated mid-run (Ctrl-C)
+    # could not release it, and Python would warn of a leaked semaphore at exit
+    tqdm.set_lock(threading.RLock())
     # the device is pinned by what the process can see: `device: auto` then means this one
     os.environ["CUDA_VISIBLE_DEVICES"] = (device.split(":", 1)[1] if ":" in device else "0") \
         if device.startswith("cuda") else ""
@@ -31,9 +44,10 @@ def _worker(device: str, threads: int, options: ExecOptions, conn) -> None:
 
     torch.set_num_threads(threads)
     from harness.cli import quiet_libraries
-    from harness.run.execute import execute
+    from harness.run import alloc
 
     quiet_libraries()
+    alloc.own_process()
     while True:
         try:
             job = conn.recv()
@@ -41,13 +55,26 @@ def _worker(device: str, threads: int, options: ExecOptions, conn) -> None:
             return
         if job is None:
             return
-        conn.send(execute(job.spec, options, job.inputs))
+        conn.send(run(job, options))
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the driver dies (SIGKILL, a lost session), so no
+    orphan goes on training for a driver that will never read its record."""
+    import ctypes
+    import ctypes.util
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 class _Worker:
-    def __init__(self, ctx, device: str, threads: int, options: ExecOptions, name: str):
+    def __init__(self, ctx, device: str, threads: int, options: ExecOptions, run: Runner, name: str):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(device, threads, options, child), daemon=True, name=name)
+        self.proc = ctx.Process(target=_worker, args=(device, threads, options, run, child), daemon=True, name=name)
         self.proc.start()
         child.close()  # the parent keeps only its end: a dead child then reads as EOF
         self.job: Job | None = None
@@ -58,11 +85,11 @@ class PoolExecutor:
     ``threads`` CPU threads (default: the usable CPUs shared out)."""
 
     def __init__(self, options: ExecOptions, workers: int, devices: list[str] | None = None,
-                 threads: int | None = None, retries: int = 1):
+                 threads: int | None = None, retries: int = 1, run: Runner = execute_job):
         import multiprocessing
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.options, self.slots, self.retries = options, workers, retries
+        self.options, self.slots, self.retries, self.run = options, workers, retries, run
         self.devices = devices or ["cpu"]
         self.threads = threads or max(1, cpus // workers)
         self.ctx = multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools
@@ -75,7 +102,7 @@ class PoolExecutor:
 
     def _spawn(self) -> _Worker:
         device = self.devices[self.spawned % len(self.devices)]
-        w = _Worker(self.ctx, device, self.threads, self.options, f"harness-worker-{self.spawned}")
+        w = _Worker(self.ctx, device, self.threads, self.options, self.run, f"harness-worker-{self.spawned}")
         self.spawned += 1
         self.workers.append(w)
         return w
@@ -158,15 +185,20 @@ class PoolExecutor:
         return failed_record(job.spec, f"{cause}, {self.tries[run_id]} time(s); not retried again", "WorkerLost")
 
     def close(self) -> None:
+        """Idle workers are told to stop; a worker still running a job (Ctrl-C, an error in the
+        driver) is terminated at once: its run gets no record, a rerun starts it again."""
         for w in self.workers:
-            if w.proc.is_alive():
+            if w.job is not None and w.proc.is_alive():
+                w.proc.terminate()
+            elif w.proc.is_alive():
                 with contextlib.suppress(BrokenPipeError, OSError):
                     w.conn.send(None)
         deadline = time.monotonic() + 10
         for w in self.workers:
             w.proc.join(max(0.0, deadline - time.monotonic()))
-            if w.proc.is_alive():  # a run still going (Ctrl-C): stop it
-                w.proc.terminate()
+            if w.proc.is_alive():
+                w.proc.kill()
                 w.proc.join(5)
             w.conn.close()
         self.workers.clear()
+        self.waiting.clear()

@@ -11,8 +11,10 @@ large blocks apart nor trims the heap, so a step reuses the last one's pages.
 The setting is for the rest of the process: glibc cannot be put back as it was (any ``mallopt``
 call also switches off its dynamic mmap threshold for good), so it is made once, by the first CPU
 run, and never "restored"; :func:`trim` hands the free heap back to the OS after each run.
-Nothing is changed off glibc/Linux, with ``HARNESS_RETAIN_FREED_MEMORY=0``, or when the user
-chose the allocator's behaviour (``MALLOC_*``/``GLIBC_TUNABLES`` variables, a preloaded
+The setting belongs to processes the harness owns — its CLI and its pool and Ray workers, which
+call :func:`own_process` — never to a user's process that merely imports ``harness`` and calls
+``execute``: there nothing is changed. Nothing is changed either off glibc/Linux, with
+``HARNESS_RETAIN_FREED_MEMORY=0``, or when the user chose the allocator's behaviour (``MALLOC_*``/``GLIBC_TUNABLES`` variables, a preloaded
 jemalloc/tcmalloc/mimalloc). CUDA tensors come from PyTorch's caching allocator and are unaffected.
 """
 
@@ -34,7 +36,15 @@ USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRE
 OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 _state: str | None = None  # what the process got: "retained" | "default" | "environment"
+_owned = False  # whether the harness owns this process (its CLI, a worker): see own_process()
 _lock = threading.Lock()
+
+
+def own_process() -> None:
+    """Say that this process is the harness's own (the CLI, a pool or Ray worker): process-wide
+    settings made for speed may then be made in it."""
+    global _owned
+    _owned = True
 
 
 @functools.cache
@@ -63,12 +73,13 @@ def user_chose_allocator() -> bool:
 def keep_freed_memory(device_type: str = "cpu") -> str:
     """Make glibc keep freed memory for this process (once; CPU runs only). Returns what the
     process's allocator does: ``retained``, ``default`` (not applied: off, not glibc, or not a CPU
-    run and never applied before) or ``environment`` (the user's own settings, left alone)."""
+    run and never applied before; or a process the harness does not own) or ``environment`` (the
+    user's own settings, left alone)."""
     global _state
     with _lock:
         if _state is not None:
             return _state
-        if device_type != "cpu":
+        if device_type != "cpu" or not _owned:
             return "default"
         libc = _glibc() if enabled() else None
         if libc is None:

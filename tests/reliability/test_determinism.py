@@ -113,15 +113,15 @@ def test_run_sets_cublas_config_before_the_first_run(tmp_path, monkeypatch, caps
     run of the plan is deterministic — even if a non-deterministic run comes first."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = []
-    import harness.executors.local as local
+    import harness.run.execute as ex
 
-    real = local.execute
+    real = ex.execute
 
     def spy(spec, options, inputs=None):
         seen.append((spec.label, os.environ.get("CUBLAS_WORKSPACE_CONFIG")))
         return real(spec, options, inputs)
 
-    monkeypatch.setattr(local, "execute", spy)
+    monkeypatch.setattr(ex, "execute", spy)  # what every executor's execute_job calls
     suite = tmp_path / "det.yaml"
     plan(suite)
     assert cli.main(["run", str(suite), "--results", str(tmp_path / "r"), "--only", "cnn/[sf]*", "--no-progress"]) == 0

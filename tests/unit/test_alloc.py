@@ -29,6 +29,8 @@ def rounds(n):
         out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     return out
 default = rounds(6)
+assert alloc.keep_freed_memory("cpu") == "default"  # a process that merely imports harness: untouched
+alloc.own_process()
 state = alloc.keep_freed_memory("cpu")
 print(json.dumps({"default": default, "state": state, "kept": rounds(20)[-6:]}))
 """
@@ -76,6 +78,7 @@ def fake(monkeypatch):
     libc = FakeLibc()
     monkeypatch.setattr(alloc, "_glibc", lambda: libc)
     monkeypatch.setattr(alloc, "_state", None)
+    monkeypatch.setattr(alloc, "_owned", True)
     for k in (*alloc.USER_SETTINGS, alloc.ENV, "LD_PRELOAD"):
         monkeypatch.delenv(k, raising=False)
     return libc
@@ -100,6 +103,9 @@ def test_the_users_choice_wins(fake, monkeypatch, env):
 
 def test_off_switch_other_devices_and_other_platforms_change_nothing(fake, monkeypatch):
     assert alloc.keep_freed_memory("cuda") == "default"
+    monkeypatch.setattr(alloc, "_owned", False)  # a user's process that imports harness
+    assert alloc.keep_freed_memory("cpu") == "default" and not fake.calls
+    monkeypatch.setattr(alloc, "_owned", True)
     monkeypatch.setenv(alloc.ENV, "off")
     assert alloc.keep_freed_memory("cpu") == "default"
     assert fake.calls == []

@@ -60,3 +60,13 @@ def test_run_then_rerun_skips_and_report(write_suite, tmp_path, capsys):
     assert main(["report", "--results", str(results), "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert "### cnn-images" in out.read_text()
+
+
+def test_executor_ray_without_ray_says_how_to_install_it(write_suite, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: `import ray` raises ImportError
+    code = main(["run", str(write_suite(TINY_SUITE)), "--executor", "ray", "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and "pip install 'harness[ray]'" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing written

@@ -66,7 +66,8 @@ def test_placement_is_not_identity(write_suite):
     assert [r.run_id for r in b] == [r.run_id for r in a]
     assert [r.compute_key for r in b] == [r.compute_key for r in a]
     cfg = b[0].config()
-    assert cfg["placement"] == {"device": "cpu", "num_workers": 2, "timeout_s": 600, "on_oom": "shrink"}
+    assert cfg["placement"] == {"device": "cpu", "num_workers": 2, "timeout_s": 600, "on_oom": "shrink",
+                                "gpu_share": 1.0}
     assert "device" not in cfg["train"] and "timeout_s" not in cfg["train"]
 
 

@@ -123,3 +123,16 @@ def test_scan_leaves_the_collector_as_it_found_it(tmp_path):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_umask_set_after_import_is_followed(tmp_path):
+    """The umask is read when a record is written, not fixed at import (nor set by importing)."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        path = write_record(tmp_path, record())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -1,0 +1,109 @@
+"""Ctrl-C during ``harness run``, on every executor: the runs in flight are cancelled, nothing is
+half-written, no traceback, exit code 130; the same command then resumes, and every run is
+recorded once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.config.load import load_suite
+from harness.plan import expand
+from tests.integration.test_pool import SUITE as POOL_SUITE
+
+from .support import ROOT
+
+# the pool tests' suite (a searched teacher, its students), each run long enough to be caught mid-way
+SUITE = POOL_SUITE.replace("suite: pooled", "suite: interrupted").replace("epochs: 2,", "epochs: 80,")
+EXECUTORS = ["local", "pool", pytest.param("ray", marks=pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="needs `pip install 'harness[ray]'`"))]
+
+
+def harness_run(suite, results, executor, **kw):
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--results", str(results),
+                             "--executor", executor, "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+                            **kw)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_resumes(tmp_path, executor):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    directory = results / "interrupted"
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches the driver and its workers
+    proc = harness_run(suite, results, executor, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(directory.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # the first record: the driver is mid-plan, its next runs in flight
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err, err
+    leftover = [p.name for p in directory.iterdir() if not p.name.endswith(".json") and p.name != ".lock"]
+    assert leftover == []  # no temp file, no half-written record
+    before = {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
+    assert before and all(r["status"] == "ok" for r in before.values())
+    plan = expand(load_suite(suite))
+    assert len(before) < len(plan)  # it was interrupted mid-plan
+
+    rerun = harness_run(suite, results, executor)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    assert f"{len(before)} already done (skipped)" in out
+    after = {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
+    assert sorted(r["run_id"] for r in after.values()) == sorted(r.run_id for r in plan)  # each once
+    assert all(after[name] == rec for name, rec in before.items())  # nothing finished was redone
+
+
+def children(pid: int) -> set[int]:
+    out = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out |= {int(c) for c in f.read().split()}
+    return out
+
+
+def state(pid: int) -> str:
+    """A process's state letter (Z: a zombie, dead but not yet reaped); "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_driver_takes_its_pool_workers_with_it_and_a_rerun_resumes(tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    directory = results / "interrupted"
+    proc = harness_run(suite, results, "pool")
+    deadline = time.monotonic() + 240
+    while not list(directory.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    workers = children(proc.pid)
+    assert proc.poll() is None and workers
+    proc.kill()  # the driver alone, as the OOM killer or a lost session would
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [w for w in workers if os.path.exists(f"/proc/{w}") and state(w) != "Z"]
+    assert alive == []  # no orphan goes on training
+    rerun = harness_run(suite, results, "pool")
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    after = [json.loads(p.read_text())["run_id"] for p in directory.glob("*.json")]
+    assert sorted(after) == sorted(r.run_id for r in expand(load_suite(suite)))
