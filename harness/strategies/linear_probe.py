@@ -172,6 +172,7 @@ class LinearProbe(Strategy):
         ctx.notes["feature_cache_hit"] = reused is not None
         if reused is not None:
             ctx.reused_s["feature"] = reused
+        feats, key = self.transform(model, data, feats, key, ctx)
         if self.params.solver == "lbfgs":
             with ctx.phase("train"):
                 fit_hit = self.fit_head(model.head, feats, key, ctx)
@@ -180,6 +181,11 @@ class LinearProbe(Strategy):
             ctx.notes["lbfgs"] = {"chosen_C": c, "scores": scores, "refit_on_train_val": self.params.refit,
                                   "at_grid_edge": len(grid) > 2 and c in (grid[0], grid[-1]), "fit_cache_hit": fit_hit}
         return HeadModel(model.head), feats
+
+    def transform(self, model, data, feats, key: dict, ctx):
+        """The cached features as the head sees them, and the key of what they are (a subclass
+        maps them: subspace alignment); by default unchanged."""
+        return feats, key
 
     def fit_head(self, head, feats, feature_key: dict, ctx) -> bool:
         """The L-BFGS head: it depends on the features and the solver's params only (it starts from

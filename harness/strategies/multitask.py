@@ -26,7 +26,7 @@ from torch import nn
 from harness.config.schema import Params
 from harness.registry import STRATEGIES, TARGETS, TASKS
 from harness.strategies.base import Strategy, decay_groups
-from harness.strategies.dann import cycle
+from harness.strategies.domain import cycle
 from harness.targets.base import load_target
 
 SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed")

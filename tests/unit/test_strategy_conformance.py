@@ -31,6 +31,11 @@ PAIRS = {
 SUITE_CONTEXT: dict[str, dict | Callable[[str], dict]] = {
     "distill": {"params": {"teacher": "full_finetune"}, "with": [{"full_finetune": {}}]},
     "dann": {"target": {"unlabeled": "shifted"}},
+    "coral": {"target": {"unlabeled": "shifted"}},
+    "mmd": {"target": {"unlabeled": "shifted"}},
+    "importance_weighting": {"target": {"unlabeled": "shifted"}},
+    # val and test are projected onto the unlabeled domain's subspace: evaluated there
+    "subspace_alignment": {"target": {"unlabeled": "shifted", "eval_domain": "shifted"}},
     # a context that depends on the modality is a function of it: one auxiliary task on the
     # modality's own tiny target (same split, so no test example leaks into its training set)
     "multitask": lambda modality: {"params": {"tasks": [{"target": PAIRS[modality]["target"], "weight": 0.5}]}},

@@ -1,0 +1,220 @@
+"""The domain-adaptation family: each loss against an independent computation and on inputs whose
+answer is known, and every strategy end to end on images and text (tiny models, CPU, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.run.execute import ExecOptions, build, execute
+from harness.run.loop import task_loss
+from harness.strategies.contrastive import contrastive_loss
+from harness.strategies.coral import coral_loss
+from harness.strategies.importance_weighting import DensityRatio, weighted_extra
+from harness.strategies.mmd import mmd2
+from harness.strategies.subspace_alignment import Alignment
+from tests.unit.test_strategies_transfer import CPU, PAIRS, config_errors, one, plan
+
+DA = ["coral", "mmd", "importance_weighting", "subspace_alignment"]
+
+
+def gaussian(n, d, shift=0.0, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=torch.float64) * scale + shift
+
+
+# ------------------------------------------------------------------------------------ coral
+
+
+def test_coral_equals_the_formula_written_in_numpy():
+    s, t = gaussian(40, 6, seed=1), gaussian(30, 6, shift=0.5, scale=2.0, seed=2)
+    cs, ct = np.cov(s.numpy(), rowvar=False), np.cov(t.numpy(), rowvar=False)
+    expected = ((cs - ct) ** 2).sum() / (4 * 6 * 6)
+    assert float(coral_loss(s, t)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_coral_is_zero_for_identical_batches_and_for_a_shifted_mean():
+    s = gaussian(32, 5)
+    assert float(coral_loss(s, s.clone())) == pytest.approx(0.0, abs=1e-15)
+    assert float(coral_loss(s, s + 3.0)) == pytest.approx(0.0, abs=1e-12)  # covariances only: a mean shift is invisible
+    assert float(coral_loss(s, s * 2)) > 0.1
+
+
+# -------------------------------------------------------------------------------------- mmd
+
+
+def direct_mmd2(x: np.ndarray, y: np.ndarray, multipliers) -> float:
+    """Gretton et al.'s unbiased estimator, one kernel evaluation at a time."""
+    joint = np.concatenate([x, y])
+    d2 = [((a - b) ** 2).sum() for i, a in enumerate(joint) for j, b in enumerate(joint) if i != j]
+    sigma2 = float(np.median(d2))
+
+    def k(a, b):
+        return sum(np.exp(-((a - b) ** 2).sum() / (c * sigma2)) for c in multipliers)
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_mmd_equals_the_unbiased_estimator_computed_directly():
+    x, y = gaussian(12, 4, seed=3), gaussian(9, 4, shift=0.7, seed=4)
+    got = float(mmd2(x, y, (0.5, 1.0, 2.0)))
+    assert got == pytest.approx(direct_mmd2(x.numpy(), y.numpy(), (0.5, 1.0, 2.0)), rel=1e-9)
+
+
+def test_mmd_is_near_zero_within_one_distribution_and_grows_with_the_shift():
+    base = gaussian(200, 8, seed=5)
+    same = float(mmd2(base, gaussian(200, 8, seed=6)))
+    shifts = [float(mmd2(base, gaussian(200, 8, shift=s, seed=6))) for s in (0.25, 0.5, 1.0, 2.0)]
+    assert abs(same) < 0.01
+    assert all(a < b for a, b in zip([same, *shifts], shifts, strict=False)), (same, shifts)
+    assert shifts[-1] > 0.5
+
+
+# ------------------------------------------------------------------------ importance weights
+
+
+def test_importance_weights_approach_the_true_density_ratio_on_a_gaussian_shift():
+    """Source N(0, 1), target N(1, 1) in one dimension: p_t/p_s = exp(x − ½), linear in x on the
+    log scale, so the logistic domain classifier can represent it exactly."""
+    torch.manual_seed(0)
+    ratio = DensityRatio(dim=1, hidden=0, lr=0.02).double()
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(1500):
+        s = torch.randn(512, 1, generator=gen, dtype=torch.float64)
+        t = torch.randn(512, 1, generator=gen, dtype=torch.float64) + 1.0
+        ratio.update(s, t)
+    x = torch.linspace(-1.5, 1.5, 61, dtype=torch.float64).unsqueeze(1)
+    got = ratio.weights(x, n_target=61, clip=1e6).double()
+    true = torch.exp(x.squeeze(1) - 0.5)
+    true = true / true.mean()
+    # on the log scale (a ratio's natural one): within 0.1 everywhere, slope 1 within 5 %
+    assert float((got.log() - true.log()).abs().max()) < 0.1, (got[::10], true[::10])
+    slope = float((got.log()[-1] - got.log()[0]) / 3.0)
+    assert slope == pytest.approx(1.0, abs=0.05)
+    clipped = ratio.weights(x, n_target=61, clip=1.5)  # clipping, then normalising to mean 1
+    assert float(clipped.mean()) == pytest.approx(1.0) and float(clipped.max() / clipped.min()) <= 1.5 / float(
+        torch.exp(x.min() - 0.5)) + 1e-6
+
+
+def test_weighted_extra_turns_the_mean_loss_into_the_weighted_one():
+    logits = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 3, 1, 0])
+    w = torch.tensor([0.5, 1.5, 1.0, 2.0, 0.5, 0.5])
+    per = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    total = task_loss(logits, labels) + weighted_extra(logits, labels, w)
+    assert float(total) == pytest.approx(float((w * per).sum() / 6), rel=1e-6)
+    tokens = torch.randn(2, 3, 4)  # token task: each word takes its sentence's weight; -100 ignored
+    tlabels = torch.tensor([[0, -100, 2], [1, 1, -100]])
+    tw = torch.tensor([2.0, 0.5])
+    per = torch.nn.functional.cross_entropy(tokens.flatten(0, 1), tlabels.flatten(), ignore_index=-100, reduction="none")
+    expected = (per * torch.tensor([2.0, 2, 2, 0.5, 0.5, 0.5]))[tlabels.flatten() != -100].sum() / 4
+    assert float(task_loss(tokens, tlabels) + weighted_extra(tokens, tlabels, tw)) == pytest.approx(float(expected), rel=1e-6)
+
+
+# ---------------------------------------------------------------------- subspace alignment
+
+
+def reference_sa(s: np.ndarray, t: np.ndarray, k: int):
+    """Fernando et al. written out: standardise, PCA by eigen-decomposition, M = X_Sᵀ X_T."""
+    def basis(x):
+        z = (x - x.mean(0)) / x.std(0, ddof=1)
+        vals, vecs = np.linalg.eigh(np.cov(z, rowvar=False))
+        return z, vecs[:, np.argsort(vals)[::-1][:k]]
+
+    zs, xs = basis(s)
+    zt, xt = basis(t)
+    return zs @ xs @ (xs.T @ xt), zt @ xt
+
+
+def test_subspace_alignment_equals_the_paper_computed_independently():
+    s = gaussian(80, 6, seed=7) @ torch.randn(6, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    t = gaussian(70, 6, seed=9) @ torch.randn(6, 6, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    align = Alignment(s, t, k=3)
+    ref_s, ref_t = reference_sa(s.numpy(), t.numpy(), 3)
+    got_s, got_t = align.source(s).double().numpy(), align.target(t).double().numpy()
+    signs = np.sign((got_t * ref_t).sum(0))  # each PCA direction is defined up to its sign
+    np.testing.assert_allclose(got_s * signs, ref_s, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_t * signs, ref_t, rtol=1e-4, atol=1e-4)
+
+
+def test_subspace_alignment_of_one_domain_with_itself_is_the_identity_map():
+    s = gaussian(50, 5, seed=11) * torch.tensor([3.0, 2.0, 1.0, 0.5, 0.2], dtype=torch.float64)
+    align = Alignment(s, s.clone(), k=3)
+    assert align.divergence() == pytest.approx(0.0, abs=1e-9)
+    torch.testing.assert_close(align.source(s), align.target(s))
+
+
+# ------------------------------------------------------------------------------ contrastive
+
+
+def test_contrastive_loss_equals_the_documents_formula():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    ya, yb = torch.tensor([0, 1, 0]), torch.tensor([0, 1])
+    an = a / a.norm(dim=1, keepdim=True)
+    d = torch.cdist(an, b)
+    similar = [d[0, 0], d[1, 1], d[2, 0]]
+    dissimilar = [d[0, 1], d[1, 0], d[2, 1]]
+    m = 1.0
+    expected = sum(similar) / 3 + sum(max(0.0, m - float(x)) for x in dissimilar) / 3
+    assert float(contrastive_loss(a, ya, b, yb, m)) == pytest.approx(float(expected), abs=1e-5)
+    # pairs of one class at one point and other classes beyond the margin cost nothing
+    far = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert float(contrastive_loss(far, torch.tensor([0, 0, 1]), far, torch.tensor([0, 0, 1]), 1.5,
+                                  exclude_diagonal=True)) == pytest.approx(0.0, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("strategy", [*DA, "contrastive"])
+@pytest.mark.parametrize("pair", ["cnn", "bert"])
+def test_each_strategy_runs_on_images_and_text(write_suite, tmp_path, pair, strategy):
+    pairs = PAIRS.replace("unlabeled: shifted}", "unlabeled: shifted, eval_domain: shifted}") \
+        if strategy == "subspace_alignment" else PAIRS
+    runs = plan(write_suite, f"  - {strategy}\n", pairs=pairs)
+    record = execute(one(runs, pair, strategy), ExecOptions(cache_dir=tmp_path / "cache"))
+    assert record.status == "ok", record.error
+    notes = record.config["notes"]
+    if strategy != "contrastive":
+        assert record.data["unlabeled_domain"] == "shifted"
+    if strategy in ("coral", "mmd"):
+        assert notes["discrepancy_last"] >= 0 and notes["progress_steps"] > 0
+    if strategy == "importance_weighting":
+        assert notes["weights_last"]["min"] > 0 and "domain_loss_last" in notes
+    if strategy == "subspace_alignment":
+        assert notes["subspace_alignment"]["components"] >= 1
+    if strategy == "contrastive":
+        assert notes["pairs"] == "within source"
+
+
+@pytest.mark.parametrize("strategy", ["coral", "mmd", "importance_weighting", "subspace_alignment"])
+def test_a_da_strategy_without_unlabeled_data_fails_at_validate(write_suite, strategy):
+    msg = config_errors(write_suite, f"  - {strategy}\n", pairs=PAIRS.replace(", unlabeled: shifted", ""))
+    assert f"pair 'cnn': {strategy} needs unlabeled target-domain data" in msg
+
+
+def test_subspace_alignment_needs_the_pair_evaluated_on_its_unlabeled_domain(write_suite):
+    msg = config_errors(write_suite, "  - subspace_alignment\n")
+    assert "evaluated on 'original' but its unlabeled data is 'shifted'" in msg
+
+
+def test_contrastive_pairs_across_domains_when_the_target_gives_shots(write_suite, tmp_path):
+    pairs = """\
+pairs:
+  - id: digits
+    source: {model: test/tiny_cnn}
+    target: {dataset: sklearn/digits, task: image-classification, image_size: 8, unlabeled: shifted, eval_domain: shifted, target_shots: 2}
+"""
+    runs = plan(write_suite, "  - contrastive\n", pairs=pairs)
+    strat, model, data, _ = build(runs[0], CPU)
+    shots = data.extra["target_labeled"]
+    assert len(shots) == 20 and sorted(shots.tensors["labels"].tolist()) == sorted(list(range(10)) * 2)
+    record = execute(runs[0], ExecOptions(cache_dir=tmp_path))
+    assert record.status == "ok", record.error
+    assert record.config["notes"]["pairs"] == "across domains" and record.config["notes"]["target_labeled_examples"] == 20
