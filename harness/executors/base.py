@@ -225,6 +225,23 @@ def to_run(runs: Sequence[RunSpec], existing: dict[str, RunRecord], retry_failed
     return [r for r in runs if r.run_id in chosen]
 
 
+def critical_first(runs: Sequence[RunSpec]) -> list[RunSpec]:
+    """``runs`` by the length of the longest chain of runs that wait on each (longest first), then
+    in plan order: list scheduling by critical path. A teacher whose students then search, or a
+    search's trials, start before finals nothing waits on, so the slots are not left idle at the end
+    waiting on a chain that started late."""
+    index = {r.run_id: i for i, r in enumerate(runs)}
+    height = dict.fromkeys(index, 1)
+    changed = True
+    while changed:  # one pass when dependencies come first in the plan, as they do
+        changed = False
+        for r in reversed(runs):
+            for d in r.depends_on:
+                if d in height and height[d] < height[r.run_id] + 1:
+                    height[d], changed = height[r.run_id] + 1, True
+    return sorted(runs, key=lambda r: (-height[r.run_id], index[r.run_id]))
+
+
 def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, executor: Executor | None = None,
              retry_failed: bool = False, wait: bool = False,
              on_record: Callable[[RunRecord], None] | None = None) -> Outcome:
@@ -248,7 +265,8 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
             # cuBLAS reads this once, when it first starts in the process: set it before any run does.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         bar = tqdm(total=len(todo), desc="runs", position=0, disable=not options.show_progress, dynamic_ncols=True)
-        pending = list(todo)
+        # one slot: plan order, as the user reads it; several: the runs that others wait on first
+        pending = list(todo) if executor.slots == 1 else critical_first(todo)
         running = 0
 
         def emit(record: RunRecord) -> None:

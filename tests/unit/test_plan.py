@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from harness.config.load import load_suite
 from harness.plan import SMOKE_STEPS, expand
 from tests.conftest import TINY_SUITE
@@ -85,3 +87,19 @@ def test_a_record_written_with_placement_among_its_train_settings_keeps_its_comp
     assert computed_key(record) == run.compute_key
     changed = dict(old, train={**old["train"], "lr": 0.5})
     assert computed_key(record.model_copy(update={"config": changed})) != run.compute_key
+
+
+def test_several_slots_start_the_runs_others_wait_on_first():
+    from harness.executors.base import critical_first
+
+    def spec(run_id, *deps):
+        return SimpleNamespace(run_id=run_id, depends_on=tuple(deps))
+
+    # plan order: two plain finals, then a teacher whose student searches (trial → final)
+    runs = [spec("a"), spec("b"), spec("teacher"), spec("trial", "teacher"), spec("final", "trial"),
+            spec("c")]
+    order = [r.run_id for r in critical_first(runs)]
+    assert order == ["teacher", "trial", "a", "b", "final", "c"]
+    # a dependency listed after its dependant is still counted
+    runs = [spec("final", "trial"), spec("x"), spec("trial")]
+    assert [r.run_id for r in critical_first(runs)] == ["trial", "final", "x"]
