@@ -209,9 +209,31 @@ def cmd_ls(args) -> int:
     reg = {"sources": SOURCES, "targets": TARGETS, "strategies": STRATEGIES, "metrics": METRICS, "tasks": TASKS}[args.what]
     entries = list(reg.entries())
     width = max(len(e.name) for e in entries)
+    tags = {e.name: ls_tag(args.what, e.obj) for e in entries}
+    tag_width = max(len(t) for t in tags.values())
     for e in entries:
-        print(f"{e.name:<{width}}  {e.description}")
+        tag = f"{tags[e.name]:<{tag_width}}  " if tag_width else ""
+        print(f"{e.name:<{width}}  {tag}{e.description}")
+    if tag_width:
+        print(f"\n{LS_TAGS[args.what]}")
     return 0
+
+
+LS_TAGS = {"strategies": "[unlabeled]: needs the target domain's unlabeled data (`unlabeled:` on the pair's target; "
+                         "`harness validate` says when a pair has none)",
+           "targets": "[domains]: offers other domains (`unlabeled:`, `eval_domain:` on the target; "
+                      "docs/strategies.md, Domain adaptation)"}
+
+
+def ls_tag(what: str, obj) -> str:
+    """What ``harness ls`` marks an entry with: the strategies that need unlabeled target-domain
+    data, the targets that offer domains."""
+    if what == "strategies":
+        return "[unlabeled]" if getattr(obj, "uses_unlabeled", False) else ""
+    if what == "targets":
+        fields = getattr(getattr(obj, "Params", None), "model_fields", {})
+        return "[domains]" if "unlabeled" in fields else ""
+    return ""
 
 
 def parser() -> argparse.ArgumentParser:

@@ -199,12 +199,58 @@ def _component(col: Collector, data: Any, path: Path_, kind: str) -> tuple[Compo
         elif task not in entry.tasks:
             col.add((*path, "task"), f"target '{ref}' does not provide task '{task}' (it provides: {', '.join(sorted(entry.tasks))})")
             task = None
+    cross: dict[str, dict[str, Any]] = {}
+    if kind == "target":
+        for k in ("unlabeled", "eval_domain"):
+            if isinstance(params.get(k), dict):
+                other = _other_domain(col, params.pop(k), (*path, k), k, task)
+                if other is not None:
+                    cross[k] = other
+            elif params.get(k) is not None and k not in entry.Params.model_fields:
+                col.add((*path, k), f"target '{ref}' has no domains of its own: name another target as the "
+                        f"{'unlabeled target domain' if k == 'unlabeled' else 'evaluated domain'}, e.g. "
+                        f"{k}: {{dataset: imagefolder/path/to/other}} (docs/strategies.md, Domain adaptation)")
+                params.pop(k)
     model = col.model(entry.Params, params, path)
     if not name_ok:
         return None, None
     if model is None:
         return None, entry
-    return ComponentSpec(ref, _set_fields(model), task), entry
+    return ComponentSpec(ref, {**_set_fields(model), **cross}, task), entry
+
+
+def _other_domain(col: Collector, block: dict, path: Path_, key: str, task: str | None) -> dict[str, Any] | None:
+    """``unlabeled:`` or ``eval_domain:`` naming another target block: checked as a target of
+    the pair's task; the block the run will load (:mod:`harness.targets.domains`)."""
+    from harness.targets.naming import SPLIT_KEY
+
+    block = dict(block)
+    given = SPLIT_KEY in block
+    split = block.pop(SPLIT_KEY, "train")
+    if key == "eval_domain" and given:
+        col.add((*path, SPLIT_KEY), "eval_domain scores on the other target's val and test splits; "
+                "`split:` applies to `unlabeled:` only")
+        return None
+    if split not in ("train", "val", "test"):
+        col.add((*path, SPLIT_KEY), f"one of train, val, test (the other target's split to use unlabeled), got {split!r}")
+        return None
+    nested = [k for k in ("unlabeled", "eval_domain") if isinstance(block.get(k), dict)]
+    if nested:
+        col.add((*path, nested[0]), "another domain cannot itself name other targets")
+        return None
+    if task is not None:
+        if block.get("task", task) != task:
+            col.add((*path, "task"), f"the other domain is read for the pair's task '{task}', got {block['task']!r}")
+            return None
+        block["task"] = task
+    spec, _ = _component(col, block, path, "target")
+    if spec is None:
+        return None
+    out = spec.as_dict("dataset")
+    out.pop("task", None)
+    if split != "train":
+        out[SPLIT_KEY] = split
+    return out
 
 
 def _split_strategy_keys(col: Collector, name: str, block: dict, path: Path_,

@@ -369,6 +369,9 @@ def render(rows: list[Row], title: str | None = None,
     for r in rows:
         by_group[r.group].append(r)
     lines += render_summary(by_group)
+    from harness.report.domain import render_domain  # it formats with this module's helpers
+
+    lines += render_domain(rows)
     lines += ["## Per pair", ""]
     for group, group_rows in by_group.items():
         lines += render_pair(group_rows, (assets or {}).get(group))

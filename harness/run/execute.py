@@ -171,14 +171,27 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
             "reference": ref, "differs": differs}
 
 
-def data_summary(spec: RunSpec, split: Mapping[str, Any]) -> dict[str, Any]:
-    """What the report needs of a run's data: which examples, which domain it was evaluated on, and
-    the unlabeled domain it adapted to (for strategies that use one)."""
+def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the report needs of a run's data: which examples, which domain it was trained and
+    evaluated on, the unlabeled domain it adapted to (for strategies that use one) with the target
+    labels it was given, and the measured gap between the domains (a probe of a pair that has
+    unlabeled data measures it)."""
+    from harness.targets.naming import domain_name, qualified
+
     domain = spec.target.get("domain") or split.get("domain") or "original"
-    eval_domain = spec.target.get("eval_domain") or split.get("eval_domain") or domain
+    evaluated = spec.target.get("eval_domain")
+    eval_domain = domain_name(evaluated) or split.get("eval_domain") or domain
     adapts = STRATEGIES.get(spec.strategy).uses_unlabeled if spec.strategy in STRATEGIES else False
+    dataset = spec.target.get("dataset")
     return {"fingerprint": data_fingerprint(split), "eval_domain": eval_domain, "train_domain": domain,
-            "unlabeled_domain": spec.target.get("unlabeled") if adapts else None,
+            "unlabeled_domain": domain_name(spec.target.get("unlabeled")) if adapts else None,
+            # the domains as datasets, comparable across pairs (the report's domain-adaptation view)
+            "trained_on": qualified(dataset, domain),
+            "evaluated_on": qualified(evaluated["dataset"], evaluated.get("domain")) if isinstance(evaluated, dict)
+            else qualified(dataset, eval_domain),
+            "target_shots": split.get("target_shots") if adapts else None,
+            "domain_gap": (notes or {}).get("domain_gap"),
+            "source": spec.source.get("model"), "dataset": spec.target.get("dataset"),
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
 
 
@@ -264,7 +277,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
         seed=spec.seed, smoke=spec.smoke, role=spec.role, status=status, error=error, task=task_name,
         primary_metric=task.primary if task else None, config={**spec.config(), "notes": notes},
         metrics=metrics, curve=curve, split=split, cost=run_cost, budget=budget, search=search,
-        data=data_summary(spec, split) if split else {}, env=cost.environment(device),
+        data=data_summary(spec, split, notes) if split else {}, env=cost.environment(device),
         started_at=started, finished_at=now(),
     )
     return record, exported

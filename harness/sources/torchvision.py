@@ -19,7 +19,7 @@ from torch import nn
 from harness.config.errors import HarnessError, did_you_mean
 from harness.registry import SOURCES
 from harness.sources.base import Backbone, ImageInput, Source
-from harness.sources.timm import (
+from harness.sources.images import (
     ImageSourceParams,
     load_backbone_weights,
     load_state_dict_file,

@@ -44,7 +44,7 @@ def cycle(split: Split, batch_size: int, generator: torch.Generator) -> Iterator
 
 
 def unlabeled_targets() -> list[str]:
-    """Target namespaces whose params offer unlabeled data (an ``unlabeled`` key)."""
+    """Target namespaces with unlabeled domains of their own (an ``unlabeled`` param)."""
     return [e.name for e in TARGETS.entries() if UNLABELED in getattr(e.obj.Params, "model_fields", {})]
 
 
@@ -53,11 +53,10 @@ def check_unlabeled(name: str, pair) -> list[str]:
     if pair.target.params.get(UNLABELED):
         return []
     ref = pair.target.ref
-    if UNLABELED in TARGETS.get(pair.target.namespace).Params.model_fields:
-        return [f"{name} needs unlabeled target-domain data: set `{UNLABELED}:` on target '{ref}' "
-                "(e.g. unlabeled: shifted)"]
-    return [f"{name} needs unlabeled target-domain data, and target '{ref}' offers none "
-            f"(targets with an `{UNLABELED}:` option: {', '.join(unlabeled_targets()) or 'none'})"]
+    own = UNLABELED in TARGETS.get(pair.target.namespace).Params.model_fields
+    return [f"{name} needs unlabeled target-domain data: set `{UNLABELED}:` on target '{ref}' to "
+            + ("one of its own domains (e.g. unlabeled: shifted) or " if own else "")
+            + "another target standing for the target domain (e.g. unlabeled: {dataset: imagefolder/path/to/target})"]
 
 
 class UnlabeledParams(Params):

@@ -172,6 +172,9 @@ class LinearProbe(Strategy):
         ctx.notes["feature_cache_hit"] = reused is not None
         if reused is not None:
             ctx.reused_s["feature"] = reused
+        if "unlabeled" in data.extra:
+            with ctx.phase("feature"):
+                ctx.notes["domain_gap"] = self.domain_gap(model, data, key, ctx)
         feats, key = self.transform(model, data, feats, key, ctx)
         if self.params.solver == "lbfgs":
             with ctx.phase("train"):
@@ -181,6 +184,29 @@ class LinearProbe(Strategy):
             ctx.notes["lbfgs"] = {"chosen_C": c, "scores": scores, "refit_on_train_val": self.params.refit,
                                   "at_grid_edge": len(grid) > 2 and c in (grid[0], grid[-1]), "fit_cache_hit": fit_hit}
         return HeadModel(model.head), feats
+
+    def domain_gap(self, model, data, feature_key: dict, ctx) -> dict:
+        """The proxy A-distance between the labelled training split and the unlabeled target-domain
+        data on the frozen backbone's features (:mod:`harness.run.domain_gap`): how far the shift
+        is before any adaptation. Cached with the features' key, so computed once per pair; the
+        time it took is charged to a run that reuses it, as the features are."""
+        from harness.run import cache
+        from harness.run.domain_gap import PAD_VERSION, frozen_rows, proxy_a_distance
+        from harness.run.features import feature_key as features_id
+
+        path = cache.entry(ctx.cache_dir, "domain_gap", cache.key({"features": features_id(feature_key)}, PAD_VERSION))
+        stored = cache.load(path)
+        if stored is not None:
+            # charged with the features it was computed beside (the report's feature_s column)
+            ctx.reused_s["feature"] = ctx.reused_s.get("feature", 0.0) + float(stored.pop("seconds", 0.0))
+            return stored
+        t0 = time.perf_counter()
+        bs = max(64, self.train.eval_batch_size or 2 * self.train.batch_size)
+        backbone = model.backbone.to(ctx.device)
+        gap = proxy_a_distance(frozen_rows(backbone, data.splits["train"], ctx.device, bs),
+                               frozen_rows(backbone, data.extra["unlabeled"], ctx.device, bs))
+        cache.save(path, {**gap, "seconds": time.perf_counter() - t0})
+        return gap
 
     def transform(self, model, data, feats, key: dict, ctx):
         """The cached features as the head sees them, and the key of what they are (a subclass

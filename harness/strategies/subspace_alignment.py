@@ -22,6 +22,7 @@ import torch
 from pydantic import Field
 
 from harness.registry import STRATEGIES
+from harness.run.domain_gap import frozen_rows
 from harness.strategies.domain import UNLABELED, check_unlabeled
 from harness.strategies.linear_probe import LinearProbe, ProbeParams
 from harness.targets.base import TensorSplit
@@ -68,18 +69,6 @@ class Alignment:
         return float(torch.linalg.norm(self.xs @ self.m - self.xt))
 
 
-def unlabeled_features(backbone, split, device, batch_size: int) -> torch.Tensor:
-    """Frozen features of the unlabeled examples: one row per image, or per non-padding token."""
-    backbone.eval()
-    rows = []
-    with torch.no_grad():
-        for batch in split.batches(batch_size):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            f = backbone(batch).float()
-            rows.append((f[batch["attention_mask"].bool()] if f.ndim == 3 else f).cpu())
-    return torch.cat(rows)
-
-
 @STRATEGIES.register("subspace_alignment", description="Subspace Alignment: PCA bases of both domains aligned in closed form, then the probe (frozen features, unlabeled target data)")
 class SubspaceAlignment(LinearProbe):
     """The linear probe on source features aligned to the unlabeled target domain's PCA subspace."""
@@ -109,7 +98,7 @@ class SubspaceAlignment(LinearProbe):
     def transform(self, model, data, feats, key, ctx):
         with ctx.phase("feature"):
             bs = max(64, self.train.eval_batch_size or 2 * self.train.batch_size)
-            target = unlabeled_features(model.backbone.to(ctx.device), data.extra[UNLABELED], ctx.device, bs)
+            target = frozen_rows(model.backbone.to(ctx.device), data.extra[UNLABELED], ctx.device, bs)
         train = feats.splits["train"].tensors
         with ctx.phase("train"):
             align = Alignment(train["features"], target, self.params.components)

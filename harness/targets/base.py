@@ -271,12 +271,18 @@ def load_target(target: dict[str, Any], backbone, task: str | None = None) -> Ta
     """Load a target block (``{dataset: ns/name, task: …, **params}``) through its registry entry
     and check its splits (:func:`audit`). The one place a target is loaded."""
     from harness.registry import TARGETS
+    from harness.targets.domains import crossing, with_domains
 
     ref = target["dataset"]
     ns, name = ref.split("/", 1)
     entry = TARGETS.get(ns)
-    params = {k: v for k, v in target.items() if k not in ("dataset", "task")}
-    return audit(entry.load(name, params, task or target.get("task") or entry.default_task, backbone), ref)
+    cross = crossing(target)  # other targets standing for the target domain: loaded after this one
+    params = {k: v for k, v in target.items() if k not in ("dataset", "task", *cross)}
+    task = task or target.get("task") or entry.default_task
+    data = entry.load(name, params, task, backbone)
+    if cross:
+        data = with_domains(data, target, backbone, task, ref)
+    return audit(data, ref)
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int,

@@ -34,6 +34,13 @@ def test_ls_lists_registries(capsys):
     assert main(["ls", "strategies"]) == 0
     out = capsys.readouterr().out
     assert "full_finetune" in out and "linear_probe" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    for name in ("dann", "coral", "mmd", "importance_weighting", "subspace_alignment"):
+        assert "[unlabeled]" in lines[name], name
+    assert "[unlabeled]" not in lines["full_finetune"] and "[unlabeled]" not in lines["contrastive"]
+    assert main(["ls", "targets"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "[domains]" in lines["sklearn"] and "[domains]" in lines["packaged"]
 
 
 def test_run_only_matching_nothing_is_a_clear_error(write_suite, tmp_path, capsys):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.run.domain_gap import proxy_a_distance
 from harness.run.execute import ExecOptions, build, execute
 from harness.run.loop import task_loss
 from harness.strategies.contrastive import contrastive_loss
@@ -169,6 +170,35 @@ def test_contrastive_loss_equals_the_documents_formula():
                                   exclude_diagonal=True)) == pytest.approx(0.0, abs=1e-5)
 
 
+# ------------------------------------------------------------------------- the domain gap
+
+
+def test_proxy_a_distance_is_near_zero_within_a_domain_and_two_for_separable_ones():
+    same = proxy_a_distance(gaussian(1500, 8, seed=1), gaussian(1500, 8, seed=2))
+    assert same["proxy_a_distance"] < 0.3 and same["rows_per_domain"] == 1500
+    apart = proxy_a_distance(gaussian(800, 8, seed=1), gaussian(800, 8, shift=6.0, seed=2))
+    assert apart["proxy_a_distance"] > 1.95 and apart["domain_error"] < 0.0125
+
+
+def test_proxy_a_distance_matches_the_bayes_error_of_a_known_shift():
+    # N(0, I) vs N(δ·e₁, I): the best classifier errs Φ(−δ/2); PAD = 2(1 − 2Φ(−δ/2))
+    from scipy.stats import norm
+
+    source = gaussian(3000, 4, seed=3)
+    target = gaussian(3000, 4, seed=4)
+    target[:, 0] += 1.0
+    expected = 2 * (1 - 2 * norm.cdf(-0.5))
+    assert proxy_a_distance(torch.as_tensor(source), torch.as_tensor(target))["proxy_a_distance"] == \
+        pytest.approx(expected, abs=0.15)
+
+
+def test_proxy_a_distance_refuses_too_few_rows_and_mismatched_widths():
+    with pytest.raises(ValueError, match="at least 20 examples of each domain"):
+        proxy_a_distance(gaussian(10, 4), gaussian(100, 4))
+    with pytest.raises(ValueError, match="one width"):
+        proxy_a_distance(gaussian(100, 4), gaussian(100, 5))
+
+
 # ------------------------------------------------------------------------------- end to end
 
 
@@ -218,3 +248,18 @@ pairs:
     record = execute(runs[0], ExecOptions(cache_dir=tmp_path))
     assert record.status == "ok", record.error
     assert record.config["notes"]["pairs"] == "across domains" and record.config["notes"]["target_labeled_examples"] == 20
+
+
+def test_the_probe_of_a_pair_with_unlabeled_data_records_the_gap_once_per_pair(write_suite, tmp_path):
+    runs = plan(write_suite, "  - linear_probe\n", seeds="[0, 1]")
+    first = execute(one(runs, "cnn", "linear_probe", 0), ExecOptions(cache_dir=tmp_path))
+    second = execute(one(runs, "cnn", "linear_probe", 1), ExecOptions(cache_dir=tmp_path))
+    gap = first.data["domain_gap"]
+    assert 0 <= gap["proxy_a_distance"] <= 2 and gap["rows_per_domain"] >= 20
+    assert second.data["domain_gap"] == gap  # read from the cache, charged to the run that reused it
+    assert second.cost["reused"]["feature"] > 0
+    assert (first.data["train_domain"], first.data["eval_domain"], first.data["dataset"]) == \
+        ("original", "original", "test/tiny_images")
+    # a pair without unlabeled data measures nothing
+    plain = plan(write_suite, "  - linear_probe\n", pairs=PAIRS.replace(", unlabeled: shifted", ""))
+    assert execute(one(plain, "cnn", "linear_probe"), ExecOptions(cache_dir=tmp_path)).data["domain_gap"] is None

@@ -104,7 +104,7 @@ def test_missing_cifar_says_where_it_looked_and_how_to_download(tmp_path, tiny):
 
 
 def test_failed_download_is_reported_with_the_fix(tmp_path, tiny, monkeypatch):
-    import harness.targets.vision as vision
+    import harness.targets.vision.cifar as vision
 
     def offline(root, layout):
         raise OSError("[Errno -3] Temporary failure in name resolution")
@@ -115,7 +115,7 @@ def test_failed_download_is_reported_with_the_fix(tmp_path, tiny, monkeypatch):
 
 
 def test_downloads_once_then_reads_offline(tmp_path, tiny, monkeypatch):
-    import harness.targets.vision as vision
+    import harness.targets.vision.cifar as vision
 
     calls = []
 
@@ -187,10 +187,10 @@ def test_image_split_select_and_to_device():
     assert never.images.device.type == "cpu" and never.device == meta and not never.is_resident
 
 
-def _write_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 14), mode="RGB"):
+def _write_folder(root: Path, classes=("cat", "dog", "fox"), per_class=6, size=(20, 14), mode="RGB", seed=0):
     from PIL import Image
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for c in classes:
         (root / c).mkdir(parents=True)
         for i in range(per_class):
@@ -214,7 +214,7 @@ def test_imagefolder_tree_random_split(tmp_path, tiny):
 def test_decoded_images_are_cached_until_a_file_changes(tmp_path, tiny, monkeypatch):
     from PIL import Image
 
-    import harness.targets.vision as vision
+    import harness.targets.vision.decode as vision
 
     _write_folder(tmp_path / "pets", classes=("a", "b"), per_class=3, size=(8, 8))
     params = {"data_dir": str(tmp_path / "data"), "val_fraction": 0.2, "test_fraction": 0.2}

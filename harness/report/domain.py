@@ -1,0 +1,120 @@
+"""The domain-adaptation view of a leaderboard: per shift, source-only, each method, the
+target-supervised reference, and the measured gap between the domains. Pure.
+
+A *shift* is one source model and one evaluated domain (a dataset, in one of its domains: the
+record's ``evaluated_on``) that some row trains away from (its ``trained_on`` differs). Every row
+of the suite with the same source and evaluated domain joins it, whichever pair it sits in: the rows trained on
+the other domain without target data (source only), those given the target domain's unlabeled
+data (or a few of its labels: supervised DA), and those trained on the evaluated domain itself (the
+target-supervised reference, an upper bound, not a method). Gains are seed-paired against the
+source-only full fine-tune (or the first source-only row); *gap closed* is the share of the
+distance from source-only to the reference that a method covers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from harness.report.aggregate import Row
+from harness.report.markdown import DASH, ci, gain, pct, strategy_name, table
+from harness.report.stats import Summary, paired_gain
+from harness.targets.naming import qualified
+
+SOURCE_ONLY, ADAPTED, REFERENCE = "source only", "adapted", "target-supervised reference"
+
+
+def trained(r: Row) -> str:
+    """The domain a row's labels came from, as a dataset (records older than the field: from its parts)."""
+    d = r.data
+    return str(d.get("trained_on") or qualified(d.get("dataset"), d.get("train_domain")))
+
+
+def evaluated(r: Row) -> str:
+    d = r.data
+    return str(d.get("evaluated_on") or qualified(d.get("dataset"), d.get("eval_domain")))
+
+
+def role(r: Row) -> str:
+    if r.data.get("unlabeled_domain"):
+        return ADAPTED
+    return REFERENCE if trained(r) == evaluated(r) else SOURCE_ONLY
+
+
+def shifts(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
+    """``(source, evaluated domain)`` → its rows, for the groups some row trains away from, in row order."""
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.data.get("dataset") and r.data.get("eval_domain"):
+            groups[(str(r.data.get("source")), evaluated(r))].append(r)
+    return {k: v for k, v in groups.items() if any(trained(r) != evaluated(r) for r in v) and r_primary(v)}
+
+
+def r_primary(rows: list[Row]) -> bool:
+    return len({r.primary for r in rows}) == 1 and rows[0].primary is not None
+
+
+def baseline(rows: list[Row]) -> Row | None:
+    plain = [r for r in rows if role(r) == SOURCE_ONLY and r.n_ok]
+    return next((r for r in plain if r.strategy == "full_finetune"), plain[0] if plain else None)
+
+
+def gap_closed(r: Row, base: Row | None, ref: Row | None) -> str:
+    if base is None or ref is None or r is base or r is ref or not r.n_ok:
+        return DASH
+    span = ref.score.mean - base.score.mean
+    if span <= 0:
+        return DASH
+    return f"{100 * (r.score.mean - base.score.mean) / span:.0f} %"
+
+
+def trained_on(r: Row) -> str:
+    d = r.data
+    text = trained(r)
+    if d.get("unlabeled_domain"):
+        text += f" + unlabeled {d['unlabeled_domain']}"
+        if d.get("target_shots"):
+            text += f" ({d['target_shots']} labelled/class)"
+    return text
+
+
+def gap_line(rows: list[Row]) -> str:
+    gaps = [r.data["domain_gap"] for r in rows if isinstance(r.data.get("domain_gap"), dict)]
+    if not gaps:
+        return ("Domain gap: not measured (a `linear_probe` row of a pair with `unlabeled:` data measures it "
+                "on the source's frozen features).")
+    g = gaps[0]
+    return (f"Domain gap before adaptation: proxy A-distance **{g['proxy_a_distance']:.2f}** (0: the domains cannot "
+            f"be told apart, 2: linearly separable; a domain classifier on the source's frozen features errs "
+            f"{100 * g['domain_error']:.1f} % on held-out rows, {g['rows_per_domain']} rows per domain).")
+
+
+def render_domain(rows: list[Row]) -> list[str]:
+    """The section, or nothing when no row trains away from the domain it is scored on."""
+    groups = shifts(rows)
+    if not groups:
+        return []
+    out = ["## Domain adaptation", "",
+           "Per shift (source model, target dataset, evaluated domain), every row of the suite scored on that "
+           "domain: trained on the other domain only (source only), given the target domain's unlabeled data "
+           "(adapted), or trained on the evaluated domain's labels (the target-supervised reference: an upper "
+           "bound, not a method). Gain: seed-paired vs the source-only full fine-tune, with its 95% CI. Gap "
+           "closed: the share of the distance from source only to the reference that a row covers. Learning "
+           "rates were chosen on a validation split of the evaluated domain: an unsupervised-DA user has no "
+           "such labels, so the adapted rows are an optimistic bound on what the method gives without them.", ""]
+    for (source, target), group in groups.items():
+        primary = group[0].primary
+        base = baseline(group)
+        refs = [r for r in group if role(r) == REFERENCE and r.n_ok]
+        ref = max(refs, key=lambda r: r.score.mean) if refs else None
+        order = {SOURCE_ONLY: 0, ADAPTED: 1, REFERENCE: 2}
+        body = []
+        for r in sorted(group, key=lambda r: order[role(r)]):  # stable: suite order within a role
+            g: Summary | None = None if base is None or r is base else paired_gain(r.primary_seeds, base.primary_seeds)
+            body.append([f"`{r.pair}`", strategy_name(r), role(r), trained_on(r),
+                         pct(r.score) + (f" {ci(r.score)}" if r.score.n >= 2 else ""), gain(g),
+                         gap_closed(r, base, ref), f"{r.n_ok}/{r.n_ok + r.n_failed}"])
+        head = ["pair", "strategy", "role", "trained on", f"{primary} % (± std) [95% CI]",
+                f"gain vs {base.label if base else 'source only'}", "gap closed", "seeds ok"]
+        out += [f"### {source}, evaluated on {target}", "", gap_line(group), ""]
+        out += [*table(head, body, left=4), ""]
+    return out

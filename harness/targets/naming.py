@@ -1,0 +1,24 @@
+"""How records and reports name domains (no heavy imports: the report reads these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPLIT_KEY = "split"  # unlabeled: {dataset: …, split: …}: which split of the other target (default train)
+
+
+def domain_name(value: Any) -> str | None:
+    """How a record and the report name a domain: the target's own domain name, or the other
+    target's dataset (``torchvision/usps``, ``sklearn/digits (shifted)``, ``conll/b.txt [val split]``)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, dict):
+        return str(value)
+    name = qualified(value.get("dataset"), value.get("domain"))
+    return name if value.get(SPLIT_KEY, "train") == "train" else f"{name} [{value[SPLIT_KEY]} split]"
+
+
+def qualified(dataset: Any, domain: Any) -> str:
+    """A dataset in one of its domains, named so that pairs compare: ``sklearn/digits``,
+    ``sklearn/digits (shifted)``."""
+    return str(dataset) if domain in (None, "", "original") else f"{dataset} ({domain})"

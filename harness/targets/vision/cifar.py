@@ -1,0 +1,117 @@
+"""CIFAR-10 / CIFAR-100 in their own on-disk format (python pickles), downloaded on first use."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from harness.config.errors import HarnessError
+from harness.registry import TARGETS
+from harness.targets.base import (
+    Target,
+    TargetData,
+)
+from harness.targets.vision.common import VisionParams, data_root, make_target_data, pipeline_for
+
+
+@dataclass(frozen=True)
+class CifarLayout:
+    title: str
+    folder: str
+    train: tuple[str, ...]
+    test: str
+    meta: str
+    label_key: str
+    names_key: str
+    dataset_class: str  # the torchvision.datasets class of the same files
+    url: str
+    md5: str
+
+
+CIFAR = {
+    "cifar10": CifarLayout("CIFAR-10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
+                           "batches.meta", "labels", "label_names", "CIFAR10",
+                           "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+    "cifar100": CifarLayout("CIFAR-100", "cifar-100-python", ("train",), "test", "meta", "fine_labels",
+                            "fine_label_names", "CIFAR100",
+                            "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
+}
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")  # noqa: S301 - CIFAR's own format is a python pickle
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _read_batches(folder: Path, files: Sequence[str], label_key: str) -> tuple[torch.Tensor, np.ndarray]:
+    xs, ys = [], []
+    for f in files:
+        d = _unpickle(folder / f)
+        xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(d[label_key], dtype=np.int64))
+    return torch.from_numpy(np.concatenate(xs)), np.concatenate(ys)
+
+
+def cifar_files(root: Path, layout: CifarLayout) -> list[Path]:
+    folder = root / layout.folder
+    return [folder / f for f in (*layout.train, layout.test, layout.meta)]
+
+
+def download_cifar(root: Path, layout: CifarLayout) -> None:
+    """Fetch and unpack the archive (MD5-checked) into ``root``."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    download_and_extract_archive(layout.url, str(root), md5=layout.md5)
+
+
+def load_cifar(root: Path, layout: CifarLayout, download: bool):
+    """(train images, train labels, test images, test labels, label names), all uint8/int64."""
+    missing = [f for f in cifar_files(root, layout) if not f.is_file()]
+    if missing and download:
+        try:
+            download_cifar(root, layout)
+        except Exception as e:  # noqa: BLE001 - URLError, socket, HTTP errors come in many types
+            raise HarnessError(_cifar_help(root, layout, missing, f"the download failed ({e.__class__.__name__}: {e})")) from e
+        missing = [f for f in cifar_files(root, layout) if not f.is_file()]
+    if missing:
+        raise HarnessError(_cifar_help(root, layout, missing, "download: false" if not download else "downloaded files incomplete"))
+    folder = root / layout.folder
+    x, y = _read_batches(folder, layout.train, layout.label_key)
+    tx, ty = _read_batches(folder, (layout.test,), layout.label_key)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in _unpickle(folder / layout.meta)[layout.names_key]]
+    return x, y, tx, ty, names
+
+
+def _cifar_help(root: Path, layout: CifarLayout, missing: list[Path], why: str) -> str:
+    return (f"{layout.title} not found: looked in {root / layout.folder} for {', '.join(p.name for p in missing)} ({why}). "
+            f"To get it, on a machine with a network run: python -c \"import torchvision; "
+            f"torchvision.datasets.{layout.dataset_class}('{root}', download=True)\" — or download {layout.url} and "
+            f"extract it into {root} — then point the harness at that folder with --data-dir, $HARNESS_DATA_DIR "
+            "or `data_dir:` in the target.")
+
+
+class CifarParams(VisionParams):
+    download: bool = Field(True, description="download into the data dir on first use when it is missing")
+
+
+@TARGETS.register("torchvision", description="CIFAR-10 / CIFAR-100 (downloaded into --data-dir on first use; official test set)")
+class TorchvisionImages(Target):
+    Params = CifarParams
+    tasks = frozenset({"image-classification"})
+    default_task = "image-classification"
+    names = tuple(CIFAR)
+
+    def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
+        p = CifarParams.model_validate(params)
+        layout = CIFAR[name]
+        root = data_root(p.data_dir)
+        x, y, tx, ty, names = load_cifar(root, layout, p.download)
+        return make_target_data(x, y, tx, ty, names, p, pipeline_for(backbone, p), f"{layout.title} ({root / layout.folder})")

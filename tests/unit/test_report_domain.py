@@ -1,0 +1,67 @@
+"""The domain-adaptation view: shifts found across pairs, roles, seed-paired gains, gap closed."""
+
+from __future__ import annotations
+
+from harness.records import RunRecord
+from harness.report.aggregate import aggregate
+from harness.report.domain import ADAPTED, REFERENCE, SOURCE_ONLY, role, shifts
+from harness.report.markdown import render
+
+GAP = {"proxy_a_distance": 1.42, "domain_error": 0.145, "rows_per_domain": 900, "C": 0.1}
+
+
+def rec(pair, label, strategy, seed, acc, train="original", evaluated="shifted", unlabeled=None, gap=None,
+        shots=None):
+    return RunRecord(
+        run_id=f"{pair}.{label}.s{seed}", suite="domain", pair=pair, strategy=strategy, label=label, seed=seed,
+        status="ok", task="image-classification", primary_metric="accuracy", config={},
+        metrics={"accuracy": acc}, cost={"wall_s": 1.0}, started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:00:00+00:00",
+        data={"fingerprint": f"{pair}-{train}", "train_domain": train, "eval_domain": evaluated,
+              "unlabeled_domain": unlabeled, "target_shots": shots, "domain_gap": gap,
+              "source": "packaged/efficientnet_lite0", "dataset": "sklearn/digits"})
+
+
+def suite_records():
+    recs = []
+    for s in range(3):
+        recs += [rec("shift", "source_only", "full_finetune", s, [0.30, 0.32, 0.34][s]),
+                 rec("shift", "linear_probe", "linear_probe", s, 0.60, gap=GAP),
+                 rec("shift", "dann", "dann", s, [0.50, 0.52, 0.60][s], unlabeled="shifted"),
+                 rec("shift-3shot", "contrastive", "contrastive", s, 0.70, unlabeled="shifted", shots=3),
+                 rec("ref", "target_supervised", "full_finetune", s, [0.90, 0.92, 0.94][s], train="shifted"),
+                 # another pair of the suite, scored in its own domain: not part of the view
+                 rec("plain", "full_finetune", "full_finetune", s, 0.95, evaluated="original")]
+    return recs
+
+
+def test_a_shift_gathers_its_rows_across_pairs_by_source_dataset_and_evaluated_domain():
+    rows = aggregate(suite_records())
+    groups = shifts(rows)
+    assert list(groups) == [("packaged/efficientnet_lite0", "sklearn/digits (shifted)")]
+    roles = {(r.pair, r.label): role(r) for r in groups[next(iter(groups))]}
+    assert roles == {("shift", "source_only"): SOURCE_ONLY, ("shift", "linear_probe"): SOURCE_ONLY,
+                     ("shift", "dann"): ADAPTED, ("shift-3shot", "contrastive"): ADAPTED,
+                     ("ref", "target_supervised"): REFERENCE}
+
+
+def test_the_view_shows_the_gap_the_paired_gain_and_the_share_of_the_gap_closed():
+    text = render(aggregate(suite_records()))
+    section = text.split("## Domain adaptation", 1)[1].split("## Per pair", 1)[0]
+    assert "proxy A-distance **1.42**" in section and "errs 14.5 % on held-out rows" in section
+    dann = next(line for line in section.splitlines() if "`dann`" in line)
+    # dann − source only per seed: +0.20, +0.20, +0.26 → +22 points, CI ± 4.303 · 0.0346 / √3
+    assert "+22.00 [+13.39, +30.61]" in dann
+    # (0.54 − 0.32) / (0.92 − 0.32) = 36.7 % of the way to the reference
+    assert "| 37 % |" in dann
+    shots = next(line for line in section.splitlines() if "`contrastive`" in line)
+    assert "sklearn/digits + unlabeled shifted (3 labelled/class)" in shots
+    assert "`plain`" not in section
+    # source only first, the reference last
+    order = [line.split("|")[3].strip() for line in section.splitlines() if line.startswith("| `")]
+    assert order == [SOURCE_ONLY, SOURCE_ONLY, ADAPTED, ADAPTED, REFERENCE]
+
+
+def test_a_suite_without_a_shift_has_no_view():
+    recs = [r for r in suite_records() if r.pair == "plain"]
+    assert "## Domain adaptation" not in render(aggregate(recs))
