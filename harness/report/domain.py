@@ -78,7 +78,7 @@ def trained_on(r: Row) -> str:
 
 
 def gap_line(rows: list[Row]) -> str:
-    gaps = [r.data["domain_gap"] for r in rows if isinstance(r.data.get("domain_gap"), dict)]
+    gaps = [g for r in rows if isinstance(g := r.data.get("domain_gap"), dict) and "proxy_a_distance" in g]
     if not gaps:
         return ("Domain gap: not measured (a `linear_probe` row of a pair with `unlabeled:` data measures it "
                 "on the source's frozen features).")

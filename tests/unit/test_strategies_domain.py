@@ -3,6 +3,8 @@ answer is known, and every strategy end to end on images and text (tiny models, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -263,3 +265,13 @@ def test_the_probe_of_a_pair_with_unlabeled_data_records_the_gap_once_per_pair(w
     # a pair without unlabeled data measures nothing
     plain = plan(write_suite, "  - linear_probe\n", pairs=PAIRS.replace(", unlabeled: shifted", ""))
     assert execute(one(plain, "cnn", "linear_probe"), ExecOptions(cache_dir=tmp_path)).data["domain_gap"] is None
+
+
+def test_too_few_rows_for_the_gap_skip_the_measurement_not_the_run(write_suite, tmp_path):
+    runs = plan(write_suite, "  - linear_probe\n")
+    spec = one(runs, "cnn", "linear_probe")
+    spec = dataclasses.replace(spec, train={**spec.train, "max_train_samples": 8})
+    record = execute(spec, ExecOptions(cache_dir=tmp_path))
+    assert record.status == "ok", record.error
+    assert record.data["domain_gap"] is None
+    assert "at least 20 examples" in record.config["notes"]["domain_gap_skipped"]

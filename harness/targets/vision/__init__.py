@@ -14,7 +14,8 @@ feature extraction (frozen-feature cache) see the un-augmented images.
 
 One module per job: ``pipeline`` (on-device augmentation), ``splits`` (resident and DataLoader
 splits), ``decode`` (decode once, the decoded-image cache), ``common`` (params and splits every
-file-backed target shares), and one per dataset family: ``cifar`` (``torchvision/``), ``folder``
+file-backed target shares), and one per dataset family: ``cifar`` (``torchvision/``: CIFAR, and
+MNIST / USPS read by ``mnist``), ``folder``
 (``imagefolder/``), ``hf`` (``hfimages/``), ``digits`` (``sklearn/digits``, ``test/tiny_images``:
 small sets held as normalised floats, with their own shifted domain). Any of them also takes
 another target as its unlabeled or evaluated domain (:mod:`harness.targets.domains`).

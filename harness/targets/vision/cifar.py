@@ -1,4 +1,5 @@
-"""CIFAR-10 / CIFAR-100 in their own on-disk format (python pickles), downloaded on first use."""
+"""The ``torchvision/`` namespace: CIFAR-10 / CIFAR-100 in their own on-disk format (python pickles), and
+MNIST / USPS (:mod:`harness.targets.vision.mnist`), downloaded on first use."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from harness.targets.base import (
     TargetData,
 )
 from harness.targets.vision.common import VisionParams, data_root, make_target_data, pipeline_for
+from harness.targets.vision.mnist import SETS as DIGIT_SETS
+from harness.targets.vision.mnist import load_digit_set
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,23 @@ class CifarParams(VisionParams):
     download: bool = Field(True, description="download into the data dir on first use when it is missing")
 
 
-@TARGETS.register("torchvision", description="CIFAR-10 / CIFAR-100 (downloaded into --data-dir on first use; official test set)")
+@TARGETS.register("torchvision", description="CIFAR-10 / CIFAR-100, MNIST, USPS (downloaded into --data-dir on first "
+                  "use; official test sets)")
 class TorchvisionImages(Target):
     Params = CifarParams
     tasks = frozenset({"image-classification"})
     default_task = "image-classification"
-    names = tuple(CIFAR)
+    names = (*CIFAR, *DIGIT_SETS)
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
         p = CifarParams.model_validate(params)
-        layout = CIFAR[name]
         root = data_root(p.data_dir)
+        if name in DIGIT_SETS:
+            if "flip" not in p.model_fields_set:  # a mirrored digit is another glyph (or none)
+                p = p.model_copy(update={"flip": False})
+            x, y, tx, ty, names = load_digit_set(root, name, p.download)
+            s = DIGIT_SETS[name]
+            return make_target_data(x, y, tx, ty, names, p, pipeline_for(backbone, p), f"{s.title} ({root / s.folder})")
+        layout = CIFAR[name]
         x, y, tx, ty, names = load_cifar(root, layout, p.download)
         return make_target_data(x, y, tx, ty, names, p, pipeline_for(backbone, p), f"{layout.title} ({root / layout.folder})")
