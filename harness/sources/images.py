@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import replace
 from typing import Literal
 
@@ -46,7 +48,16 @@ def load_state_dict_file(path: str) -> dict:
         return load_file(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
+    except pickle.UnpicklingError as e:  # weights_only refused a global: the file holds more than tensors
+        named = re.search(r"GLOBAL ([\w.]+)", str(e))
+        first = f"it names {named.group(1)}" if named else e.__class__.__name__
+        raise HarnessError(
+            f"{path}: the checkpoint holds Python objects beyond tensors ({first}); the harness loads "
+            "checkpoints with torch.load(weights_only=True), which runs no code from the file. If you trust it, "
+            "save its weights alone once and point `checkpoint:` at that file: python -c \"import torch; "
+            f"obj = torch.load('{path}', weights_only=False); sd = obj.get('state_dict', obj) if isinstance(obj, dict) "
+            "else obj.state_dict(); torch.save(sd, 'weights.pt')\"") from e
+    except Exception as e:  # noqa: BLE001 - zip and I/O errors come in many types
         raise HarnessError(f"cannot read checkpoint {path}: {e.__class__.__name__}: {e}") from e
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):

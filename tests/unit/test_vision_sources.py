@@ -159,3 +159,19 @@ def test_timm_tiny_registered_model_and_checkpoint(tmp_path):
     torch.save(timm.create_model("test_vit").state_dict(), other)
     with pytest.raises(HarnessError, match="test_resnet"):
         src.build("test_resnet", {"checkpoint": str(other)}, pretrained=True)
+
+
+class Trainer:  # a user's object pickled into a checkpoint beside the weights
+    pass
+
+
+def test_a_checkpoint_holding_more_than_tensors_says_so_and_how_to_allow_it(tmp_path):
+    from harness.sources.images import load_state_dict_file
+
+    path = tmp_path / "full.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "trainer": Trainer()}, path)
+    with pytest.raises(HarnessError) as e:
+        load_state_dict_file(str(path))
+    msg = str(e.value)
+    assert "holds Python objects beyond tensors" in msg and "weights_only=True" in msg
+    assert "Trainer" in msg and "torch.save(sd, 'weights.pt')" in msg

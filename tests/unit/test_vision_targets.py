@@ -282,3 +282,20 @@ def test_hfimages_from_parquet(tmp_path, tiny):
     assert next(data.splits["train"].batches(3))["pixel_values"].shape == (3, 3, 16, 16)
     with pytest.raises(HarnessError, match="no label column"):
         TARGETS.get("hfimages").load("parquet", {**params, "label_column": "y"}, "image-classification", tiny)
+
+
+def test_a_tampered_cifar_batch_that_calls_a_function_is_refused(tmp_path, tiny):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    marker = tmp_path / "pwned"
+    # a pickle whose load would run os.system("touch …"): GLOBAL os system, a string, TUPLE1, REDUCE
+    batch.write_bytes(b"\x80\x02cos\nsystem\nX" + len(f"touch {marker}").to_bytes(4, "little")
+                      + f"touch {marker}".encode() + b"\x85R.")
+    with pytest.raises(HarnessError, match=r"data_batch_3: not a CIFAR batch \(UnpicklingError: refuses os.system"):
+        TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path), "download": False},
+                                        "image-classification", tiny)
+    assert not marker.exists()
+    batch.write_bytes(b"\x80\x02]q\x00.")  # a list, not a dict
+    with pytest.raises(HarnessError, match="holds a list, not a dict"):
+        TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path), "download": False},
+                                        "image-classification", tiny)

@@ -48,9 +48,45 @@ CIFAR = {
 }
 
 
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles what a CIFAR batch holds — dicts, lists, strings, numbers and numpy arrays — and
+    refuses any other global: a tampered batch that names a function (``os.system``,
+    ``builtins.eval``) is an error before anything is called."""
+
+    def find_class(self, module: str, name: str):
+        allowed = CIFAR_GLOBALS.get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"refuses {module}.{name}: a CIFAR batch holds only dicts, lists, "
+                                         "strings, numbers and numpy arrays")
+        return allowed()
+
+
+def _numpy_reconstruct():
+    core = getattr(np, "_core", None) or np.core
+    return core.multiarray._reconstruct
+
+
+def _numpy_scalar():
+    core = getattr(np, "_core", None) or np.core
+    return core.multiarray.scalar
+
+
+CIFAR_GLOBALS = {  # (module, name) as the files name them → the object (numpy 1 and 2 spellings)
+    **{(m, "_reconstruct"): _numpy_reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): _numpy_scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+}
+
+
 def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")  # noqa: S301 - CIFAR's own format is a python pickle
+    try:
+        with open(path, "rb") as f:
+            d = BatchUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise HarnessError(f"{path}: not a CIFAR batch ({e.__class__.__name__}: {e})") from e
+    if not isinstance(d, dict):
+        raise HarnessError(f"{path}: not a CIFAR batch (it holds a {type(d).__name__}, not a dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
