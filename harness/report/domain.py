@@ -35,7 +35,7 @@ def evaluated(r: Row) -> str:
 
 
 def role(r: Row) -> str:
-    if r.data.get("unlabeled_domain"):
+    if r.data.get("unlabeled_domain") or r.data.get("target_shots"):
         return ADAPTED
     return REFERENCE if trained(r) == evaluated(r) else SOURCE_ONLY
 
@@ -72,8 +72,8 @@ def trained_on(r: Row) -> str:
     text = trained(r)
     if d.get("unlabeled_domain"):
         text += f" + unlabeled {d['unlabeled_domain']}"
-        if d.get("target_shots"):
-            text += f" ({d['target_shots']} labelled/class)"
+    if d.get("target_shots"):
+        text += f" + {d['target_shots']} labelled/class of {d.get('target_shots_domain') or 'the target domain'}"
     return text
 
 
@@ -98,9 +98,12 @@ def render_domain(rows: list[Row]) -> list[str]:
            "domain: trained on the other domain only (source only), given the target domain's unlabeled data "
            "(adapted), or trained on the evaluated domain's labels (the target-supervised reference: an upper "
            "bound, not a method). Gain: seed-paired vs the source-only full fine-tune, with its 95% CI. Gap "
-           "closed: the share of the distance from source only to the reference that a row covers. Learning "
-           "rates were chosen on a validation split of the evaluated domain: an unsupervised-DA user has no "
-           "such labels, so the adapted rows are an optimistic bound on what the method gives without them.", ""]
+           "closed: the share of the distance from source only to the reference that a row covers.", ""]
+    searched = any(r.search for group in groups.values() for r in group if role(r) != REFERENCE)
+    out[-2] += (" Whatever a row chooses on validation (the probe's C" + ("; the learning rates searched here"
+                if searched else "") + ") it chooses on the evaluated domain's validation split: an unsupervised-DA "
+                "user has no such labels, so those choices are an oracle and the rows an optimistic bound on what "
+                "each gives without them (docs/strategies.md, *Choosing hyperparameters without target labels*).")
     for (source, target), group in groups.items():
         primary = group[0].primary
         base = baseline(group)

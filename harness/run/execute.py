@@ -181,7 +181,8 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
     domain = spec.target.get("domain") or split.get("domain") or "original"
     evaluated = spec.target.get("eval_domain")
     eval_domain = domain_name(evaluated) or split.get("eval_domain") or domain
-    adapts = STRATEGIES.get(spec.strategy).uses_unlabeled if spec.strategy in STRATEGIES else False
+    cls = STRATEGIES.get(spec.strategy) if spec.strategy in STRATEGIES else None
+    adapts, labelled = (cls.uses_unlabeled, cls.uses_target_labels) if cls else (False, False)
     dataset = spec.target.get("dataset")
     return {"fingerprint": data_fingerprint(split), "eval_domain": eval_domain, "train_domain": domain,
             "unlabeled_domain": domain_name(spec.target.get("unlabeled")) if adapts else None,
@@ -189,7 +190,9 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
             "trained_on": qualified(dataset, domain),
             "evaluated_on": qualified(evaluated["dataset"], evaluated.get("domain")) if isinstance(evaluated, dict)
             else qualified(dataset, eval_domain),
-            "target_shots": split.get("target_shots") if adapts else None,
+            "target_shots": split.get("target_shots") if labelled else None,
+            "target_shots_domain": domain_name(spec.target.get("unlabeled")) if labelled and split.get("target_shots")
+            else None,
             "domain_gap": (notes or {}).get("domain_gap"),
             "source": spec.source.get("model"), "dataset": spec.target.get("dataset"),
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}

@@ -89,6 +89,7 @@ class Strategy:
     Params: ClassVar[type[Params]] = NoParams
     pretrained: ClassVar[bool] = True  # load the source's pretrained weights
     uses_unlabeled: ClassVar[bool] = False  # trains on the target's unlabeled data of another domain (dann)
+    uses_target_labels: ClassVar[bool] = False  # trains on a few labelled target-domain examples (target_shots)
 
     def __init__(self, params: Params, train: TrainConfig):
         self.params = params

@@ -73,6 +73,7 @@ class Contrastive(Strategy):
     """Fine-tuning + ``weight`` × the contrastive margin loss."""
 
     Params = ContrastiveParams
+    uses_target_labels = True  # when the target gives target_shots
 
     def __init__(self, params, train):
         super().__init__(params, train)

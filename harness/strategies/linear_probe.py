@@ -40,7 +40,8 @@ class ProbeParams(Params):
                                         description="inverse L2 strengths tried by lbfgs (sklearn's C; default: "
                                         "45 values log-spaced from 1e-6 to 1e5)")
     max_iter: int = Field(300, ge=1, description="L-BFGS iterations per C")
-    refit: bool = Field(True, description="lbfgs: refit the head on train + val with the chosen C")
+    refit: bool = Field(True, description="lbfgs: refit the head on train + val with the chosen C (never when val "
+                        "is in another domain than train: its labels are the target domain's)")
 
 
 PROBE_FIT_VERSION = 1  # bump when the fit changes: cached heads are refitted
@@ -142,8 +143,14 @@ class LinearProbe(Strategy):
 
     @classmethod
     def check(cls, params, pair, suite):
+        from harness.targets.naming import evaluated_elsewhere
+
         if params.solver != "lbfgs" and params.model_fields_set & {"c_grid", "max_iter", "refit"}:
             return ["c_grid, max_iter and refit apply to solver: lbfgs only"]
+        if "refit" in params.model_fields_set and params.refit and evaluated_elsewhere(pair.target.params):
+            return [f"refit: true would fit the head on this pair's validation split, which is in the evaluated "
+                    f"domain with its labels (eval_domain: {pair.target.params['eval_domain']}): the probe would "
+                    "train on target-domain labels. Leave refit unset (off for such pairs)"]
         return []
 
     @classmethod
@@ -161,6 +168,12 @@ class LinearProbe(Strategy):
 
     def adapt(self, model, data, ctx):
         from harness.run.features import cached_features
+        from harness.targets.naming import evaluated_elsewhere
+
+        if self.params.refit and evaluated_elsewhere(ctx.target):
+            # val is the evaluated domain's, labels and all: choose C there (as every cell chooses on
+            # val), but never fit on it
+            self.params = self.params.model_copy(update={"refit": False})
 
         source = input_identity(ctx.source)
         key = {"source": source, "target": ctx.target, "split": data.split_info,

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from harness.config.errors import HarnessError
-from harness.targets.base import Split, TargetData, TensorSplit, TokenSplit
+from harness.targets.base import LeakError, Split, TargetData, TensorSplit, TokenSplit
 from harness.targets.naming import SPLIT_KEY, domain_name
 
 CROSS_KEYS = ("unlabeled", "eval_domain")
@@ -45,7 +45,9 @@ def crossing(target: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class WithoutLabels(Split):
-    """A split's inputs with its labels dropped: what a DA strategy may read of the target domain."""
+    """A split's inputs with every label replaced by -100 (the ignore index): what a DA strategy may
+    read of the target domain. The labels' shape stays, so a text-classification batch is pooled
+    (its first token) like the labelled batches it is compared with."""
 
     def __init__(self, split: Split):
         self.split = split
@@ -67,7 +69,10 @@ class WithoutLabels(Split):
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 group_by_length: bool = False) -> Iterator[dict]:
         for batch in self.split.batches(batch_size, shuffle, generator, group_by_length):
-            yield {k: v for k, v in batch.items() if k not in ("labels", "index")}
+            out = {k: v for k, v in batch.items() if k != "index"}
+            if "labels" in out:  # ignored everywhere, and the shape still says how to pool (text: one per example)
+                out["labels"] = torch.full_like(out["labels"], -100)
+            yield out
 
 
 def relabel(split: Split, mapping: list[int]) -> Split:
@@ -115,6 +120,9 @@ def with_domains(data: TargetData, target: dict[str, Any], backbone, task: str, 
         info["unlabeled_domain"] = domain_name(cross["unlabeled"])
         info["unlabeled_split"] = {"dataset": block["dataset"], "split": which, "size": len(other.splits[which]),
                                    "fingerprint": other.split_info.get("fingerprint", {}).get(which)}
+    unlabeled_keys = None
+    if "unlabeled" in cross:
+        unlabeled_keys = set(other.keys[which])
     if "eval_domain" in cross:
         block = cross["eval_domain"]
         other = load_target({**block, "task": task}, backbone, task)
@@ -126,6 +134,14 @@ def with_domains(data: TargetData, target: dict[str, Any], backbone, task: str, 
         info["eval_domain"] = domain_name(block)
         info["eval_split"] = {"dataset": block["dataset"], "sizes": {k: len(other.splits[k]) for k in ("val", "test")},
                               "split_info": {k: v for k, v in other.split_info.items() if k != "fingerprint"}}
+    if unlabeled_keys is not None:
+        for k in ("val", "test"):
+            shared = unlabeled_keys.intersection(keys[k])
+            if shared:
+                raise LeakError(f"{ref}: {len(shared)} example(s) of the unlabeled domain "
+                                f"'{domain_name(cross['unlabeled'])}' are in the {k} split the pair is tuned or scored "
+                                "on: adapting to the very inputs it is scored on (transductive) is not what this "
+                                "measures; name the other target's train split (the default) as unlabeled")
     return replace(data, splits=splits, extra=extra, keys=keys, origins=origins, split_info=info)
 
 

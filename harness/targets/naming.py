@@ -22,3 +22,15 @@ def qualified(dataset: Any, domain: Any) -> str:
     """A dataset in one of its domains, named so that pairs compare: ``sklearn/digits``,
     ``sklearn/digits (shifted)``."""
     return str(dataset) if domain in (None, "", "original") else f"{dataset} ({domain})"
+
+
+def evaluated_elsewhere(target: dict[str, Any]) -> bool:
+    """Whether a target block's val and test are in another domain than its labelled training
+    split (``eval_domain:`` naming another domain or target): their labels are then the target
+    domain's, which nothing may train on."""
+    evaluated = target.get("eval_domain")
+    if evaluated is None:
+        return False
+    if isinstance(evaluated, dict):
+        return True
+    return evaluated != (target.get("domain") or "original")

@@ -360,13 +360,13 @@ def tiny_ner(params: dict[str, Any], backbone) -> TargetData:
     sents = tiny_sentences(n, np.random.default_rng(p.split_seed))
     data = token_target_data(sents, p, backbone, "synthetic")
     shifted = tiny_sentences(n, np.random.default_rng(p.split_seed + 1), first_letter=13, max_entity=4)
+    other = token_target_data(shifted, p, backbone, "synthetic")  # split like the original sentences
     if params.get("eval_domain") == "shifted":
-        other = token_target_data(shifted, p, backbone, "synthetic")
         data = replace(data, splits={**data.splits, "val": other.splits["val"], "test": other.splits["test"]},
                        keys={**data.keys, "val": other.keys["val"], "test": other.keys["test"]},
                        split_info={**data.split_info, "eval_domain": "shifted"})
-    if params.get("unlabeled"):
-        data.extra["unlabeled"] = without_labels(encode_splits({"unlabeled": shifted}, backbone)[1]["unlabeled"])
+    if params.get("unlabeled"):  # the shifted training sentences only: never the ones scored on
+        data.extra["unlabeled"] = without_labels(other.splits["train"])
     return data
 
 

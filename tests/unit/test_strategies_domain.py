@@ -236,20 +236,55 @@ def test_subspace_alignment_needs_the_pair_evaluated_on_its_unlabeled_domain(wri
     assert "evaluated on 'original' but its unlabeled data is 'shifted'" in msg
 
 
-def test_contrastive_pairs_across_domains_when_the_target_gives_shots(write_suite, tmp_path):
-    pairs = """\
+PAIRS_DIGITS = """\
 pairs:
   - id: digits
     source: {model: test/tiny_cnn}
     target: {dataset: sklearn/digits, task: image-classification, image_size: 8, unlabeled: shifted, eval_domain: shifted, target_shots: 2}
 """
-    runs = plan(write_suite, "  - contrastive\n", pairs=pairs)
+
+
+def test_contrastive_pairs_across_domains_when_the_target_gives_shots(write_suite, tmp_path):
+    runs = plan(write_suite, "  - contrastive\n", pairs=PAIRS_DIGITS)
     strat, model, data, _ = build(runs[0], CPU)
     shots = data.extra["target_labeled"]
     assert len(shots) == 20 and sorted(shots.tensors["labels"].tolist()) == sorted(list(range(10)) * 2)
     record = execute(runs[0], ExecOptions(cache_dir=tmp_path))
     assert record.status == "ok", record.error
     assert record.config["notes"]["pairs"] == "across domains" and record.config["notes"]["target_labeled_examples"] == 20
+    # the record says it trained on target labels (the report counts it as adapted, not source only)
+    assert (record.data["target_shots"], record.data["target_shots_domain"], record.data["unlabeled_domain"]) == \
+        (2, "shifted", None)
+
+
+def test_target_shots_without_a_domain_to_take_them_from_is_refused(write_suite):
+    pairs = PAIRS_DIGITS.replace("unlabeled: shifted, eval_domain: shifted, ", "")
+    assert "unlabeled" not in pairs
+    msg = config_errors(write_suite, "  - contrastive\n", pairs=pairs)
+    assert "target_shots keeps labels of the unlabeled domain's examples: set unlabeled: too" in msg
+
+
+def test_the_probe_never_fits_on_a_validation_split_of_another_domain(write_suite, tmp_path):
+    pairs = PAIRS_DIGITS.replace(", target_shots: 2", "")
+    runs = plan(write_suite, "  - linear_probe\n", pairs=pairs)
+    record = execute(runs[0], ExecOptions(cache_dir=tmp_path))
+    assert record.status == "ok", record.error
+    assert record.config["notes"]["lbfgs"]["refit_on_train_val"] is False
+    # in its own domain it refits as usual
+    plain = plan(write_suite, "  - linear_probe\n", pairs=pairs.replace(", unlabeled: shifted, eval_domain: shifted", ""))
+    assert "eval_domain" not in plain[0].target
+    assert execute(plain[0], ExecOptions(cache_dir=tmp_path)).config["notes"]["lbfgs"]["refit_on_train_val"] is True
+    msg = config_errors(write_suite, "  - linear_probe: {refit: true}\n", pairs=pairs)
+    assert "refit: true would fit the head on this pair's validation split" in msg
+
+
+def test_a_batch_of_one_row_skips_the_discrepancy_not_the_run(write_suite, tmp_path):
+    runs = plan(write_suite, "  - coral\n")
+    spec = dataclasses.replace(one(runs, "cnn", "coral"), train={**one(runs, "cnn", "coral").train,
+                                                                 "max_train_samples": 17})  # 16 + a batch of 1
+    record = execute(spec, ExecOptions(cache_dir=tmp_path))
+    assert record.status == "ok", record.error
+    assert record.config["notes"]["discrepancy_skipped_steps"] == 1
 
 
 def test_the_probe_of_a_pair_with_unlabeled_data_records_the_gap_once_per_pair(write_suite, tmp_path):

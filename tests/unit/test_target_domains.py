@@ -49,7 +49,9 @@ def test_every_target_takes_unlabeled_data_from_another_target(namespace, tmp_pa
     unlabeled = data.extra["unlabeled"]
     assert isinstance(unlabeled, WithoutLabels) and len(unlabeled) > 0
     batch = next(unlabeled.batches(4))
-    assert "labels" not in batch and "index" not in batch
+    assert "index" not in batch and bool((batch["labels"] == -100).all())  # every label ignored, its shape kept
+    labelled = next(data.splits["train"].batches(4))
+    assert batch["labels"].ndim == labelled["labels"].ndim  # so both are pooled alike (text: the first token)
     assert data.split_info["unlabeled_domain"] == other["dataset"]
     assert data.split_info["unlabeled_split"]["split"] == "train"
 
@@ -57,16 +59,18 @@ def test_every_target_takes_unlabeled_data_from_another_target(namespace, tmp_pa
 # -------------------------------------------------------------- eval_domain: a kind at a time
 
 
-def test_imagefolder_scored_on_another_tree_with_its_classes_reordered(tmp_path, cnn):
+def test_imagefolder_scored_on_another_tree_adapting_to_a_third(tmp_path, cnn):
     _write_folder(tmp_path / "a", classes=("cat", "dog"), per_class=10)
     _write_folder(tmp_path / "b", classes=("cat", "dog"), per_class=10, seed=1)
+    _write_folder(tmp_path / "c", classes=("cat", "dog"), per_class=10, seed=2)
     other = load_target({"dataset": f"imagefolder/{tmp_path / 'b'}"}, cnn)
+    third = load_target({"dataset": f"imagefolder/{tmp_path / 'c'}"}, cnn)
     data = load_target({"dataset": f"imagefolder/{tmp_path / 'a'}", "eval_domain": {"dataset": f"imagefolder/{tmp_path / 'b'}"},
-                        "unlabeled": {"dataset": f"imagefolder/{tmp_path / 'b'}", "split": "test"}}, cnn)
+                        "unlabeled": {"dataset": f"imagefolder/{tmp_path / 'c'}", "split": "test"}}, cnn)
     assert data.split_info["fingerprint"]["test"] == other.split_info["fingerprint"]["test"]
     assert data.split_info["fingerprint"]["val"] == other.split_info["fingerprint"]["val"]
     assert data.split_info["eval_domain"] == f"imagefolder/{tmp_path / 'b'}"
-    assert data.split_info["unlabeled_split"]["split"] == "test" and len(data.extra["unlabeled"]) == len(other.splits["test"])
+    assert data.split_info["unlabeled_split"]["split"] == "test" and len(data.extra["unlabeled"]) == len(third.splits["test"])
 
 
 def test_relabel_moves_another_domains_classes_into_the_pairs_order():
@@ -117,6 +121,10 @@ def test_a_domain_that_shares_examples_with_the_training_split_is_a_leak(tmp_pat
         load_target({**digits, "eval_domain": {**digits, "split_seed": 1}}, cnn)
     # the same split of the same images: nothing crosses
     load_target({**digits, "eval_domain": dict(digits)}, cnn)
+    # unlabeled data that holds the very inputs the pair is scored on
+    other = {"dataset": "test/tiny_images", "split_seed": 4}
+    with pytest.raises(LeakError, match="are in the test split the pair is tuned or scored on"):
+        load_target({"dataset": "test/tiny_images", "eval_domain": other, "unlabeled": {**other, "split": "test"}}, cnn)
 
 
 # ------------------------------------------------------------------------------ validate, run

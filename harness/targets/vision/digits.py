@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.registry import TARGETS
 from harness.targets.base import (
@@ -94,6 +94,13 @@ class DigitsParams(SplitParams):
     labels: Literal["digit", "parity"] = Field("digit", description="digit (10 classes) or parity (even/odd)")
     target_shots: int | None = Field(None, ge=1, le=100, description="keep the labels of this many unlabeled-domain "
                                      "training examples per class (supervised DA: contrastive across domains, CCSA)")
+
+    @model_validator(mode="after")
+    def _shots_need_a_domain(self):
+        if self.target_shots and not self.unlabeled:
+            raise ValueError("target_shots keeps labels of the unlabeled domain's examples: set unlabeled: too "
+                             "(e.g. unlabeled: shifted)")
+        return self
 
 
 @TARGETS.register("sklearn", description="scikit-learn's bundled digits (1,797 8×8 greyscale images, 10 classes), offline")
