@@ -1,5 +1,6 @@
 """Benchmark (a): the harness fine-tune loop vs a hand-written plain PyTorch loop, same model,
-batch, precision, optimiser (AdamW, cosine schedule, clip 1.0) and data work (uint8 images
+batch, precision, optimiser (AdamW, fused wherever the harness's ``build_optimizer`` fuses it, cosine
+schedule, clip 1.0) and data work (uint8 images
 padded-cropped, flipped, resized and normalised per batch on the device). Prints the images/s
 ratio harness / plain (target ≥ 0.97), measured in one run.
 
@@ -76,7 +77,11 @@ def plain_train(model, images, labels, steps, batch_size, size, device, precisio
     model.to(device).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    from harness.run.loop import fused_ok
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    # the harness's optimizer exactly: AdamW fused where fused takes the parameters (build_optimizer)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=fused_ok([{"params": params}]))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)

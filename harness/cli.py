@@ -107,13 +107,14 @@ def quiet_libraries() -> None:
 
 
 def cmd_run(args) -> int:
+    suite = _load(args.file)  # first: a bad file is refused before torch and the executors are imported
+
     from harness.executors.local import run_plan, select
     from harness.plan import expand
     from harness.records import suite_dir
     from harness.run import alloc
     from harness.run.execute import ExecOptions
 
-    suite = _load(args.file)
     for w in suite.warnings:
         print(f"warning: {w}", file=sys.stderr)
     quiet_libraries()

@@ -7,6 +7,8 @@ carries ``file:line`` and the dotted key path. Nothing here imports torch direct
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,11 @@ class Collector:
 
 
 MAX_YAML_NODES = 100_000  # aliases are walked once per use: a bound against "billion laughs" files
+MAX_SUITE_BYTES = 1 << 20  # a suite file is a few KB; 1 MiB leaves room for generated grids
+MAX_DEPTH = 64  # nesting levels of lists and maps (a suite needs about 6)
+MAX_COMPOSED_NODES = 20_000  # nodes written in the file (a suite has hundreds; aliases count once here)
+MAX_NUMBER_DIGITS = 100  # an integer longer than this is no setting (Python's int() limit is 4,300)
+MAX_SCALAR_CHARS = 65_536  # one value (a path, a description)
 
 
 def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int] | None = None,
@@ -93,6 +100,18 @@ def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int]
     if id(node) in _open or _budget[0] <= 0:
         if id(node) in _open:
             col.add(path, "recursive YAML alias (a value that contains itself)")
+        return
+    if len(path) > MAX_DEPTH:
+        col.add(path[:MAX_DEPTH], f"nested more than {MAX_DEPTH} levels deep; not a suite file")
+        _budget[0] = 0  # one issue, then stop walking
+        return
+    if isinstance(node, yaml.ScalarNode):
+        if len(node.value) > MAX_SCALAR_CHARS:
+            col.add(path, f"a value of {len(node.value):,} characters (at most {MAX_SCALAR_CHARS:,})")
+        elif node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_DIGITS:
+            col.add(path, f"a number of {len(node.value):,} digits (at most {MAX_NUMBER_DIGITS}): no setting is that large")
+        elif not node.style and not finite(node):
+            col.add(path, f"{node.value!r} is not a finite number: no setting is infinite or NaN")
         return
     _open.add(id(node))
     if isinstance(node, yaml.MappingNode):
@@ -115,21 +134,62 @@ def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int]
     _open.discard(id(node))
 
 
-def read_yaml(path: Path, col: Collector) -> Any:
-    """Parse with line marks; YAML syntax errors and unsafe tags become issues."""
+def read_text(path: Path, col: Collector) -> str | None:
+    """The file's text, or None with an issue: only a regular file of at most ``MAX_SUITE_BYTES``
+    is read (a FIFO, ``/dev/stdin`` or a device could block forever or never end)."""
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         col.add((), "file not found")
         return None
+    except OSError as e:
+        col.add((), f"cannot read file: {e}")
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory" if stat.S_ISDIR(info.st_mode) else \
+            "a device or socket"
+        col.add((), f"not a regular file ({kind}): a suite is read from a file on disk")
+        return None
+    if info.st_size > MAX_SUITE_BYTES:
+        col.add((), f"the file is {info.st_size / (1 << 20):.1f} MiB; a suite file is at most {MAX_SUITE_BYTES >> 20} MiB")
+        return None
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SUITE_BYTES + 1)  # the file may have grown since stat
+        if len(raw) > MAX_SUITE_BYTES:
+            col.add((), f"the file is over {MAX_SUITE_BYTES >> 20} MiB; a suite file is at most {MAX_SUITE_BYTES >> 20} MiB")
+            return None
+        return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         col.add((), f"cannot read file: {e}")
         return None
+
+
+def read_yaml(path: Path, col: Collector) -> Any:
+    """Parse with line marks; YAML syntax errors, unsafe tags and files built to exhaust time or
+    memory (size, nesting, alias expansion, enormous scalars) become issues, before any value is built."""
+    text = read_text(path, col)
+    if text is None:
+        return None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=BoundedLoader)
         if node is not None:
+            before = len(col.issues)
             _line_map(node, col)
+            if any(is_bomb(i.message) for i in col.issues[before:]):
+                return None  # building the values is what such a file is made to exhaust
         return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+    except Exhausting as e:
+        col.issues.append(Issue(col.file, e.line, "", e.message))
+        return None
+    except RecursionError:  # the scanner's own recursion, before the composer's bound
+        col.add((), f"nested too deeply to parse (a suite nests about 6 levels; at most {MAX_DEPTH})")
+        return None
+    except ValueError as e:  # an int beyond Python's digit limit that the scan did not see as one
+        col.add((), f"a value YAML cannot build: {e}")
+        return None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
@@ -137,6 +197,62 @@ def read_yaml(path: Path, col: Collector) -> Any:
     except yaml.YAMLError as e:
         col.add((), f"invalid YAML: {e}")
     return None
+
+
+NUMBER = re.compile(r"[-+]?(\d[\d_]*)?\.?\d*([eE][-+]?\d+)?")
+
+
+def finite(node: yaml.ScalarNode) -> bool:
+    """Whether a plain scalar that reads as a number (YAML's ``.inf``, ``.nan``, or ``1e400``, which
+    the harness would parse to inf) is finite; other scalars are."""
+    text = node.value.strip()
+    if node.tag == "tag:yaml.org,2002:float":
+        text = text.lower().replace("_", "")
+        if text.lstrip("+-") in (".inf", ".nan"):
+            return False
+    elif not (text and NUMBER.fullmatch(text) and any(c.isdigit() for c in text)):
+        return True
+    try:
+        return math.isfinite(float(text.replace("_", "")))
+    except ValueError:
+        return True
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """SafeLoader's composer with a bound on the nodes it builds and on their nesting, checked as it
+    goes: a file built to exhaust memory or the stack stops at the bound, not at the end."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.composed, self.depth = 0, 0
+
+    def compose_node(self, parent, index):
+        self.composed += 1
+        if self.composed > MAX_COMPOSED_NODES:
+            raise Exhausting(f"more than {MAX_COMPOSED_NODES:,} YAML nodes; not a suite file", self.get_mark())
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise Exhausting(f"nested more than {MAX_DEPTH} levels deep; not a suite file", self.get_mark())
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class Exhausting(Exception):
+    """A suite file built to exhaust time or memory, stopped while composing."""
+
+    def __init__(self, message: str, mark):
+        super().__init__(message)
+        self.message, self.line = message, mark.line + 1
+
+
+BOMB_MARKS = ("YAML nodes once aliases", "recursive YAML alias", "levels deep", "characters (at most", "digits (at most",
+              "not a finite number")
+
+
+def is_bomb(message: str) -> bool:
+    return any(m in message for m in BOMB_MARKS)
 
 
 def _mapping(col: Collector, data: Any, path: Path_, what: str) -> dict | None:

@@ -13,9 +13,10 @@ SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 class Params(BaseModel):
     """Base for every parameter block (train config, source/target/strategy params):
-    frozen, unknown keys rejected, lax parsing so YAML's ``1e-3`` (a string) is a float."""
+    frozen, unknown keys rejected, lax parsing so YAML's ``1e-3`` (a string) is a float, and every
+    float finite (YAML's ``.inf`` and ``.nan`` are refused wherever a number is expected)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TrainConfig(Params):

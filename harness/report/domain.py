@@ -14,6 +14,7 @@ distance from source-only to the reference that a method covers.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 from harness.report.aggregate import Row
 from harness.report.markdown import DASH, ci, gain, pct, strategy_name, table
@@ -40,10 +41,27 @@ def role(r: Row) -> str:
     return REFERENCE if trained(r) == evaluated(r) else SOURCE_ONLY
 
 
+def with_pair_data(rows: list[Row]) -> list[Row]:
+    """Rows whose records predate the ``source``/``dataset``/``trained_on`` fields take them from a
+    row of the same pair and data that has them (one pair: one source, one target block)."""
+    keys = ("source", "dataset", "trained_on", "evaluated_on")
+    known = {(r.suite, r.pair, r.variant): {k: r.data[k] for k in keys if r.data.get(k)}
+             for r in rows if r.data.get("dataset")}
+    out = []
+    for r in rows:
+        fill = known.get((r.suite, r.pair, r.variant))
+        if fill and not r.data.get("dataset") and r.data.get("eval_domain"):
+            mine = qualified(fill["dataset"], r.data.get("train_domain"))
+            r = replace(r, data={**r.data, "source": fill.get("source"), "dataset": fill["dataset"],
+                                 "trained_on": mine, "evaluated_on": fill.get("evaluated_on")})
+        out.append(r)
+    return out
+
+
 def shifts(rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
     """``(source, evaluated domain)`` → its rows, for the groups some row trains away from, in row order."""
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in with_pair_data(rows):
         if r.data.get("dataset") and r.data.get("eval_domain"):
             groups[(str(r.data.get("source")), evaluated(r))].append(r)
     return {k: v for k, v in groups.items() if any(trained(r) != evaluated(r) for r in v) and r_primary(v)}

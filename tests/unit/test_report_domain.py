@@ -67,3 +67,13 @@ def test_the_view_shows_the_gap_the_paired_gain_and_the_share_of_the_gap_closed(
 def test_a_suite_without_a_shift_has_no_view():
     recs = [r for r in suite_records() if r.pair == "plain"]
     assert "## Domain adaptation" not in render(aggregate(recs))
+
+
+def test_rows_of_records_older_than_the_dataset_fields_join_their_pairs_shift():
+    recs = suite_records()
+    old = [r.model_copy(update={"data": {k: v for k, v in r.data.items() if k not in ("dataset", "source")}})
+           if r.label == "dann" else r for r in recs]
+    groups = shifts(aggregate(old))
+    rows = next(iter(groups.values()))
+    assert ("shift", "dann") in {(r.pair, r.label) for r in rows}
+    assert {role(r) for r in rows if r.label == "dann"} == {ADAPTED}
