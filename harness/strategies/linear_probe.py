@@ -186,7 +186,7 @@ class LinearProbe(Strategy):
         if reused is not None:
             ctx.reused_s["feature"] = reused
         if "unlabeled" in data.extra:
-            with ctx.phase("feature"):
+            with ctx.phase("domain_gap"):  # a measurement of the pair, not the probe's cost (cost.NOT_CHARGED)
                 try:
                     ctx.notes["domain_gap"] = self.domain_gap(model, data, key, ctx)
                 except ValueError as e:  # a measurement beside the run: too few rows never fails the probe
@@ -204,8 +204,9 @@ class LinearProbe(Strategy):
     def domain_gap(self, model, data, feature_key: dict, ctx) -> dict:
         """The proxy A-distance between the labelled training split and the unlabeled target-domain
         data on the frozen backbone's features (:mod:`harness.run.domain_gap`): how far the shift
-        is before any adaptation. Cached with the features' key, so computed once per pair; the
-        time it took is charged to a run that reuses it, as the features are."""
+        is before any adaptation. Cached with the features' key, so computed once per pair; its
+        time is recorded as ``cost.domain_gap_s`` and left out of the probe's ``wall_s``: it
+        measures the pair, it is not what the probe costs."""
         from harness.run import cache
         from harness.run.domain_gap import PAD_VERSION, frozen_rows, proxy_a_distance
         from harness.run.features import feature_key as features_id
@@ -213,8 +214,7 @@ class LinearProbe(Strategy):
         path = cache.entry(ctx.cache_dir, "domain_gap", cache.key({"features": features_id(feature_key)}, PAD_VERSION))
         stored = cache.load(path)
         if stored is not None:
-            # charged with the features it was computed beside (the report's feature_s column)
-            ctx.reused_s["feature"] = ctx.reused_s.get("feature", 0.0) + float(stored.pop("seconds", 0.0))
+            stored.pop("seconds", None)
             return stored
         t0 = time.perf_counter()
         bs = max(64, self.train.eval_batch_size or 2 * self.train.batch_size)
