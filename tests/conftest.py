@@ -40,3 +40,23 @@ def write_suite(tmp_path):
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test's folder matches its markers: every test under tests/integration/ is marked
+    ``integration``, no test under tests/unit/ is ``slow`` or ``integration`` (a slow unit-level
+    check belongs in tests/integration/), and ``gpu`` tests skip cleanly where CUDA is absent."""
+    import torch
+
+    wrong = []
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        names = {m.name for m in item.iter_markers()}
+        if folder == "integration" and "integration" not in names:
+            wrong.append(f"{item.nodeid}: under tests/integration/ but not marked integration")
+        if folder == "unit" and names & {"slow", "integration"}:
+            wrong.append(f"{item.nodeid}: marked {sorted(names & {'slow', 'integration'})} in tests/unit/")
+        if "gpu" in names and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+    if wrong:
+        raise pytest.UsageError("tests whose folder and markers disagree:\n" + "\n".join(wrong))

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import pytest
 import torch
 
 from harness.config.load import load_suite
@@ -16,6 +17,8 @@ from harness.executors.local import run_plan
 from harness.executors.pool import PoolExecutor
 from harness.plan import expand
 from harness.run.execute import ExecOptions
+
+pytestmark = pytest.mark.integration
 
 SUITE = """\
 suite: pooled

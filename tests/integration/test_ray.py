@@ -22,6 +22,8 @@ from tests.integration.test_pool import SUITE, outcome
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need `pip install 'harness[ray]'`")
 from harness.executors.ray_executor import RayExecutor  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -138,7 +138,7 @@ def test_distill_teacher_loops_and_bad_source_teachers_fail_at_validate(write_su
     assert "teacher_strategy 'multitask' needs parameters of its own" in msg
 
 
-@pytest.mark.parametrize("pair", ["cnn", pytest.param("bert", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("pair", ["cnn"])  # "bert": tests/integration/test_slow_variants.py
 def test_distill_student_reads_its_teachers_exported_logits_and_recovers_them_when_the_cache_lost_them(
         write_suite, tmp_path, pair):
     runs = [r for r in plan(write_suite, "  - full_finetune\n  - distill: {teacher: full_finetune}\n") if r.pair == pair]
@@ -168,9 +168,8 @@ def test_a_student_whose_teacher_failed_fails_with_a_record_that_says_why(write_
     assert done["full_finetune"].run_id in done["distill"].error["message"]
 
 
-@pytest.mark.parametrize(("pair", "teacher"), [("cnn", "{model: test/tiny_cnn, image_size: 12}"),
-                                              pytest.param("bert", "{model: test/tiny_bert, max_length: 12}",
-                                                           marks=pytest.mark.slow)])
+# the token pair ("bert", "{model: test/tiny_bert, max_length: 12}"): tests/integration/test_slow_variants.py
+@pytest.mark.parametrize(("pair", "teacher"), [("cnn", "{model: test/tiny_cnn, image_size: 12}")])
 def test_distill_from_a_source_teacher_with_other_preprocessing(write_suite, tmp_path, pair, teacher):
     """A source-spec teacher (its head fitted by a linear probe) is an aux run of the plan with its
     own preprocessing (another image size; a shorter token limit); the student's examples match

@@ -55,10 +55,3 @@ def test_data_script_compares_both_paths(capsys):
     out = load("bench_vision_data").main(["--smoke", "--device", "cpu"])
     assert out["harness_images_per_s"] > 0 and out["torchvision"][0]["ratio"] > 0
     assert "RATIO harness/torchvision" in capsys.readouterr().out
-
-
-@pytest.mark.slow  # two models × two step counts on CPU
-def test_loop_script_compares_harness_and_plain(capsys):
-    out = load("bench_vision_loop").main(["--smoke", "--device", "cpu"])
-    assert out["ratio"] > 0 and out["ratio_whole_run"] > 0
-    assert "RATIO harness/plain images/s" in capsys.readouterr().out

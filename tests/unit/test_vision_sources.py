@@ -122,9 +122,7 @@ def test_download_failure_says_how_to_fix(tv, monkeypatch):
 
 @pytest.mark.parametrize(("name", "n_blocks", "dim"), [
     ("vit_b_16", 14, 768), ("efficientnet_b0", 9, 1280),
-    pytest.param("convnext_tiny", 9, 768, marks=pytest.mark.slow),  # same `features` pattern; 28M params to init
-    pytest.param("mobilenet_v3_small", 14, 1024, marks=pytest.mark.slow),
-])
+])  # convnext_tiny and mobilenet_v3_small (28M params to init): tests/integration/test_slow_variants.py
 def test_blocks_cover_every_parameter(tv, name, n_blocks, dim):
     b = tv.build(name, {"weights": None}, pretrained=False)
     assert len(b.blocks()) == n_blocks and b.feature_dim == dim

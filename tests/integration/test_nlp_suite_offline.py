@@ -13,10 +13,11 @@ import yaml
 pytest.importorskip("datasets")
 
 from harness.cli import main  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
 from tests.unit.test_text_hf_source import save_tiny  # noqa: E402
 from tests.unit.test_tokens_hf_datasets import write_conll2003_parquet  # noqa: E402
 
-from ..conftest import ROOT  # noqa: E402
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.slow  # ten smoke runs: ~30 s of CPU
