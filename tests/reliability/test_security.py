@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import harness
@@ -145,25 +145,55 @@ def test_escaping_names_are_rejected_at_validate_time(tmp_path, capsys, field, v
     assert re.search(rf"{re.escape(str(f))}:\d+: {key}: .*names files", capsys.readouterr().err)
 
 
-@settings(max_examples=300, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(suite=st.text(min_size=1, max_size=20), pair=st.text(min_size=1, max_size=20),
-       label=st.text(min_size=1, max_size=20))
-def test_any_accepted_name_stays_inside_the_results_dir(tmp_path, suite, pair, label):
-    """Whatever strings a suite uses as names: either validate rejects them, or every record path and
-    the suite directory resolve inside the results directory."""
+def paths_stay_inside(tmp_path, suite: str, pair: str, label: str) -> bool:
+    """False when validate rejects the names; else assert every record path and the suite directory
+    resolve inside the results directory, and return True."""
     f = tmp_path / "s.yaml"
     f.write_text(SUITE.format(suite=json.dumps(suite), pair=json.dumps(pair), label=json.dumps(label)))
     try:
         spec = load_suite(f)
     except ConfigError:
-        return
+        return False
     results = (tmp_path / "results").resolve()
     for smoke in (False, True):
         directory = suite_dir(results, spec.suite, smoke)
         assert directory.resolve().parent == results
         for run in expand(spec, smoke=smoke):
             assert record_path(directory, run.run_id).resolve().parent == directory.resolve()
+    return True
+
+
+NAME = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", fullmatch=True)  # what validate accepts
+
+
+def test_names_valid_by_construction_stay_inside_the_results_dir(tmp_path):
+    """Every example is a name validate accepts (so every one reaches the path assertions, counted);
+    names that look like escapes but are legal (``-``, ``x--``, ``0_``) among them."""
+    checked = []
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @given(suite=NAME, pair=NAME, label=NAME)
+    def one(suite, pair, label):
+        assert paths_stay_inside(tmp_path, suite, pair, label), (suite, pair, label)
+        checked.append(suite)
+
+    one()
+    assert len(checked) >= 300
+
+
+def test_any_text_as_a_name_is_rejected_or_stays_inside(tmp_path):
+    """Arbitrary strings: validate rejects them, or they stay inside; both outcomes are counted so
+    the test says how many reached the path assertions (most arbitrary text is rejected)."""
+    outcomes = []
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @given(suite=st.text(min_size=1, max_size=20), pair=st.text(min_size=1, max_size=20),
+           label=st.text(min_size=1, max_size=20))
+    def one(suite, pair, label):
+        outcomes.append(paths_stay_inside(tmp_path, suite, pair, label))
+
+    one()
+    assert len(outcomes) >= 300 and any(outcomes) and not all(outcomes)
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", "", ".lock", "x/../../y", "/etc/passwd"])
