@@ -138,3 +138,28 @@ def test_same_seed_bit_identical_on_cuda_when_deterministic(tmp_path):
         assert first.env["device"].startswith("cuda")
         assert first.config["notes"]["determinism"]["algorithms"] is True
         assert outcome(first) == outcome(second), spec.run_id
+
+
+def test_same_seed_bit_identical_across_processes(tmp_path, twice):
+    """A fresh process (its own import order, allocator and thread pool start-up) reproduces the
+    in-process records to the last bit: `harness run` twice in two processes, and against `twice`."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "det.yaml"
+    path.write_text(SUITE.format(device="cpu"))
+    got = []
+    for i in range(2):
+        results = tmp_path / f"r{i}"
+        out = subprocess.run([sys.executable, "-m", "harness", "run", str(path), "--results", str(results),
+                              "--only", "cnn.*.s0-*", "--no-progress"], capture_output=True, text=True, timeout=600,
+                             env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+        assert out.returncode == 0, out.stderr[-2000:]
+        got.append({r["label"]: r for r in (json.loads(p.read_text()) for p in (results / "det").glob("*.json"))})
+    assert set(got[0]) == {"scratch", "linear_probe", "full_finetune"}
+    for label in got[0]:
+        a, b = got[0][label], got[1][label]
+        assert (a["metrics"], a["curve"]) == (b["metrics"], b["curve"]), label
+        here = twice[("cnn", label, 0)][0]
+        assert a["metrics"] == json.loads(here.model_dump_json())["metrics"], label
