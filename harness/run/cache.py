@@ -1,5 +1,5 @@
-"""The one on-disk cache of the harness: frozen features, the outputs runs export for others
-(a teacher's logits), anything recomputable.
+"""The one on-disk cache of the harness: frozen features, the probe's fitted heads, the outputs runs
+export for others (a teacher's logits), the domain gap, decoded images — anything recomputable.
 
 An entry is a ``torch.save`` payload at ``<cache>/<kind>/<key>.pt`` written atomically with a
 SHA-256 sidecar beside it; a read verifies the checksum and loads with ``weights_only=True``.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,28 @@ def save(path: Path | None, payload: Any) -> None:
     atomic_write_bytes(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
 
 
+REJECTED: Counter[str] = Counter()  # entries found damaged in this process, by kind (the run records its share)
+
+
 def load(path: Path | None) -> Any | None:
-    """The verified payload at ``path``, or None."""
+    """The verified payload at ``path``, or None: absent, or damaged (torn, flipped, its checksum
+    missing or wrong, unreadable) — a damaged entry is counted in :data:`REJECTED` under its kind."""
     if path is None:
         return None
     sidecar = path.with_suffix(".sha256")
     try:
         data = path.read_bytes()
-        expected = sidecar.read_text().strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    if hashlib.sha256(data).hexdigest() != expected:
+    try:
+        expected = sidecar.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        expected = None  # an entry without its checksum: written by a killed writer, or by hand
+    if expected is None or hashlib.sha256(data).hexdigest() != expected:
+        REJECTED[path.parent.name.lstrip(".")] += 1
         return None  # torn or tampered: recompute
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a checksummed file torch cannot read is as damaged as a torn one
+        REJECTED[path.parent.name.lstrip(".")] += 1
+        return None

@@ -17,6 +17,7 @@ from harness.plan import RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run import alloc, cost, outputs
+from harness.run import cache as store
 from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, count_params, input_identity
@@ -204,6 +205,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
     record and the outputs it exported (saved to the cache too)."""
     options = options or ExecOptions()
     started = now()
+    rejected_before = dict(store.REJECTED)  # damaged cache entries this run finds (and recomputes)
     status, error, metrics, curve, split, extra_cost, notes = "ok", None, {}, [], {}, {}, {}
     budget: dict[str, Any] = {}
     exported = None
@@ -275,6 +277,9 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
     search = None
     if spec.search is not None and spec.role == "trial":
         search = {"point": spec.point, "index": spec.trial_index}
+    rejected = {k: n - rejected_before.get(k, 0) for k, n in store.REJECTED.items() if n > rejected_before.get(k, 0)}
+    if rejected:  # counted in the record: a damaged entry was recomputed, never trusted
+        notes = {**notes, "cache_rejected": rejected}
     record = RunRecord(
         run_id=spec.run_id, suite=spec.suite, pair=spec.pair, strategy=spec.strategy, label=spec.label,
         seed=spec.seed, smoke=spec.smoke, role=spec.role, status=status, error=error, task=task_name,

@@ -1,5 +1,7 @@
 """Cached artefacts are written atomically with a SHA-256 beside them and verified on read: a torn,
-flipped or orphaned cache file is recomputed, never trusted (frozen-feature cache of linear_probe)."""
+flipped or orphaned cache file is recomputed, never trusted, and the run that found it counts it in
+its record (``notes.cache_rejected``) — for each cache: frozen features, the probe's fitted heads,
+the domain gap, decoded images (a teacher's exported logits: tests/unit/test_strategies_transfer.py)."""
 
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ def test_a_damaged_cache_entry_is_recomputed_not_trusted(write_suite, tmp_path, 
     damage(pt)
     third = execute(spec, options)
     assert third.status == "ok" and hit(third, kind) is False  # rebuilt
+    assert third.config["notes"]["cache_rejected"] == {kind: 1}  # and counted in the record
     assert third.metrics == first.metrics  # from recomputed features, not from the damaged file
     rebuilt = cache.load(pt)  # verified against its new sidecar; the same tensors (only the time taken differs)
     assert rebuilt is not None and same_tensors(rebuilt, torch.load(io.BytesIO(good), weights_only=True))
@@ -92,3 +95,67 @@ def test_a_run_that_reuses_cached_work_is_charged_what_that_work_took(write_suit
     (row,) = aggregate([second])
     assert row.cost["wall_s"].mean == pytest.approx(second.cost["wall_s"] + sum(reused.values()))
     assert row.cost["feature_s"].mean == pytest.approx(second.cost["feature_s"] + reused["feature"])
+
+
+DA_SUITE = """\
+suite: cache
+seeds: [0]
+defaults: {epochs: 1, batch_size: 16, max_train_samples: 48, max_eval_samples: 16}
+pairs:
+  - id: cnn
+    source: {model: test/tiny_cnn}
+    target: {dataset: test/tiny_images, task: image-classification, unlabeled: shifted}
+strategies:
+  - linear_probe
+"""
+
+
+@pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_orphan])
+def test_a_damaged_domain_gap_entry_is_recomputed_and_counted(write_suite, tmp_path, damage):
+    (spec,) = expand(load_suite(write_suite(DA_SUITE)))
+    options = ExecOptions(cache_dir=tmp_path / "cache")
+    first = execute(spec, options)
+    (pt,) = (tmp_path / "cache" / "domain_gap").rglob("*.pt")
+    damage(pt)
+    again = execute(spec, options)
+    assert again.data["domain_gap"] == first.data["domain_gap"]
+    assert again.config["notes"]["cache_rejected"] == {"domain_gap": 1}
+    assert cache.load(pt) is not None  # rewritten, verified
+
+
+@pytest.mark.parametrize("damage", [damage_flip, damage_truncate, damage_orphan])
+def test_a_damaged_decoded_image_cache_is_rebuilt_and_counted(tmp_path, damage, monkeypatch):
+    from tests.unit.test_vision_targets import _write_folder
+
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))
+    _write_folder(tmp_path / "pets", classes=("a", "b"), per_class=4, size=(8, 8))
+    suite = write_folder_suite(tmp_path)
+    (spec,) = expand(load_suite(suite))
+    options = ExecOptions(cache_dir=tmp_path / "cache")
+    first = execute(spec, options)
+    assert first.status == "ok", first.error
+    (pt,) = (tmp_path / "data" / ".decoded").glob("*.pt")
+    assert pt.with_suffix(".sha256").is_file()  # through the one cache module
+    from harness.run import execute as run_execute
+
+    run_execute._TARGETS.clear()  # a fresh process would load the target again
+    damage(pt)
+    again = execute(spec, options)
+    assert again.status == "ok" and again.metrics == first.metrics
+    assert again.config["notes"]["cache_rejected"] == {"decoded": 1}
+
+
+def write_folder_suite(tmp_path):
+    path = tmp_path / "folder.yaml"
+    path.write_text(f"""\
+suite: cache
+seeds: [0]
+defaults: {{epochs: 1, batch_size: 4}}
+pairs:
+  - id: pets
+    source: {{model: test/tiny_cnn}}
+    target: {{dataset: 'imagefolder/{tmp_path / "pets"}', task: image-classification, val_fraction: 0.25, test_fraction: 0.25}}
+strategies:
+  - scratch
+""")
+    return path

@@ -45,22 +45,13 @@ class Decoder:
 def decode_all(decode: Decoder, n: int, cache: Path | None) -> torch.Tensor:
     """All ``n`` images as one uint8 tensor — read from ``cache`` when a previous run wrote it
     (decoding thousands of files costs minutes; every run of a suite needs the same tensor)."""
-    import io
+    from harness.run import cache as store  # the harness's one cache: atomic, SHA-256 checked
 
-    from harness.records import atomic_write_bytes
-
-    if cache is not None and cache.is_file():
-        try:
-            images = torch.load(cache, map_location="cpu", weights_only=True)
-            if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and len(images) == n:
-                return images
-        except Exception:  # noqa: BLE001 - an unreadable cache file is rebuilt, never trusted
-            pass
+    images = store.load(cache)
+    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and len(images) == n:
+        return images
     images = torch.stack([decode(i) for i in range(n)])
-    if cache is not None:
-        buf = io.BytesIO()
-        torch.save(images, buf)
-        atomic_write_bytes(cache, buf.getvalue())
+    store.save(cache, images)
     return images
 
 
