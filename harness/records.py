@@ -84,10 +84,16 @@ def now(timespec: str = "seconds") -> str:
 
 
 def suite_dir(results: str | Path, suite: str, smoke: bool = False) -> Path:
+    """``<results>/<suite>``; refused when it leads outside ``results`` (a symlink planted there):
+    records are written only inside the results directory the user named."""
     name = f"{suite}-smoke" if smoke else suite
     if not _SAFE_ID.match(name) or ".." in name:
         raise HarnessError(f"unsafe suite name {name!r}")
-    return Path(results) / name
+    path = Path(results) / name
+    if path.is_symlink() or (path.exists() and path.resolve().parent != Path(results).resolve()):
+        raise HarnessError(f"{path} is a symlink or leads outside the results directory {Path(results).resolve()}: "
+                           "the harness writes records only inside it; remove the link or name another --results")
+    return path
 
 
 def record_path(directory: Path, run_id: str) -> Path:

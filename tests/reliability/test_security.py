@@ -285,3 +285,15 @@ def test_records_never_contain_environment_secrets(tmp_path, monkeypatch, capsys
     assert env["HF_TOKEN"] == env["HARNESS_API_KEY"] == env["HARNESS_DB_PASSWORD"] == "<redacted>"
     assert env["HF_ENDPOINT"] == "https://<redacted>@hub.example.com" and env["HF_HUB_OFFLINE"] == "1"
     assert "AWS_SECRET_ACCESS_KEY" not in env and "GITHUB_TOKEN" not in env  # not results-relevant: not kept
+
+
+def test_a_symlinked_suite_directory_cannot_send_records_outside_the_results_dir(tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text(SUITE.format(suite="ok", pair="p", label="l"))
+    results, elsewhere = tmp_path / "results", tmp_path / "elsewhere"
+    results.mkdir()
+    elsewhere.mkdir()
+    (results / "ok").symlink_to(elsewhere, target_is_directory=True)
+    assert cli.main(["run", str(f), "--results", str(results), "--no-progress"]) != 0
+    assert "is a symlink or leads outside the results directory" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []

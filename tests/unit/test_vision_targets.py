@@ -104,6 +104,7 @@ def test_missing_cifar_says_where_it_looked_and_how_to_download(tmp_path, tiny):
 
 
 def test_failed_download_is_reported_with_the_fix(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))  # the harness downloads only into its data root
     import harness.targets.vision.cifar as vision
 
     def offline(root, layout):
@@ -115,6 +116,7 @@ def test_failed_download_is_reported_with_the_fix(tmp_path, tiny, monkeypatch):
 
 
 def test_downloads_once_then_reads_offline(tmp_path, tiny, monkeypatch):
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))  # the harness downloads only into its data root
     import harness.targets.vision.cifar as vision
 
     calls = []
@@ -217,7 +219,8 @@ def test_decoded_images_are_cached_until_a_file_changes(tmp_path, tiny, monkeypa
     import harness.targets.vision.decode as vision
 
     _write_folder(tmp_path / "pets", classes=("a", "b"), per_class=3, size=(8, 8))
-    params = {"data_dir": str(tmp_path / "data"), "val_fraction": 0.2, "test_fraction": 0.2}
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))  # the decoded cache lives in the data root
+    params = {"val_fraction": 0.2, "test_fraction": 0.2}
     first = TARGETS.get("imagefolder").load(str(tmp_path / "pets"), params, "image-classification", tiny)
     assert len(list((tmp_path / "data" / ".decoded").glob("*.pt"))) == 1
 
@@ -299,3 +302,23 @@ def test_a_tampered_cifar_batch_that_calls_a_function_is_refused(tmp_path, tiny)
     with pytest.raises(HarnessError, match="holds a list, not a dict"):
         TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path), "download": False},
                                         "image-classification", tiny)
+
+
+
+def test_the_harness_writes_no_cache_or_download_into_a_directory_a_suite_names(tmp_path, tiny, monkeypatch):
+    root = tmp_path / "default-data-dir"  # the data root (HARNESS_DATA_DIR, set by the autouse fixture)
+    outside = tmp_path / "users-own-data"
+    _write_folder(tmp_path / "pets", classes=("a", "b"), per_class=3, size=(8, 8))
+    outside.mkdir()
+    TARGETS.get("imagefolder").load(str(tmp_path / "pets"), {"data_dir": str(outside), "val_fraction": 0.2,
+                                                             "test_fraction": 0.2}, "image-classification", tiny)
+    assert list(outside.iterdir()) == []  # read-only for the harness
+    assert len(list((root / ".decoded").glob("*.pt"))) == 1  # the decoded cache lives in the data root
+    # a download into a suite-named directory outside the root is refused, nothing written
+    with pytest.raises(HarnessError, match="downloads only into its data root"):
+        TARGETS.get("torchvision").load("cifar10", {"data_dir": str(outside)}, "image-classification", tiny)
+    # so is one through a symlink inside the root that leads out
+    (root / "cifar").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(HarnessError, match="downloads only into its data root"):
+        TARGETS.get("torchvision").load("cifar10", {"data_dir": str(root / "cifar")}, "image-classification", tiny)
+    assert list(outside.iterdir()) == []

@@ -19,7 +19,13 @@ from harness.targets.base import (
     Target,
     TargetData,
 )
-from harness.targets.vision.common import VisionParams, data_root, make_target_data, pipeline_for
+from harness.targets.vision.common import (
+    VisionParams,
+    data_root,
+    guard_download,
+    make_target_data,
+    pipeline_for,
+)
 from harness.targets.vision.mnist import SETS as DIGIT_SETS
 from harness.targets.vision.mnist import load_digit_set
 
@@ -115,6 +121,7 @@ def load_cifar(root: Path, layout: CifarLayout, download: bool):
     """(train images, train labels, test images, test labels, label names), all uint8/int64."""
     missing = [f for f in cifar_files(root, layout) if not f.is_file()]
     if missing and download:
+        guard_download(root, layout.title)
         try:
             download_cifar(root, layout)
         except Exception as e:  # noqa: BLE001 - URLError, socket, HTTP errors come in many types

@@ -31,6 +31,31 @@ def data_root(data_dir: str | None) -> Path:
     return Path(data_dir or os.environ.get("HARNESS_DATA_DIR") or Path.home() / ".cache" / "harness" / "data").expanduser()
 
 
+def owned_data_root() -> Path:
+    """The data root the harness writes to (downloads, decoded-image caches): ``--data-dir``,
+    ``$HARNESS_DATA_DIR`` or ``~/.cache/harness/data`` — chosen by whoever runs the harness, never
+    by a suite file. A suite's ``data_dir:`` is read from; the harness writes there only when it
+    lies inside this root once symlinks and ``..`` are resolved."""
+    return data_root(None).resolve()
+
+
+def inside_owned(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(owned_data_root())
+        return True
+    except ValueError:
+        return False
+
+
+def guard_download(root: Path, what: str) -> None:
+    """Refuse to download into a directory outside the owned data root (a suite's ``data_dir:``
+    naming /etc, or a symlink leading out of the root)."""
+    if not inside_owned(root):
+        raise HarnessError(f"{what} is missing from {root}, and the harness downloads only into its data root "
+                           f"{owned_data_root()} (--data-dir or $HARNESS_DATA_DIR), not into a directory a suite names "
+                           "(after resolving symlinks and '..'): put the files there yourself, or point --data-dir at it")
+
+
 class VisionParams(Params):
     data_dir: str | None = Field(None, description="dataset root (default: --data-dir, $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize to this (default: the source's resolution)")
@@ -112,7 +137,10 @@ def decoded_target(decode: Decoder, sizes: list[tuple[int, int]], labels: np.nda
         cache = None
         if fingerprint is not None:
             key = decode_key(fingerprint, decode.size, decode.interpolation, len(labels))
-            cache = data_root(p.data_dir) / ".decoded" / f"{key}.pt"
+            cache = owned_data_root() / ".decoded" / f"{key}.pt"  # never inside a suite-named data_dir
+            if not inside_owned(cache.parent):
+                raise HarnessError(f"{cache.parent} leads outside the data root {owned_data_root()} (a symlink?): "
+                                   "the decoded-image cache is not written there")
         images = decode_all(decode, len(labels), cache)
     for k, idx in parts.items():
         pp = pipe if k == "train" else eval_pipe

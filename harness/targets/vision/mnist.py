@@ -104,6 +104,9 @@ def load_digit_set(root: Path, name: str, allow_download: bool):
     s = SETS[name]
     found, missing = present(root, s)
     if missing and allow_download:
+        from harness.targets.vision.common import guard_download
+
+        guard_download(root, s.title)
         try:
             download(root, s)
         except Exception as e:  # noqa: BLE001 - URLError, socket, HTTP errors come in many types
