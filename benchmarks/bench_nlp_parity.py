@@ -117,10 +117,15 @@ def harness_run(args, seed: int, workdir: Path) -> dict:
                    "target": {"dataset": "packaged/wnut16", "task": "token-classification"}}],
         "strategies": ["full_finetune"]}))
     (spec,) = expand(load_suite(suite))
+    from harness.run import alloc
+
+    alloc.own_process()  # as `harness run` is: the allocator setting applies only in the harness's own processes
     CPU_SECONDS.clear()
     rec = execute(spec, ExecOptions(cache_dir=workdir / "cache"))
     if rec.status != "ok":
         raise SystemExit(f"harness run failed: {rec.error}")
+    if rec.config["notes"].get("host_memory") == "default" and alloc.enabled() and sys.platform.startswith("linux"):
+        raise SystemExit("the harness side ran without its allocator setting: the comparison would not be the one quoted")
     return {"f1": rec.metrics["f1"], "precision": rec.metrics["precision"], "recall": rec.metrics["recall"],
             "train_s": rec.cost["train_s"], "train_cpu_s": CPU_SECONDS.get("train"), "steps": rec.cost["steps"],
             "host_memory": rec.config["notes"].get("host_memory")}
