@@ -112,7 +112,7 @@ def render_domain(rows: list[Row]) -> list[str]:
     if not groups:
         return []
     out = ["## Domain adaptation", "",
-           "Per shift (source model, target dataset, evaluated domain), every row of the suite scored on that "
+           "Per shift (a source model and the domain it is evaluated on), every row of the suite scored on that "
            "domain: trained on the other domain only (source only), given the target domain's unlabeled data "
            "(adapted), or trained on the evaluated domain's labels (the target-supervised reference: an upper "
            "bound, not a method). Gain: seed-paired vs the source-only full fine-tune, with its 95% CI. Gap "
