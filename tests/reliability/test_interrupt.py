@@ -26,11 +26,18 @@ EXECUTORS = ["local", "pool", pytest.param("ray", marks=pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="needs `pip install 'harness[ray]'`"))]
 
 
+def as_a_terminal_job() -> None:
+    # a shell's background job (CI launched with `&`) ignores SIGINT, and a child inherits that:
+    # Python then installs no KeyboardInterrupt handler. A terminal's foreground job never has it
+    # ignored, so the harness starts as one would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def harness_run(suite, results, executor, **kw):
     return subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--results", str(results),
                              "--executor", executor, "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-                            **kw)
+                            preexec_fn=as_a_terminal_job, **kw)
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
