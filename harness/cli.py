@@ -163,8 +163,10 @@ def cmd_report(args) -> int:
     records, corrupt = scan_results(args.results)  # results/baselines/ is the reference, not more seeds
     for p in corrupt:
         print(f"warning: skipping corrupt record {p}", file=sys.stderr)
-    if args.suite:
-        records = [r for r in records if r.suite == args.suite]
+    if args.suite:  # the suite's name, or its smoke results' (`domain-smoke`, as the directory and report are named)
+        smoke = args.suite.endswith("-smoke")
+        name = args.suite.removesuffix("-smoke") if smoke else args.suite
+        records = [r for r in records if r.suite == name and (r.smoke or not smoke)]
     if not records:
         raise HarnessError(f"no run records under {args.results}" + (f" for suite {args.suite!r}" if args.suite else ""))
     rows = aggregate(records)

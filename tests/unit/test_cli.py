@@ -77,3 +77,13 @@ def test_executor_ray_without_ray_says_how_to_install_it(write_suite, tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and "pip install 'harness[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_report_takes_a_smoke_suite_by_the_name_its_directory_and_report_have(write_suite, tmp_path, capsys):
+    results, reports = tmp_path / "r", tmp_path / "reports"
+    assert main(["run", str(write_suite(TINY_SUITE)), "--smoke", "--results", str(results), "--no-progress"]) == 0
+    for name in ("tiny", "tiny-smoke"):
+        assert main(["report", "--results", str(results), "--reports", str(reports), "--suite", name, "--no-plots",
+                     "--no-export"]) == 0
+    assert (reports / "tiny-smoke.md").is_file()
+    assert main(["report", "--results", str(results), "--suite", "tiny-smok", "--no-plots"]) != 0
