@@ -22,7 +22,7 @@ from harness.targets.base import (
 from harness.targets.vision.common import (
     VisionParams,
     data_root,
-    guard_download,
+    ensure_files,
     make_target_data,
     pipeline_for,
 )
@@ -119,16 +119,8 @@ def download_cifar(root: Path, layout: CifarLayout) -> None:
 
 def load_cifar(root: Path, layout: CifarLayout, download: bool):
     """(train images, train labels, test images, test labels, label names), all uint8/int64."""
-    missing = [f for f in cifar_files(root, layout) if not f.is_file()]
-    if missing and download:
-        guard_download(root, layout.title)
-        try:
-            download_cifar(root, layout)
-        except Exception as e:  # noqa: BLE001 - URLError, socket, HTTP errors come in many types
-            raise HarnessError(_cifar_help(root, layout, missing, f"the download failed ({e.__class__.__name__}: {e})")) from e
-        missing = [f for f in cifar_files(root, layout) if not f.is_file()]
-    if missing:
-        raise HarnessError(_cifar_help(root, layout, missing, "download: false" if not download else "downloaded files incomplete"))
+    ensure_files(root, layout.title, lambda: [f for f in cifar_files(root, layout) if not f.is_file()],
+                 lambda: download_cifar(root, layout), download, lambda missing, why: _cifar_help(root, layout, missing, why))
     folder = root / layout.folder
     x, y = _read_batches(folder, layout.train, layout.label_key)
     tx, ty = _read_batches(folder, (layout.test,), layout.label_key)

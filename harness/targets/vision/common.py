@@ -68,6 +68,22 @@ class VisionParams(Params):
     split_seed: int = Field(0, ge=0, description="seed of the held-out split (fixed across run seeds)")
 
 
+def ensure_files(root: Path, title: str, missing_now, download, allowed: bool, explain) -> None:
+    """Make sure a dataset's files are in ``root``: when some are missing (``missing_now()`` lists
+    them) and downloading is ``allowed``, ``download()`` them (only into the owned data root), then
+    check again; otherwise, or if still missing, a :class:`HarnessError` from ``explain(missing, why)``."""
+    missing = missing_now()
+    if missing and allowed:
+        guard_download(root, title)
+        try:
+            download()
+        except Exception as e:  # noqa: BLE001 - URLError, socket, HTTP errors come in many types
+            raise HarnessError(explain(missing, f"the download failed ({e.__class__.__name__}: {e})")) from e
+        missing = missing_now()
+    if missing:
+        raise HarnessError(explain(missing, "download: false" if not allowed else "downloaded files incomplete"))
+
+
 def pipeline_for(backbone, p: VisionParams) -> Pipeline:
     spec = backbone.input_spec
     if spec.channels not in (1, 3):

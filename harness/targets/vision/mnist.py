@@ -102,18 +102,11 @@ def download(root: Path, s: DigitSet) -> None:
 def load_digit_set(root: Path, name: str, allow_download: bool):
     """(train images, train labels, test images, test labels, label names): uint8 ``(N, 1, H, W)``."""
     s = SETS[name]
-    found, missing = present(root, s)
-    if missing and allow_download:
-        from harness.targets.vision.common import guard_download
+    from harness.targets.vision.common import ensure_files
 
-        guard_download(root, s.title)
-        try:
-            download(root, s)
-        except Exception as e:  # noqa: BLE001 - URLError, socket, HTTP errors come in many types
-            raise HarnessError(_help(root, s, missing, f"the download failed ({e.__class__.__name__}: {e})")) from e
-        found, missing = present(root, s)
-    if missing:
-        raise HarnessError(_help(root, s, missing, "download: false" if not allow_download else "downloaded files incomplete"))
+    ensure_files(root, s.title, lambda: present(root, s)[1], lambda: download(root, s), allow_download,
+                 lambda missing, why: _help(root, s, missing, why))
+    found, _ = present(root, s)
     if name == "usps":
         (x, y), (tx, ty) = read_usps(found[0]), read_usps(found[1])
     else:
