@@ -51,6 +51,7 @@ class Collector:
         self.file = file
         self.lines = dict(lines or {})
         self.issues: list[Issue] = []
+        self.exhausting = False  # an issue said the file is built to exhaust time or memory
 
     def line(self, path: Path_) -> int:
         for n in range(len(path), -1, -1):
@@ -96,22 +97,22 @@ def _line_map(node: yaml.Node, col: Collector, path: Path_ = (), _open: set[int]
     col.lines.setdefault(path, node.start_mark.line + 1)
     _budget[0] -= 1
     if _budget[0] == 0:
-        col.add(path, f"more than {MAX_YAML_NODES} YAML nodes once aliases are expanded; not a suite file")
+        _exhausting(col, path, f"more than {MAX_YAML_NODES} YAML nodes once aliases are expanded; not a suite file")
     if id(node) in _open or _budget[0] <= 0:
         if id(node) in _open:
-            col.add(path, "recursive YAML alias (a value that contains itself)")
+            _exhausting(col, path, "recursive YAML alias (a value that contains itself)")
         return
     if len(path) > MAX_DEPTH:
-        col.add(path[:MAX_DEPTH], f"nested more than {MAX_DEPTH} levels deep; not a suite file")
+        _exhausting(col, path[:MAX_DEPTH], f"nested more than {MAX_DEPTH} levels deep; not a suite file")
         _budget[0] = 0  # one issue, then stop walking
         return
     if isinstance(node, yaml.ScalarNode):
         if len(node.value) > MAX_SCALAR_CHARS:
-            col.add(path, f"a value of {len(node.value):,} characters (at most {MAX_SCALAR_CHARS:,})")
+            _exhausting(col, path, f"a value of {len(node.value):,} characters (at most {MAX_SCALAR_CHARS:,})")
         elif node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_NUMBER_DIGITS:
-            col.add(path, f"a number of {len(node.value):,} digits (at most {MAX_NUMBER_DIGITS}): no setting is that large")
+            _exhausting(col, path, f"a number of {len(node.value):,} digits (at most {MAX_NUMBER_DIGITS}): no setting is that large")
         elif not node.style and not finite(node):
-            col.add(path, f"{node.value!r} is not a finite number: no setting is infinite or NaN")
+            _exhausting(col, path, f"{node.value!r} is not a finite number: no setting is infinite or NaN")
         return
     _open.add(id(node))
     if isinstance(node, yaml.MappingNode):
@@ -176,9 +177,8 @@ def read_yaml(path: Path, col: Collector) -> Any:
     try:
         node = yaml.compose(text, Loader=BoundedLoader)
         if node is not None:
-            before = len(col.issues)
             _line_map(node, col)
-            if any(is_bomb(i.message) for i in col.issues[before:]):
+            if col.exhausting:
                 return None  # building the values is what such a file is made to exhaust
         return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
     except Exhausting as e:
@@ -247,12 +247,10 @@ class Exhausting(Exception):
         self.message, self.line = message, mark.line + 1
 
 
-BOMB_MARKS = ("YAML nodes once aliases", "recursive YAML alias", "levels deep", "characters (at most", "digits (at most",
-              "not a finite number")
-
-
-def is_bomb(message: str) -> bool:
-    return any(m in message for m in BOMB_MARKS)
+def _exhausting(col: Collector, path: Path_, message: str) -> None:
+    """An issue that marks the file as built to exhaust time or memory: no value is built from it."""
+    col.add(path, message)
+    col.exhausting = True
 
 
 def _mapping(col: Collector, data: Any, path: Path_, what: str) -> dict | None:
