@@ -1,7 +1,9 @@
 """A pool of long-lived worker processes, each pinned to one device and its share of CPU threads.
 
-Workers are spawned once (they import torch and the harness once, and keep their loaded targets
-between runs) and each talks to the driver's process over a pipe of its own: the pool hands a job
+Workers are started once and keep their loaded targets between runs. They are forked from a
+forkserver that imported torch and the harness once, before any tensor op (so no thread pool or
+CUDA context is inherited): a first worker costs one import, each further one or a replacement
+for a dead one a fork — not a fresh interpreter's 2–3 s of imports and each talks to the driver's process over a pipe of its own: the pool hands a job
 to an idle worker and so always knows which worker holds which run. A worker that dies mid-run
 (SIGKILL, the OOM killer) takes nothing down with it — no shared queue lock, no lost job: it is
 replaced and its run retried, up to ``retries`` times, then recorded as failed with the cause;
@@ -18,6 +20,10 @@ from collections import deque
 from harness.executors.base import Job, Runner, execute_job, failed_record
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
+
+# what the forkserver imports before it forks a worker; it computes nothing, so a worker inherits
+# no thread pool, no CUDA context and no allocator state
+PRELOAD = ["torch", "harness.executors.pool", "harness.run.execute"]
 
 
 def _worker(device: str, threads: int, options: ExecOptions, run: Runner, conn) -> None:
@@ -92,12 +98,21 @@ class PoolExecutor:
         self.options, self.slots, self.retries, self.run = options, workers, retries, run
         self.devices = devices or ["cpu"]
         self.threads = threads or max(1, cpus // workers)
-        self.ctx = multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools
+        # not a fork of the driver (it would inherit torch's thread pools and any CUDA context) but of a
+        # forkserver that has imported and never computed; on platforms without one, a fresh interpreter
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            self.ctx = multiprocessing.get_context("forkserver")
+            self.ctx.set_forkserver_preload(PRELOAD)
+        else:
+            self.ctx = multiprocessing.get_context("spawn")
         self.workers: list[_Worker] = []
         self.waiting: deque[Job] = deque()
         self.tries: dict[str, int] = {}
         self.spawned = 0
-        for _ in range(workers):
+
+    def start(self) -> None:
+        """Start the workers (at the first job, so a rerun with nothing left to do starts none)."""
+        while self.spawned < self.slots:
             self._spawn()
 
     def _spawn(self) -> _Worker:
@@ -113,6 +128,7 @@ class PoolExecutor:
         return {w.proc.pid: w.job.spec.run_id for w in self.workers if w.job is not None}
 
     def submit(self, job: Job) -> None:
+        self.start()
         self.tries.setdefault(job.spec.run_id, 0)
         self.waiting.append(job)
         self._dispatch()

@@ -110,6 +110,7 @@ def test_killing_an_idle_worker_loses_nothing(write_suite, tmp_path):
     lock the others need, and the next job still runs."""
     pool = PoolExecutor(ExecOptions(cache_dir=tmp_path), workers=2, threads=1)
     try:
+        pool.start()
         idle = pool.workers[1].proc.pid
         os.kill(idle, signal.SIGKILL)
         time.sleep(0.5)
