@@ -175,12 +175,17 @@ def read_yaml(path: Path, col: Collector) -> Any:
     if text is None:
         return None
     try:
-        node = yaml.compose(text, Loader=BoundedLoader)
-        if node is not None:
+        loader = BoundedLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
             _line_map(node, col)
             if col.exhausting:
                 return None  # building the values is what such a file is made to exhaust
-        return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+            return loader.construct_document(node)  # SafeConstructor, from the nodes already checked
+        finally:
+            loader.dispose()
     except Exhausting as e:
         col.issues.append(Issue(col.file, e.line, "", e.message))
         return None
@@ -193,7 +198,11 @@ def read_yaml(path: Path, col: Collector) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
-        col.issues.append(Issue(col.file, line, "", f"invalid YAML: {e.problem or e}"))
+        if "maximum nesting depth" in str(e.problem):  # libyaml's own bound, met while it scans ahead
+            col.issues.append(Issue(col.file, line, "", f"nested more than {MAX_DEPTH} levels deep; not a suite file"))
+            col.exhausting = True
+        else:
+            col.issues.append(Issue(col.file, line, "", f"invalid YAML: {e.problem or e}"))
     except yaml.YAMLError as e:
         col.add((), f"invalid YAML: {e}")
     return None
@@ -218,22 +227,39 @@ def finite(node: yaml.ScalarNode) -> bool:
         return True
 
 
-class BoundedLoader(yaml.SafeLoader):
+try:
+    from yaml.cyaml import CParser as _EventSource  # libyaml, where PyYAML was built with it
+except ImportError:  # pragma: no cover - a PyYAML without libyaml
+    class _EventSource(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
+        def __init__(self, stream):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class BoundedLoader(yaml.composer.Composer, _EventSource, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
     """SafeLoader's composer with a bound on the nodes it builds and on their nesting, checked as it
-    goes: a file built to exhaust memory or the stack stops at the bound, not at the end."""
+    goes: a file built to exhaust memory or the stack stops at the bound, not at the end. Events
+    come from libyaml's parser where PyYAML has it (it keeps its own stack, no recursion: several
+    times faster than the pure-Python scanner), else from PyYAML's; the composing, and so the
+    bounds, are Python's either way."""
 
     def __init__(self, stream):
-        super().__init__(stream)
+        _EventSource.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self.composed, self.depth = 0, 0
 
     def compose_node(self, parent, index):
         self.composed += 1
         if self.composed > MAX_COMPOSED_NODES:
-            raise Exhausting(f"more than {MAX_COMPOSED_NODES:,} YAML nodes; not a suite file", self.get_mark())
+            raise Exhausting(f"more than {MAX_COMPOSED_NODES:,} YAML nodes; not a suite file", self.peek_event().start_mark)
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise Exhausting(f"nested more than {MAX_DEPTH} levels deep; not a suite file", self.get_mark())
+                raise Exhausting(f"nested more than {MAX_DEPTH} levels deep; not a suite file",
+                                 self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
