@@ -92,17 +92,22 @@ def cmd_plan(args) -> int:
 
 
 def quiet_libraries() -> None:
-    """Library chatter (weight-load reports, download bars) would bury the run lines."""
+    """Library chatter (weight-load reports, download bars) would bury the run lines. Said through
+    the variables transformers and huggingface_hub read when first imported, so a process that
+    never loads a text model does not import them for this (about 1 s); a user's own setting wins."""
+    import sys
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # imported already: the variables were read before they were set
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+        if os.environ["TRANSFORMERS_VERBOSITY"] == "error":
+            hf_logging.set_verbosity_error()
+        if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
+            hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
 
 
