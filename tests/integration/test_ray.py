@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -93,6 +94,34 @@ def test_a_killed_worker_is_retried_and_its_run_recorded_once(cluster, write_sui
     assert (options.cache_dir / f"{runs[0].run_id}.killed").exists()  # it was killed once
     files = list((tmp_path / "results").glob("*.json"))
     assert [json.loads(f.read_text())["run_id"] for f in files] == [runs[0].run_id]
+
+
+def hang(job: Job, options: ExecOptions):
+    """A run that never ends on its own: it says which process runs it, then waits."""
+    (options.cache_dir / f"{job.spec.run_id}.pid").write_text(str(os.getpid()))
+    time.sleep(600)
+
+
+def test_close_cancels_the_runs_in_flight_and_stops_their_workers(cluster, write_suite, tmp_path):
+    """What Ctrl-C does on Ray (the CLI's part is shared with the other executors and tested on
+    them; the whole path on Ray is the slow test in tests/reliability/test_interrupt.py)."""
+    runs = one_trial(write_suite)
+    options = ExecOptions(cache_dir=tmp_path / "cache")
+    options.cache_dir.mkdir()
+    executor = RayExecutor(options, run=hang)
+    executor.submit(Job(runs[0]))
+    marker = options.cache_dir / f"{runs[0].run_id}.pid"
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(marker.read_text())
+    assert executor.running == [runs[0].run_id]
+    executor.close()
+    assert executor.running == []
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}"), "the worker running the cancelled run goes on"
 
 
 def test_a_run_whose_ray_workers_keep_dying_is_recorded_as_failed(cluster, write_suite, tmp_path):
