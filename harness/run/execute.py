@@ -20,7 +20,7 @@ from harness.run import alloc, cost, outputs
 from harness.run import cache as store
 from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
-from harness.sources.base import TransferModel, count_params, input_identity
+from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
 from harness.strategies.base import InputRun, RunContext
 from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
 
@@ -92,11 +92,10 @@ def build(spec: RunSpec, device: torch.device):
     """Strategy, model and data of a run (model prepared by its strategy)."""
     cfg = spec.train_config
     strategy = STRATEGIES.get(spec.strategy)(STRATEGIES.get(spec.strategy).Params.model_validate(spec.params), cfg)
-    src_ref = spec.source["model"]
-    ns, name = src_ref.split("/", 1)
+    ns = spec.source["model"].split("/", 1)[0]
     src_params = {k: v for k, v in spec.source.items() if k != "model"}
     source = SOURCES.get(ns)
-    backbone = source.build(name, src_params, pretrained=strategy.pretrained)
+    backbone = build_backbone(spec.source, pretrained=strategy.pretrained)
     head_init = getattr(source.Params.model_validate(src_params), "head_init", "auto")  # plugins may lack it
     task = TASKS.get(spec.target["task"])
     data = cached_target(spec, backbone)

@@ -54,6 +54,18 @@ def extract(backbone: torch.nn.Module, split: Split, device: torch.device, batch
     return TensorSplit(tensors, split.sequences)
 
 
+def frozen_key(source: dict[str, Any], target: dict[str, Any], data: TargetData, seed: int) -> dict[str, Any]:
+    """What decides a frozen backbone's features on ``data``: the key the linear probe and
+    ``harness rank`` share (one cache). A randomly initialised source's features are its seed's draw."""
+    from harness.sources.base import features_depend_on_seed, input_identity
+
+    key = {"source": input_identity(source), "target": target, "split": data.split_info,
+           "preprocessing": data.preprocessing, "sizes": {k: len(s) for k, s in data.splits.items()}}
+    if features_depend_on_seed(source):
+        key["seed"] = seed
+    return key
+
+
 def cached_features(backbone, data: TargetData, key_parts: dict[str, Any], cache_dir: Path | None,
                     device: torch.device, batch_size: int, show_progress: bool = False
                     ) -> tuple[TargetData, float | None]:

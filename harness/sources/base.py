@@ -28,6 +28,38 @@ class SourceParams(Params):
         "text models: normal, std = config.initializer_range, zero bias, as AutoModelFor*Classification; "
         "vision: PyTorch's nn.Linear default, as timm's reset_classifier and torchvision); pytorch = "
         "nn.Linear's default (Kaiming-uniform); normal = N(0, initializer_range or 0.02), zero bias")
+    pretrained: bool = Field(
+        True, description="load the source's pretrained weights; false: the same architecture randomly "
+        "initialised (drawn from the run's seed), a source to rank and transfer from like any other")
+    layers: int | None = Field(
+        None, ge=1, description="keep only the first k stages (CNN) or layers (transformer) after the stem or "
+        "embeddings: a depth-truncated variant, whose features are the k-th stage's, pooled")
+
+
+def build_backbone(source: dict[str, Any], pretrained: bool = True) -> Backbone:
+    """The backbone a ``source:`` block names, as every run and ``harness rank`` builds it:
+    the namespace's own model, with its pretrained weights unless ``pretrained`` (the strategy's
+    wish) or the block says otherwise, truncated to ``layers`` when the block says so."""
+    from harness.registry import SOURCES
+
+    ns, name = source["model"].split("/", 1)
+    params = {k: v for k, v in source.items() if k != "model"}
+    ns_source = SOURCES.get(ns)
+    common = ns_source.Params.model_validate(params)
+    keep_weights = pretrained and common.pretrained
+    backbone = ns_source.build(name, params, pretrained=keep_weights)
+    if not common.pretrained:
+        backbone.info = {**backbone.info, "weights": None, "pretrained": False}
+    if common.layers is not None:
+        backbone.truncate(common.layers)
+        backbone.source_head = None  # it read the last stage's features
+        backbone.info = {**backbone.info, "layers": common.layers}
+    return backbone
+
+
+def features_depend_on_seed(source: dict[str, Any]) -> bool:
+    """A randomly initialised source's features are the seed's draw: a feature cache must key them by it."""
+    return source.get("pretrained", True) is False
 
 
 def input_identity(source: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +134,15 @@ class Backbone(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def truncate(self, layers: int) -> None:
+        """Keep the first ``layers`` stages or layers after the stem (``layers:`` of a source block)."""
+        raise ValueError(f"layers: {layers}: {type(self).__name__} cannot be truncated (timm and Hugging Face "
+                         "encoders, and the packaged models, can)")
+
+    # the source's own classifier (weight, bias), kept out of the module (no parameter, never trained)
+    # where the source was trained as one: LEEP and NCE score a target by its predictions
+    source_head: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # the family's convention for a new head (``head_init: auto``); vision: nn.Linear's default
     head_convention: ClassVar[HeadInit] = "pytorch"
@@ -183,7 +224,8 @@ class TimmBackbone(Backbone):
                 break
         if stages is None:  # ResNet-style layer1..4
             stages = [getattr(m, f"layer{i}") for i in range(1, 5) if hasattr(m, f"layer{i}")]
-        tail = [getattr(m, n) for n in ("conv_head", "bn2", "norm", "fc_norm", "head_drop") if isinstance(getattr(m, n, None), nn.Module)]
+        tail = [getattr(m, n) for n in ("conv_head", "bn2", "norm", "fc_norm", "head_drop")
+                if isinstance(getattr(m, n, None), nn.Module) and not isinstance(getattr(m, n), nn.Identity)]
         out = [nn.ModuleList(stem)] if stem else []
         out += stages
         if tail:
@@ -192,6 +234,40 @@ class TimmBackbone(Backbone):
 
     def forward(self, batch):
         return self.body(batch["pixel_values"])
+
+    def truncate(self, layers: int) -> None:
+        m = self.body
+        for name in ("blocks", "stages", "layers"):
+            stages = getattr(m, name, None)
+            if isinstance(stages, nn.Sequential | nn.ModuleList):
+                if not layers <= len(stages):
+                    raise ValueError(f"layers: {layers}: the model has {len(stages)} stages")
+                setattr(m, name, type(stages)(*list(stages)[:layers]) if isinstance(stages, nn.Sequential)
+                        else nn.ModuleList(list(stages)[:layers]))
+                break
+        else:
+            found = [i for i in range(1, 5) if hasattr(m, f"layer{i}")]
+            if not found:
+                raise ValueError(f"layers: {layers}: cannot find the stages of {type(m).__name__}")
+            if not layers <= len(found):
+                raise ValueError(f"layers: {layers}: the model has {len(found)} stages")
+            for i in found[layers:]:
+                setattr(m, f"layer{i}", nn.Identity())
+        # the head convolution (and its norm) expect the last stage's channels: the features are now
+        # the k-th stage's, pooled
+        for name in ("conv_head", "bn2"):
+            if isinstance(getattr(m, name, None), nn.Module):
+                setattr(m, name, nn.Identity())
+        self.feature_dim = self._probe_dim()
+
+    @torch.no_grad()
+    def _probe_dim(self) -> int:
+        was = self.body.training
+        self.body.eval()
+        size = self.input_spec.size if isinstance(self.input_spec, ImageInput) else 224
+        out = self.body(torch.zeros(1, 3, size, size))
+        self.body.train(was)
+        return int(out.shape[-1])
 
 
 def timm_input_spec(model: nn.Module, image_size: int | None) -> ImageInput:
@@ -227,6 +303,16 @@ class HFBackbone(Backbone):
             raise TypeError(f"cannot find the layer list of {type(body).__name__}")
         emb = getattr(body, "embeddings", None) or getattr(body, "embed_tokens", None)
         return ([emb] if emb is not None else []) + layers
+
+    def truncate(self, layers: int) -> None:
+        encoder = getattr(self.body, "encoder", None)
+        stack = getattr(encoder, "layer", None)
+        if not isinstance(stack, nn.ModuleList):
+            raise ValueError(f"layers: {layers}: cannot find the layer list of {type(self.body).__name__}")
+        if not layers <= len(stack):
+            raise ValueError(f"layers: {layers}: the model has {len(stack)} layers")
+        encoder.layer = nn.ModuleList(list(stack)[:layers])
+        self.body.config.num_hidden_layers = layers
 
     # Rows are run in length-sorted chunks, each trimmed to its own longest row, when that saves
     # more padded positions than a chunk costs: the batch (and so the loss and its gradient) is

@@ -71,6 +71,9 @@ class Packaged(Source):
         return "image" if name == EFFNET else "text"
 
     def depth(self, name, params):
+        layers = params.get("layers")
+        if layers:  # truncated: the stem (or embeddings) and the stages kept; no head conv
+            return 1 + min(int(layers), 7 if name == EFFNET else 6)
         return 9 if name == EFFNET else 7  # stem + 7 stages + head conv | embeddings + 6 layers
 
     def build(self, name: str, params: dict[str, Any], pretrained: bool):
@@ -81,9 +84,13 @@ class Packaged(Source):
             body = timm.create_model(EFFNET, pretrained=False)
             if pretrained:
                 body.load_state_dict(efficientnet_lite0_state_dict())
+            imagenet_head = (body.classifier.weight.detach().clone(), body.classifier.bias.detach().clone())
             body.reset_classifier(0)
-            return TimmBackbone(body, body.num_features, "image", timm_input_spec(body, p.image_size),
-                                {"weights": "efficientnet-lite0-57934424.pth (ImageNet-1k)" if pretrained else None})
+            backbone = TimmBackbone(body, body.num_features, "image", timm_input_spec(body, p.image_size),
+                                    {"weights": "efficientnet-lite0-57934424.pth (ImageNet-1k)" if pretrained else None})
+            if pretrained:
+                backbone.source_head = imagenet_head  # its 1,000 ImageNet classes: LEEP and NCE read them
+            return backbone
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         d = minilm_dir()

@@ -24,7 +24,7 @@ from pydantic import Field, PositiveFloat
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
-from harness.sources.base import HeadModel, input_identity
+from harness.sources.base import HeadModel
 from harness.strategies.base import Strategy, freeze_all_but_head
 
 
@@ -167,7 +167,7 @@ class LinearProbe(Strategy):
         return self.params.solver != "lbfgs"
 
     def adapt(self, model, data, ctx):
-        from harness.run.features import cached_features
+        from harness.run.features import cached_features, frozen_key
         from harness.targets.naming import evaluated_elsewhere
 
         if self.params.refit and evaluated_elsewhere(ctx.target):
@@ -175,9 +175,7 @@ class LinearProbe(Strategy):
             # val), but never fit on it
             self.params = self.params.model_copy(update={"refit": False})
 
-        source = input_identity(ctx.source)
-        key = {"source": source, "target": ctx.target, "split": data.split_info,
-               "preprocessing": data.preprocessing, "sizes": {k: len(s) for k, s in data.splits.items()}}
+        key = frozen_key(ctx.source, ctx.target, data, ctx.seed)
         with ctx.phase("feature"):
             feats, reused = cached_features(model.backbone.to(ctx.device), data, key, ctx.cache_dir, ctx.device,
                                             batch_size=max(64, self.train.eval_batch_size or 2 * self.train.batch_size),
