@@ -161,6 +161,34 @@ def cmd_run(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_rank(args) -> int:
+    suite = _load(args.file)  # first: a bad file is refused before torch is imported
+
+    from harness.plan import expand
+    from harness.records import suite_dir
+    from harness.report.transferability import write
+    from harness.run import alloc
+    from harness.run.execute import pick_device
+    from harness.run.rank import rank_suite, render
+
+    quiet_libraries()
+    alloc.own_process()
+    runs = expand(suite, smoke=args.smoke)
+    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache").expanduser().resolve()
+    show = not args.no_progress and sys.stderr.isatty()
+
+    def progress(r):
+        took = f"features {r.feature_s:.1f} s{' (cached)' if r.feature_cache_hit else ''}, scores {r.score_s:.2f} s"
+        print(f"scored {r.pair}: n={r.n}, dim={r.dim}; {took}" if r.n else f"not scored {r.pair}: {r.skipped}",
+              file=sys.stderr, flush=True)
+
+    results = rank_suite(runs, cache, pick_device(args.device), show, on_pair=progress)
+    print(render(results))
+    print(f"scores in {write(results, suite_dir(args.results, suite.suite, args.smoke), suite.suite)}; "
+          f"`harness report` sets them beside the measured results once the suite has run")
+    return 0
+
+
 def cmd_report(args) -> int:
     from harness.report.aggregate import aggregate
     from harness.report.export import scan_results
@@ -182,11 +210,14 @@ def cmd_report(args) -> int:
         names = ", ".join(f"{s}{'-smoke' if k else ''}" for s, k in groups)
         raise HarnessError(f"--out names one file but the records hold several suites ({names}); add --suite")
     from harness.report.export import write_report
+    from harness.report.transferability import read as read_scores
+    from harness.report.transferability import render_section
 
     for (suite, smoke), group in sorted(groups.items()):
         out = Path(args.out) if args.out else Path(args.reports) / f"{suite}{'-smoke' if smoke else ''}.md"
+        scores = read_scores(Path(args.results) / f"{suite}{'-smoke' if smoke else ''}")  # `harness rank`'s
         written, warnings = write_report(group, out, plots=not args.no_plots, exports=not args.no_export,
-                                         jobs=args.jobs)
+                                         jobs=args.jobs, sections=render_section(group, scores) if scores else ())
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
@@ -284,6 +315,17 @@ def parser() -> argparse.ArgumentParser:
                    "started again before it is recorded as failed (default 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)
+
+    rk = sub.add_parser("rank", help="transferability scores (LogME, H-score, GBC, LEEP, NCE) of every source "
+                        "for each target, before any training")
+    rk.add_argument("file", metavar="FILE")
+    rk.add_argument("--results", default="results", help="results root: the scores go beside the suite's records")
+    rk.add_argument("--smoke", action="store_true", help="on the smoke run's data limits")
+    rk.add_argument("--cache-dir", help="feature cache, shared with the linear probe (default: $HARNESS_CACHE or "
+                    "RESULTS/.cache)")
+    rk.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda:N")
+    rk.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rk.set_defaults(fn=cmd_rank)
 
     rep = sub.add_parser("report", help="write the markdown leaderboard of the records")
     rep.add_argument("--results", default="results", help="results root to read (default: results/)")

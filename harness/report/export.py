@@ -14,6 +14,7 @@ import importlib.util
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -101,12 +102,13 @@ def write_parquet(rows: list[Row], path: Path) -> Path:
 EXPORTS = ((".csv", csv_bytes), (".parquet", parquet_bytes))
 
 
-def _tables(rows: list[Row], out: Path, assets: dict[str, dict[str, str]], exports: bool) -> tuple[dict[Path, bytes], list[str]]:
+def _tables(rows: list[Row], out: Path, assets: dict[str, dict[str, str]], exports: bool,
+            sections: Sequence[str] = ()) -> tuple[dict[Path, bytes], list[str]]:
     """The markdown and the exports of ``rows`` as bytes per file, and warnings for the exports
     a missing library skips."""
     from harness.report.markdown import render
 
-    files = {out: render(rows, assets=assets).encode()}
+    files = {out: render(rows, assets=assets, sections=sections).encode()}
     warnings: list[str] = []
     df = None
     for suffix, encode in EXPORTS if exports else ():
@@ -119,7 +121,7 @@ def _tables(rows: list[Row], out: Path, assets: dict[str, dict[str, str]], expor
 
 
 def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool = True,
-                 jobs: int | None = None) -> tuple[list[Path], list[str]]:
+                 jobs: int | None = None, sections: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
     """The whole report of one suite: ``out`` (markdown), its plots under ``<out stem>/`` linked
     relatively (drawn on ``jobs`` processes, default one per CPU), and ``<out stem>.csv`` /
     ``.parquet``. Returns the files written and warnings (a missing optional library skips its
@@ -139,11 +141,11 @@ def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool =
 
         try:
             assets = plot_pairs(rows, out.parent / out.stem, out.stem, workers=jobs,
-                                meanwhile=lambda links: made.append(_tables(rows, out, links, exports)))
+                                meanwhile=lambda links: made.append(_tables(rows, out, links, exports, sections)))
         except ImportError as e:  # installed, but it (or a library it needs) does not import
             warnings.append(f"plots skipped: matplotlib does not import ({e})")
             assets, made = {}, []
-    files, export_warnings = made[0] if made else _tables(rows, out, assets, exports)
+    files, export_warnings = made[0] if made else _tables(rows, out, assets, exports, sections)
     for path, data in files.items():
         atomic_write_bytes(path, data)
     drawn = [out.parent / link for links in assets.values() for link in links.values()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from harness.report.aggregate import GAIN_BASELINES, PARETO_COST, Row
 from harness.report.stats import Summary
@@ -342,7 +342,7 @@ def render_summary(by_group: Mapping[str, list[Row]]) -> list[str]:
 
 
 def render(rows: list[Row], title: str | None = None,
-           assets: Mapping[str, Mapping[str, str]] | None = None) -> str:
+           assets: Mapping[str, Mapping[str, str]] | None = None, sections: Sequence[str] = ()) -> str:
     """The leaderboard of one suite (rows of one suite and smoke flag).
 
     ``assets`` maps a pair (its :attr:`Row.group`) to relative links of its plots (``pareto``, ``curve``).
@@ -372,6 +372,7 @@ def render(rows: list[Row], title: str | None = None,
     from harness.report.domain import render_domain  # it formats with this module's helpers
 
     lines += render_domain(rows)
+    lines += list(sections)  # views made elsewhere (transferability), before the per-pair detail
     lines += ["## Per pair", ""]
     for group, group_rows in by_group.items():
         lines += render_pair(group_rows, (assets or {}).get(group))

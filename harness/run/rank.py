@@ -1,0 +1,109 @@
+"""``harness rank``: transferability scores of every source for each target of a suite, before any
+training, from the frozen features the linear probe caches (the same cache, keyed the same way:
+:func:`harness.run.features.frozen_key`), and from the source's own classifier head where it kept one
+(LEEP and NCE need the source's predictions; a truncated, random or head-less source has none).
+
+Scores are computed on the target's training split — what a probe or a fine-tune would learn from —
+never on validation or test. The result is written beside the suite's records, under a dot-directory
+the record scanner skips (``results/<suite>/.transferability/scores.json``), where ``harness report``
+finds it and sets each score beside what fine-tuning then measured.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.report.transferability import SourceScores, by_target
+
+
+def probe_spec(runs, pair: str):
+    """The spec whose data (limits, split) the pair's probe sees: its linear probe final when it has
+    one (same feature-cache entry), else its first final; never a search trial."""
+    finals = [r for r in runs if r.pair == pair and r.role == "final"]
+    probes = [r for r in finals if r.strategy == "linear_probe"]
+    return (probes or finals or [r for r in runs if r.pair == pair])[0]
+
+
+def source_probabilities(backbone, features: torch.Tensor) -> np.ndarray | None:
+    """The source head's softmax over its own classes, when the backbone kept that head."""
+    head = getattr(backbone, "source_head", None)
+    if head is None:
+        return None
+    weight, bias = head
+    with torch.no_grad():
+        logits = features.float() @ weight.T.float() + bias.float()
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool = False) -> SourceScores:
+    from harness.run.execute import cached_target, limit
+    from harness.run.features import cached_features, frozen_key
+    from harness.run.loop import place
+    from harness.run.seed import seed_everything
+    from harness.sources.base import build_backbone
+    from harness.transferability import SCORES, score_all
+
+    cfg = spec.train_config
+    seed_everything(spec.seed)  # a random source draws its weights from the seed, as its runs do
+    backbone = build_backbone(spec.source, pretrained=True)
+    data = limit(cached_target(spec, backbone), cfg.max_train_samples, cfg.max_eval_samples)
+    data = place(data, device, cfg.num_workers)
+    key = frozen_key(spec.source, spec.target, data, spec.seed)
+    t0 = time.perf_counter()
+    feats, reused = cached_features(backbone.to(device), data, key, cache_dir, device,
+                                    batch_size=max(64, cfg.eval_batch_size or 2 * cfg.batch_size),
+                                    show_progress=show_progress)
+    feature_s = reused if reused is not None else time.perf_counter() - t0
+    train = feats.splits["train"].tensors
+    x, y = train["features"].cpu(), train["labels"].cpu()
+    probs = source_probabilities(backbone, x)
+    out = SourceScores(spec.pair, dict(spec.source), dict(spec.target), n=int(x.shape[0]), dim=int(x.shape[1]),
+                       classes=int(len(torch.unique(y))), feature_s=round(feature_s, 3),
+                       feature_cache_hit=reused is not None)
+    t0 = time.perf_counter()
+    out.scores = score_all(x.double().numpy(), y.numpy().astype(np.int64), probs)
+    out.score_s = round(time.perf_counter() - t0, 3)
+    for name, s in SCORES.items():
+        if name not in out.scores and s.needs == "source_probs":
+            out.skipped[name] = "the source kept no classifier head of its own (truncated, random or head-less)"
+    return out
+
+
+def rank_suite(runs, cache_dir: Path, device: torch.device, show_progress: bool = False,
+               on_pair=None) -> list[SourceScores]:
+    from harness.transferability import ScoreError
+
+    out = []
+    for pair in dict.fromkeys(r.pair for r in runs):
+        spec = probe_spec(runs, pair)
+        try:
+            result = score_pair(spec, cache_dir, device, show_progress)
+        except ScoreError as e:
+            result = SourceScores(pair, dict(spec.source), dict(spec.target), 0, 0, 0, skipped={"all": str(e)})
+        out.append(result)
+        if on_pair is not None:
+            on_pair(result)
+    return out
+
+
+def render(results: list[SourceScores]) -> str:
+    """One ranking table per target: sources by LogME, every score beside, times last."""
+    from harness.transferability import SCORES
+
+    lines = []
+    for target, rows in by_target(results).items():
+        names = [n for n in SCORES if any(n in r.scores for r in rows)]
+        lines += [f"{target}: {len(rows)} source(s)", ""]
+        head = ["#", "pair", *names, "n", "dim", "features s", "scores s"]
+        order = sorted(rows, key=lambda r: -r.scores.get("logme", float("-inf")))
+        table = [head] + [[str(i + 1), r.pair, *(f"{r.scores[n]:.4f}" if n in r.scores else "–" for n in names),
+                           str(r.n), str(r.dim), f"{r.feature_s:.2f}{' (cached)' if r.feature_cache_hit else ''}",
+                           f"{r.score_s:.2f}"] for i, r in enumerate(order)]
+        widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
+        lines.append("")
+    return "\n".join(lines)
