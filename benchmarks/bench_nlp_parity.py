@@ -11,13 +11,27 @@ schedule with the same warm-up steps, batch size, epochs, gradient clipping, dro
 ``max_length``. Test predictions of both are scored by the same
 function (seqeval, strict IOB2; words past ``max_length`` predicted O on both sides).
 
-Throughput is real (non-padding) training tokens per second of training time: the harness's
-``cost.train_s`` (train loop only; its per-epoch validation is timed apart) and the Trainer's
-``train_runtime`` (no evaluation during training); and, because wall time on a shared machine
-measures the other jobs as much as the code, also per second of this process's CPU time over the
-same spans (``--threads 1`` keeps idle OpenMP threads from spinning into that figure). The sides
-run one after the other, their order rotating from seed to seed, so that machine load that
-drifts over a run does not fall on one side.
+Throughput is real (non-padding) training tokens per second of training time, and, because wall
+time on a shared machine measures the other jobs as much as the code, also per second of this
+process's CPU time (``--threads 1`` keeps idle OpenMP threads from spinning into that figure).
+Both clocks (wall: ``perf_counter``; CPU: ``process_time``) cover the same thing on both sides, the
+training epochs' steps, summed over epochs, and nothing else:
+
+* harness: its meter's ``train`` phase (``cost.train_s``, and the process CPU time over the same
+  phase): per epoch, the loop over the training batches — making batches, forward, backward,
+  clipping, the optimizer and scheduler steps (the first step also counts its FLOPs, a cost the
+  Trainer has not). Outside it: data loading, model, optimizer and scheduler set-up, the
+  per-epoch validation and the test.
+* Trainer: a ``TrainerCallback`` from ``on_epoch_begin`` to ``on_epoch_end`` of each epoch: the
+  dataloader's iteration, forward, backward, clipping, the optimizer and scheduler steps. Outside
+  it: everything ``train()`` does before its first epoch (dataloader, optimizer and scheduler
+  set-up, accelerate's preparation) and after its last (final metrics, clean-up), and
+  ``predict``. (``train_runtime``, which also spans the start and the end of the training loop,
+  is kept in the JSON rows for reference.)
+
+Both sides are cold alike: each run is a fresh process whose first steps pay lazy initialisation.
+The sides run one after the other, their order rotating from seed to seed, so that machine load
+that drifts over a run does not fall on one side.
 
 Every run is a fresh process of this script (``--in-process`` runs them all in this one, for
 debugging): the harness sets glibc's allocator once per process for good (``harness.run.alloc``),
@@ -136,15 +150,16 @@ def shared_data(args):
     from harness.registry import SOURCES, TARGETS
     from harness.run.execute import SUBSAMPLE_SEED, limit
     from harness.targets.base import split_indices
-    from harness.targets.tokens import read_conll, wnut16_path
+    from harness.targets.tokens import read_conll, sentence_keys, wnut16_path
 
     backbone = SOURCES.get("packaged").build("all-MiniLM-L6-v2", {"max_length": args.max_length}, pretrained=False)
     data = TARGETS.get("packaged").load("wnut16", {}, "token-classification", backbone)
     full_train, full_test = len(data.splits["train"]), len(data.splits["test"])
     data = limit(data, args.max_train or None, args.max_eval or None)
     sentences = read_conll(wnut16_path())
-    parts = split_indices(len(sentences), 0.15, 0.2, 0)  # the wnut16 target's defaults
-    assert len(parts["train"]) == full_train
+    # the wnut16 target's defaults, repeated sentences kept in one split (as token_target_data splits)
+    parts = split_indices(len(sentences), 0.15, 0.2, 0, keys=sentence_keys(sentences))
+    assert len(parts["train"]) == full_train and len(parts["test"]) == full_test
 
     def sample(n_all, n):  # what Split.sample draws
         if not n or n >= n_all:
@@ -162,6 +177,7 @@ def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
         AutoModelForTokenClassification,
         DataCollatorForTokenClassification,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
         set_seed,
     )
@@ -205,11 +221,24 @@ def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
         weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed, eval_strategy="no", save_strategy="no",
         logging_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not cuda,
         bf16=cuda and args.precision == "bf16", dataloader_num_workers=0)
+
+    class EpochClock(TrainerCallback):
+        """Wall and process CPU seconds of the Trainer's epochs (``on_epoch_begin`` → ``on_epoch_end``),
+        summed: its training steps, as the harness's train phase spans each epoch's steps."""
+
+        wall = cpu = 0.0
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.t0 = (time.perf_counter(), time.process_time())
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self.wall += time.perf_counter() - self.t0[0]
+            self.cpu += time.process_time() - self.t0[1]
+
+    clock = EpochClock()
     trainer = Trainer(model=model, args=targs, train_dataset=ds["train"],
-                      data_collator=DataCollatorForTokenClassification(tokenizer))
-    cpu0 = time.process_time()
+                      data_collator=DataCollatorForTokenClassification(tokenizer), callbacks=[clock])
     out = trainer.train()
-    cpu = time.process_time() - cpu0
     pred = trainer.predict(ds["test"])
     logits, labels = pred.predictions, pred.label_ids
     mask = labels != -100
@@ -217,7 +246,8 @@ def trainer_run(args, seed: int, data, words, tokenizer, workdir: Path) -> dict:
     seq = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)[mask]
     m = seqeval_strict(Predictions(labels[mask], y_pred, names, seq, data.splits["test"].sequences))
     return {"f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
-            "train_s": out.metrics["train_runtime"], "train_cpu_s": cpu, "steps": out.global_step}
+            "train_s": clock.wall, "train_cpu_s": clock.cpu, "train_runtime": out.metrics["train_runtime"],
+            "steps": out.global_step}
 
 
 def summary(rows: list[dict], key: str) -> str:

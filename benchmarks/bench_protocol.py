@@ -17,15 +17,27 @@ seed-paired difference with its 95% CI:
 
 Runs go to ``<results>/protocol-effects/`` (resumable: a rerun reuses every finished run); the
 variants share the feature cache with the suite.
+
+The two sides (metrics, not time) are the committed finals and the variant runs, and each record
+carries the sitting that made it (``env``: harness git sha, torch version, threads, CPU). A torch
+version or a thread count alone moves metrics, so before running, the script compares the
+committed finals' sittings with this one's (torch, and the threads each run will get: this
+process's with ``--executor local``, the pool's share with ``pool``) and refuses (exit status 3)
+when they differ in either, unless ``--allow-env-mismatch`` (then a warning). After the runs, the
+sittings of both sides' records (variants reused from an earlier sitting included) are printed
+above the figures, with a warning and exit status 3 when they differ (the figures are still
+printed). The harness commit and the CPU are printed, not checked.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import yaml
@@ -63,6 +75,39 @@ def chosen(records) -> dict[tuple[str, str], dict]:
         if r.role == "final" and r.status == "ok":
             out[(r.pair, r.label)] = dict((r.search or {}).get("chosen") or {})
     return out
+
+
+def sitting(env: dict) -> dict:
+    """What a record's ``env`` says of the sitting that made it: harness commit, torch, threads, CPU."""
+    return {"git": (env.get("git_sha") or "?")[:12] + ("-dirty" if str(env.get("git_sha")).endswith("-dirty") else ""),
+            "torch": (env.get("packages") or {}).get("torch") or "?", "threads": env.get("torch_threads") or "?",
+            "cpu": f"{env.get('device_name') or '?'}, {env.get('cpu_count') or '?'} cores"}
+
+
+def sittings(envs) -> Counter:
+    """Distinct sittings among records' ``env`` s, with how many records each."""
+    return Counter(tuple(sitting(e).items()) for e in envs)
+
+
+def describe(found: Counter, counts: bool = True) -> list[str]:
+    return [f"git {d['git']} | torch {d['torch']} | threads {d['threads']} | CPU {d['cpu']}"
+            + (f" — {n} record(s)" if counts else "")
+            for key, n in found.most_common() for d in [dict(key)]] or ["no records"]
+
+
+def mismatch(a: Counter, b: Counter) -> bool:
+    """Whether two sets of sittings differ in torch version or thread count (either alone moves metrics)."""
+    def pick(c):
+        return {(dict(k)["torch"], dict(k)["threads"]) for k in c}
+
+    return pick(a) != pick(b)
+
+
+def print_sittings(protocol: Counter, variants: Counter, variants_title: str, file=sys.stdout,
+                   counts: bool = True) -> None:
+    for title, found, n in (("protocol (committed records)", protocol, True), (variants_title, variants, counts)):
+        for i, line in enumerate(describe(found, n)):
+            print(f"{title if i == 0 else '':<30} {line}", file=file)
 
 
 def variant_suite(base: dict, picks: dict, wanted: list[str]) -> tuple[dict, dict]:
@@ -114,6 +159,9 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="bn,dropout,probe,lr", help="variant groups: bn, dropout, probe, lr")
     p.add_argument("--executor", choices=["local", "pool"], default="local")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--allow-env-mismatch", action="store_true",
+                   help="run and print even when the committed records' torch version or thread count differs "
+                        "from this sitting's (the differences then mix the change with the sitting)")
     args = p.parse_args(argv)
     root = Path(args.results)
     records, _ = scan(root / "strategies")
@@ -135,6 +183,27 @@ def main(argv=None) -> int:
         from harness.executors.pool import PoolExecutor
 
         executor = PoolExecutor(options, workers=args.workers)
+    # Both sides from one sitting: the committed finals compared against vs the runs about to be made.
+    import torch
+
+    from harness.run.cost import environment
+
+    used = {(pair, base_label) for _title, pair, base_label, _ in cells.values()}
+    protocol_env = sittings(r.env for r in records
+                            if r.role == "final" and r.status == "ok" and (r.pair, r.label) in used)
+    now_env = {**environment(torch.device("cpu")), "device_name": platform.processor() or "cpu",
+               "cpu_count": os.cpu_count(),
+               "torch_threads": executor.threads if executor is not None else torch.get_num_threads()}
+    if mismatch(protocol_env, sittings([now_env])):
+        print_sittings(protocol_env, sittings([now_env]), "this sitting (runs made now)", file=sys.stderr, counts=False)
+        if not args.allow_env_mismatch:
+            print("REFUSED: the committed records were made with another torch version or thread count than the "
+                  "runs this sitting would make (a thread count alone moves metrics): the differences would mix "
+                  "the protocol change with the sitting. Match them (e.g. --executor pool --workers N for N "
+                  "threads per run = cores / N), or pass --allow-env-mismatch", file=sys.stderr)
+            return 3
+        print("WARNING: torch version or thread count differs between the sides (--allow-env-mismatch)",
+              file=sys.stderr)
     t0 = time.perf_counter()
     out = run_plan(runs, root / "protocol-effects", options, executor=executor)
     print(f"{len(out.done)} run(s) in {time.perf_counter() - t0:.0f} s, {len(out.skipped)} reused", file=sys.stderr)
@@ -143,6 +212,14 @@ def main(argv=None) -> int:
     for r in records + variants:
         if r.role == "final" and r.status == "ok" and r.primary_metric:
             by_cell[(r.pair, r.label)][r.seed] = r.metrics[r.primary_metric]
+    # the variant records compared may include reused ones of an earlier sitting: check what they say
+    variant_env = sittings(r.env for r in variants
+                           if r.role == "final" and r.status == "ok" and r.label in cells)
+    env_differs = mismatch(protocol_env, variant_env)
+    print_sittings(protocol_env, variant_env, "variant records")
+    if env_differs:
+        print("WARNING: the two sides differ in torch version or thread count: every difference below mixes the "
+              "change with the sitting" + ("" if args.allow_env_mismatch else " (exit status 3)"))
     print(f"{'pair':<15} {'strategy':<19} {'variant':<21} {'protocol %':>14} {'variant %':>14} "
           f"{'variant − protocol (95% CI), pts':>34}")
     for label, (title, pair, base_label, _) in cells.items():
@@ -155,7 +232,7 @@ def main(argv=None) -> int:
         interval = f" [{100 * g.low:+.2f}, {100 * g.high:+.2f}]" if g.n > 1 else ""
         print(f"{pair:<15} {base_label:<19} {title:<21} {100 * sa.mean:6.2f} ± {100 * sa.std:5.2f} "
               f"{100 * sb.mean:6.2f} ± {100 * sb.std:5.2f} {100 * g.mean:+22.2f}{interval}")
-    return 0
+    return 3 if env_differs and not args.allow_env_mismatch else 0
 
 
 if __name__ == "__main__":

@@ -10,9 +10,17 @@ crop (padding 4) + horizontal flip → resize to ``--size`` → normalise → on
   ``RandomHorizontalFlip``, ``Resize``, ``ToTensor``, ``Normalize``; a ``DataLoader`` with
   ``--workers`` (``pin_memory`` on CUDA), each batch copied to the device.
 
-Prints images/s of each and the ratio harness / torchvision per worker count, in one run; a
-full epoch each after one warm-up, worker start-up included (as a training epoch pays it), median
-of ``--repeats``.
+Prints images/s of each and the ratio harness / torchvision per worker count, in one run. Each
+timed call is one full epoch from host memory to batches on the device, wall clock (CUDA
+synchronised at both ends): the host → device upload is inside the clock on both sides —
+torchvision copies each batch (float, ``--size`` px) in its epoch; the harness places the split at
+the start of each timed epoch (its uint8 32 px images uploaded in one copy when they fit on the
+device, else each uint8 batch copied), though a real run uploads once per run, not per epoch. On a
+CPU there is no upload on either side. DataLoader worker start-up is inside the clock (as a
+training epoch pays it). Both sides are warm: one untimed epoch of the harness and one untimed
+batch of torchvision (0 workers) before any timing. The ``--repeats`` are interleaved: each
+repeat times the harness and then every worker count, and the next repeat the reverse order, so
+drift falls on both; median of ``--repeats``.
 
     python benchmarks/bench_vision_data.py                                  # CPU, 64 px
     python benchmarks/bench_vision_data.py --device cuda --size 224 --workers 0 8 16 --n 20000
@@ -65,7 +73,10 @@ def torchvision_epoch(images: torch.Tensor, labels: torch.Tensor, size: int, bat
     return seen
 
 
-def harness_epoch(split, batch_size: int, seed: int) -> int:
+def harness_epoch(host_split, batch_size: int, seed: int, device: torch.device) -> int:
+    """One epoch from host memory: the split placed on ``device`` (its images uploaded there when
+    resident), then every batch, as the torchvision side uploads each of its batches in its epoch."""
+    split = host_split.to_device(device)
     seen = 0
     for batch in split.batches(batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)):
         seen += len(batch["labels"])
@@ -91,21 +102,26 @@ def main(argv=None) -> dict:
     from harness.targets.vision import ImageSplit, Pipeline
 
     images, labels = synthetic_images(args.n)
-    split = ImageSplit(images, labels, Pipeline(size=args.size, mean=MEAN, std=STD)).to_device(device)
+    host = ImageSplit(images, labels, Pipeline(size=args.size, mean=MEAN, std=STD))
     print(env_line(device))
-    print(f"{args.n} images 32 px → {args.size} px | batch {args.batch_size} | resident on {split.images.device} | "
-          f"repeats {args.repeats}")
-    harness_epoch(split, args.batch_size, 0)  # warm-up: lazy inits, allocator
-    t_h = []
-    for r in range(args.repeats):
-        t_h.append(timed(lambda r=r: harness_epoch(split, args.batch_size, r), device))
+    print(f"{args.n} images 32 px → {args.size} px | batch {args.batch_size} | resident on "
+          f"{host.to_device(device).images.device} | repeats {args.repeats}")
+    # untimed warm-up of both sides: lazy inits, allocator, upload path, PIL and transforms
+    harness_epoch(host, args.batch_size, 0, device)
+    torchvision_epoch(images[:args.batch_size], labels[:args.batch_size], args.size, args.batch_size, 0, device)
+    sides = ["harness", *args.workers]
+    runs: dict = {side: [] for side in sides}
+    for r in range(args.repeats):  # the repeats interleaved, the order reversed every other repeat
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            runs[side].append(timed(lambda r=r: harness_epoch(host, args.batch_size, r, device), device) if side == "harness"
+                           else timed(lambda w=side: torchvision_epoch(images, labels, args.size, args.batch_size, w,
+                                                                       device), device))
+    t_h = runs["harness"]
     out = {"n": args.n, "size": args.size, "batch_size": args.batch_size, "device": env_line(device),
            "harness_images_per_s": args.n / median(t_h), "torchvision": {}}
     print(f"harness resident: {out['harness_images_per_s']:10.1f} img/s  (runs {[round(t, 3) for t in t_h]} s)")
     for w in args.workers:
-        torchvision_epoch(images[:args.batch_size], labels[:args.batch_size], args.size, args.batch_size, 0, device)  # warm-up
-        t_tv = [timed(lambda w=w: torchvision_epoch(images, labels, args.size, args.batch_size, w, device), device)
-                for _ in range(args.repeats)]
+        t_tv = runs[w]
         ips = args.n / median(t_tv)
         ratio = out["harness_images_per_s"] / ips
         out["torchvision"][w] = {"images_per_s": ips, "ratio": ratio}

@@ -1,5 +1,6 @@
 """Benchmark (a): the harness fine-tune loop vs a hand-written plain PyTorch loop, same model,
-batch, precision, optimiser (AdamW, fused wherever the harness's ``build_optimizer`` fuses it, cosine
+batch, precision, optimiser (AdamW, fused wherever the harness's ``build_optimizer`` fuses it, with
+the harness's two parameter groups — weights with decay, biases and norms without — cosine
 schedule, clip 1.0) and data work (uint8 images
 padded-cropped, flipped, resized and normalised per batch on the device). Prints the images/s
 ratio harness / plain (target ≥ 0.97), measured in one run.
@@ -9,7 +10,14 @@ steps, each timed around the whole call, so fixed costs — the harness's one FL
 step and its tiny validation/test, optimizer construction, cuDNN autotuning, compilation —
 cancel; the whole-run ratio at ``--steps2`` is printed too. On a CPU the clock is the process's
 CPU time (``--clock``), which other jobs on a shared machine do not inflate.
-Harness and plain runs alternate so machine load hits both alike; the figures use the median
+What each side's clock covers, alike on both: the whole training call (harness: ``fit`` with its
+train phase, FLOP-counted first step and tiny validation/test; plain: ``plain_train``), the data
+already in memory, model construction (and the plain model's copy of the harness's weights)
+outside the clock. Both are warm: before any timing, one untimed call of each side
+(``--steps1`` steps) pays the first imports, lazy initialisation, allocator growth and autotuning.
+Then each repeat times the ``--steps1`` runs and the ``--steps2`` runs, harness and plain back to
+back, and which side goes first alternates from repeat to repeat (harness first in repeats 1, 3, …,
+plain first in 2, 4, …), so machine load that drifts hits both alike; the figures use the median
 of ``--repeats`` runs of each kind, and the ratio from the fastest runs is printed beside it
 (when the two disagree by more than the target's margin, the machine is too noisy to decide).
 
@@ -78,10 +86,16 @@ def plain_train(model, images, labels, steps, batch_size, size, device, precisio
     if channels_last:
         model.to(memory_format=torch.channels_last)
     from harness.run.loop import fused_ok
+    from harness.strategies.base import is_no_decay
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    # the harness's optimizer exactly: AdamW fused where fused takes the parameters (build_optimizer)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=fused_ok([{"params": params}]))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    # the harness's optimizer exactly (Strategy.param_groups → decay_groups, build_optimizer): two
+    # groups, weights with decay (the harness's default weight_decay, 0) and biases/norms (1-d) without,
+    # in that order; AdamW fused where fused takes the parameters
+    groups = [{"params": [p for n, p in named if not is_no_decay(n, p)], "weight_decay": 0.0},
+              {"params": [p for n, p in named if is_no_decay(n, p)], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    opt = torch.optim.AdamW(groups, lr=lr, fused=fused_ok(groups))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
@@ -149,21 +163,27 @@ def main(argv=None) -> dict:
           f"channels_last {args.channels_last} | steps {args.steps1}→{args.steps2} | repeats {args.repeats} | "
           f"clock {clock}")
 
-    times: dict[str, dict[int, list[float]]] = {"harness": {}, "plain": {}}
-    for _rep in range(args.repeats):
-        for steps in (args.steps1, args.steps2):
-            torch.manual_seed(0)
-            model = harness_model(args.model, classes)
-            got = {}
-            times["harness"].setdefault(steps, []).append(timed(
-                lambda m=model, s=steps, got=got: got.update(fit=harness_fit(m, data, s, args.batch_size, device, args.precision,
-                                                                    args.channels_last)), device, clock))
+    def run(side: str, steps: int) -> float:
+        """One timed call of ``side`` (model construction outside the clock)."""
+        torch.manual_seed(0)
+        if side == "harness":
+            model, got = harness_model(args.model, classes), {}
+            t = timed(lambda: got.update(fit=harness_fit(model, data, steps, args.batch_size, device, args.precision,
+                                                         args.channels_last)), device, clock)
             assert got["fit"].steps == steps, (got["fit"].steps, steps)
-            torch.manual_seed(0)
-            model = plain_model(args.model, classes, like=harness_model(args.model, classes))
-            times["plain"].setdefault(steps, []).append(timed(
-                lambda m=model, s=steps: plain_train(m, train_x, train_y, s, args.batch_size, args.size, device,
-                                                     args.precision, args.channels_last, 1e-3), device, clock))
+            return t
+        model = plain_model(args.model, classes, like=harness_model(args.model, classes))
+        return timed(lambda: plain_train(model, train_x, train_y, steps, args.batch_size, args.size, device,
+                                         args.precision, args.channels_last, 1e-3), device, clock)
+
+    for side in ("harness", "plain"):  # untimed warm-up of each: imports, lazy inits, allocator, autotuning
+        run(side, args.steps1)
+    times: dict[str, dict[int, list[float]]] = {"harness": {}, "plain": {}}
+    for rep in range(args.repeats):
+        order = ("harness", "plain") if rep % 2 == 0 else ("plain", "harness")  # who goes first alternates
+        for steps in (args.steps1, args.steps2):
+            for side in order:
+                times[side].setdefault(steps, []).append(run(side, steps))
     out = {"model": args.model, "size": args.size, "batch_size": args.batch_size, "precision": args.precision,
            "clock": clock, "device": env_line(device)}
     for side in ("harness", "plain"):

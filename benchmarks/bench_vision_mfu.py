@@ -8,8 +8,16 @@ step, the ``flops_per_step`` every record carries), cross-checked against the an
 3 × 2 × MACs (torchvision's weights metadata lists ResNet-50 at 4.09 G multiply-accumulates
 at 224 px; ×2 for FLOPs, ×3 for forward + backward ≈ 24.5 GFLOPs per image). MFU = images/s ×
 FLOPs per image / the device's dense bf16 peak (table in ``bench_vision_common``; ``--peak-tflops``
-for others). Throughput is marginal between ``--steps1`` and ``--steps2`` (warm-up, cuDNN
-autotuning and compilation cancel). On a CPU the script runs too (small settings; MFU n/a).
+for others). On a CPU the script runs too (small settings; MFU n/a).
+
+One side only (no baseline). What is timed: the harness meter's train phase of each run (wall
+clock; model construction, data placement, optimizer construction and the validation/test
+outside it). Warm: one untimed run of ``--steps1`` steps first pays the process's lazy CUDA/cuDNN
+start-up, cuDNN autotuning and, with ``--compile``, the cold compile (later runs compile from warm
+caches, and what they still pay cancels below). Then ``--repeats`` (default 3) timed repeats, each
+a run of ``--steps1`` and one of ``--steps2`` steps; a repeat's throughput is marginal between its
+two runs (the first step's FLOP count, autotuning and compilation cancel); printed: the median over
+repeats and the spread (min–max), for images/s and MFU.
 
     python benchmarks/bench_vision_mfu.py                                # CUDA if present, else a CPU check
     python benchmarks/bench_vision_mfu.py --compile                      # + torch.compile
@@ -59,7 +67,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=128 if cuda else 8)
     ap.add_argument("--steps1", type=int, default=20 if cuda else 2)
     ap.add_argument("--steps2", type=int, default=120 if cuda else 6)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", "--repeat", type=int, default=3,
+                    help="timed repeats (each a --steps1 and a --steps2 run) after one untimed warm-up run")
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     ap.add_argument("--compile", action="store_true", help="torch.compile the training forward")
@@ -85,42 +94,54 @@ def main(argv=None) -> dict:
     print(f"{args.model} fine-tune | {args.size} px | batch {args.batch_size} | {precision} | channels_last "
           f"{args.channels_last} | compile {args.compile} | steps {args.steps1}→{args.steps2}")
 
-    times: dict[int, list[float]] = {}
+    def one_run(steps: int):
+        torch.manual_seed(0)
+        backbone = SOURCES.get("torchvision").build(args.model, {"weights": None, "image_size": args.size},
+                                                    pretrained=False)
+        model = TransferModel(backbone, 10)
+        t = harness_fit(model, data, steps, args.batch_size, device, args.precision, args.channels_last, args.compile,
+                        lr=1e-4)
+        del model, backbone
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return t
+
+    one_run(args.steps1)  # untimed warm-up: lazy CUDA/cuDNN start-up, autotuning, a cold compile
+    times: dict[int, list[float]] = {args.steps1: [], args.steps2: []}
     flops_per_step = None
     for _ in range(args.repeats):
         for steps in (args.steps1, args.steps2):
-            torch.manual_seed(0)
-            backbone = SOURCES.get("torchvision").build(args.model, {"weights": None, "image_size": args.size},
-                                                        pretrained=False)
-            model = TransferModel(backbone, 10)
-            t = harness_fit(model, data, steps, args.batch_size, device, args.precision, args.channels_last, args.compile,
-                            lr=1e-4)
-            times.setdefault(steps, []).append(t.train_s)
+            t = one_run(steps)
+            times[steps].append(t.train_s)
             flops_per_step = flops_per_step or t.flops_per_step
-            del model, backbone
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    ips = marginal(median(times[args.steps1]), median(times[args.steps2]), args.steps1, args.steps2, args.batch_size)
+    per_repeat = [marginal(t1, t2, args.steps1, args.steps2, args.batch_size)
+                  for t1, t2 in zip(times[args.steps1], times[args.steps2], strict=True)]
+    ips, ips_lo, ips_hi = median(per_repeat), min(per_repeat), max(per_repeat)
     counted = flops_per_step / args.batch_size if flops_per_step else None
     analytic = analytic_flops_per_image(args.model, args.size)
     peak, name = peak_flops(device, args.peak_tflops)
     per_image = counted or analytic
-    mfu = ips * per_image / peak if peak and per_image else None
+    mfu, mfu_lo, mfu_hi = (tuple(x * per_image / peak for x in (ips, ips_lo, ips_hi)) if peak and per_image
+                           else (None, None, None))
     out = {"model": args.model, "size": args.size, "batch_size": args.batch_size, "precision": precision,
            "channels_last": args.channels_last, "compile": args.compile, "device": name, "images_per_s": ips,
+           "images_per_s_min": ips_lo, "images_per_s_max": ips_hi, "repeats": args.repeats,
            "flops_per_image_counted": counted, "flops_per_image_analytic": analytic,
-           "peak_flops": peak, "mfu": mfu, "runs_s": {k: [round(x, 3) for x in v] for k, v in times.items()}}
+           "peak_flops": peak, "mfu": mfu, "mfu_min": mfu_lo, "mfu_max": mfu_hi,
+           "runs_s": {k: [round(x, 3) for x in v] for k, v in times.items()}}
 
     def fmt(flops: float | None) -> str:
         return f"{flops / 1e9:.2f} GFLOPs" if flops else "n/a"
 
     print(f"FLOPs per image (fwd+bwd): counted {fmt(counted)} | analytic 3×2×MACs {fmt(analytic)}")
-    print(f"THROUGHPUT: {ips:.1f} images/s (marginal, runs {out['runs_s']} s)")
+    print(f"THROUGHPUT: {ips:.1f} images/s (marginal, median of {args.repeats} repeat(s), spread "
+          f"{ips_lo:.1f}–{ips_hi:.1f}; runs {out['runs_s']} s)")
     if mfu is None:
         why = "not a CUDA device" if device.type != "cuda" else f"no peak for '{name}' in the table; pass --peak-tflops"
         print(f"MFU: n/a ({why})")
     else:
-        print(f"MFU: {100 * mfu:.1f}% of {peak / 1e12:.0f} TFLOP/s dense {precision} ({name})")
+        print(f"MFU: {100 * mfu:.1f}% of {peak / 1e12:.0f} TFLOP/s dense {precision} ({name}), "
+              f"spread {100 * mfu_lo:.1f}–{100 * mfu_hi:.1f}%")
     if args.json:
         print(json.dumps(out))
     return out
