@@ -232,7 +232,7 @@ def cmd_compare(args) -> int:
     gate = "off" if args.max_slowdown is None or args.max_slowdown < 0 else args.cost_gate
     options = GateOptions(tolerance=args.tolerance, k=args.k, cost_key=args.cost_key,
                           max_slowdown=None if gate == "off" else args.max_slowdown)
-    cmp = compare_dirs(args.baseline, args.results, options, suite=args.suite)
+    cmp = compare_dirs(args.baseline, args.results, options, suite=args.suite, exact=args.exact == "auto")
     print(render_text(cmp, gate), end="")
     if args.out:
         from harness.records import atomic_write_bytes
@@ -350,6 +350,10 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("--cost-key", default="wall_s", help="cost figure the cost gate checks (default wall_s)")
     cmp.add_argument("--cost-gate", choices=["fail", "warn", "off"], default="fail",
                      help="a too-slow strategy fails the gate, only warns, or is not checked (default fail)")
+    cmp.add_argument("--exact", choices=["auto", "off"], default="auto",
+                     help="auto: runs made in the baseline's environment (packages, CPU model, threads, device, "
+                     "determinism) must reproduce every metric bit for bit, any difference fails (default); off: "
+                     "the statistical gate only")
     cmp.add_argument("--out", help="also write the tables as markdown to this file")
     cmp.set_defaults(fn=cmd_compare)
 

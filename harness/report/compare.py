@@ -5,10 +5,18 @@ A metric regresses when its new mean falls below the baseline mean by more than
 baseline needs a larger drop before the gate fires. A baseline cell that vanished, or a
 strategy that now fails seeds it did not fail before, is a regression too. Cost is a separate
 gate: a strategy whose mean ``cost_key`` grew by more than ``max_slowdown`` (a fraction).
+
+Exact mode: a run of the results whose baseline record has the same run_id and was made in the
+same environment — the same package versions, Python, CPU model, torch threads, device and
+determinism flags, on the CPU or with deterministic algorithms on — must reproduce it to the last
+bit; any metric that differs at all is reported with its run_id and fails the gate, whichever way
+it moved (a change nobody explained is for review, then a re-baseline). Runs made elsewhere are
+judged by the statistical gate only.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -59,15 +67,42 @@ class Change:
         return self.new.mean - self.base.mean
 
 
+@dataclass(frozen=True)
+class ExactDiff:
+    """A metric of one run that its baseline run, made in the same environment, did not give."""
+
+    run_id: str
+    pair: str
+    label: str
+    seed: int
+    metric: str
+    base: float | None
+    new: float | None
+
+
+@dataclass
+class Exact:
+    """Exact mode's outcome: runs checked bit for bit, runs left to the statistical gate."""
+
+    checked: int = 0  # run_ids in both, made in the same environment
+    other_environment: int = 0  # run_ids in both, made elsewhere (or with no environment to tell)
+    diffs: list[ExactDiff] = field(default_factory=list)
+
+
 @dataclass
 class Comparison:
     changes: list[Change] = field(default_factory=list)
     slowdowns: list[Change] = field(default_factory=list)  # cost_key rows; status regression = too slow
     options: GateOptions = field(default_factory=GateOptions)
+    exact: Exact | None = None  # None: exact mode off
 
     @property
     def regressions(self) -> list[Change]:
         return [c for c in self.changes if c.status in REGRESSING]
+
+    @property
+    def exact_diffs(self) -> list[ExactDiff]:
+        return self.exact.diffs if self.exact else []
 
     @property
     def too_slow(self) -> list[Change]:
@@ -114,8 +149,43 @@ def compare_rows(baseline: list[Row], new: list[Row], options: GateOptions | Non
     return out
 
 
-def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) -> list[Row]:
-    """Aggregated rows of the records under ``path`` (restricted to ``suites`` when given)."""
+def environment(rec: RunRecord) -> str | None:
+    """What decides a run's bits besides its config: None when the record cannot tell (made before
+    records carried the CPU model) or when its device does not promise the same bits (CUDA without
+    deterministic algorithms)."""
+    env = rec.env or {}
+    determinism = ((rec.config or {}).get("notes") or {}).get("determinism") or {}
+    if not env.get("cpu_model") or not env.get("packages"):
+        return None
+    if env.get("device", "cpu") != "cpu" and not determinism.get("algorithms"):
+        return None
+    return json.dumps({k: env.get(k) for k in ("packages", "python", "cpu_model", "torch_threads", "device",
+                                               "device_name", "cuda", "cudnn")} | {"determinism": determinism},
+                      sort_keys=True, default=str)
+
+
+def exact_check(baseline: list[RunRecord], new: list[RunRecord], metrics: Iterable[str]) -> Exact:
+    """Every ok run of ``new`` with an ok baseline run of the same run_id and environment,
+    compared metric by metric for equality (NaN equals NaN)."""
+    base = {r.run_id: r for r in baseline if r.status == "ok"}
+    out = Exact()
+    for n in sorted((r for r in new if r.status == "ok" and r.run_id in base), key=lambda r: r.run_id):
+        b = base[n.run_id]
+        env = environment(b)
+        if env is None or env != environment(n):
+            out.other_environment += 1
+            continue
+        out.checked += 1
+        for m in metrics:
+            bv, nv = b.metrics.get(m), n.metrics.get(m)
+            same = bv == nv or (isinstance(bv, float) and isinstance(nv, float) and math.isnan(bv) and math.isnan(nv))
+            if not same:
+                out.diffs.append(ExactDiff(n.run_id, n.pair, n.label, n.seed, m, bv, nv))
+    return out
+
+
+def load_records(path: str | Path, what: str, suites: Iterable[str] | None = None) -> list[RunRecord]:
+    """The records under ``path`` (restricted to ``suites`` when given)."""
     root = Path(path)
     if not root.is_dir():
         raise CompareInputError(f"{what} {root}: not a directory of run records")
@@ -130,22 +200,31 @@ def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) 
     if not records:
         only = f" of suite(s) {', '.join(sorted(suites))}" if suites is not None else ""
         raise CompareInputError(f"{what} {root}: no run records{only}")
-    return aggregate(records)
+    return records
+
+
+def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) -> list[Row]:
+    """Aggregated rows of the records under ``path`` (restricted to ``suites`` when given)."""
+    return aggregate(load_records(path, what, suites))
 
 
 def compare_dirs(baseline: str | Path, results: str | Path, options: GateOptions | None = None,
-                 suite: str | None = None) -> Comparison:
-    """Compare the records under ``results`` with those under ``baseline`` (same suite(s))."""
+                 suite: str | None = None, exact: bool = True) -> Comparison:
+    """Compare the records under ``results`` with those under ``baseline`` (same suite(s)); with
+    ``exact``, runs made in the baseline's environment are also checked bit for bit."""
     opts = options or GateOptions()
     if opts.max_slowdown is not None and opts.cost_key not in COST_KEYS:
         raise CompareInputError(unknown_message("cost key", opts.cost_key, COST_KEYS))
-    base_rows = load_rows(baseline, "baseline", [suite] if suite else None)
-    suites = sorted({r.suite for r in base_rows})
-    smoke = {r.smoke for r in base_rows}
-    new_rows = [r for r in load_rows(results, "results", suites) if r.smoke in smoke]
-    if not new_rows:
+    base_records = load_records(baseline, "baseline", [suite] if suite else None)
+    suites = sorted({r.suite for r in base_records})
+    smoke = {r.smoke for r in base_records}
+    new_records = [r for r in load_records(results, "results", suites) if r.smoke in smoke]
+    if not new_records:
         raise CompareInputError(f"results {results}: no records with the baseline's smoke flag")
-    return compare_rows(base_rows, new_rows, opts)
+    out = compare_rows(aggregate(base_records), aggregate(new_records), opts)
+    if exact:
+        out.exact = exact_check(base_records, new_records, opts.metrics)
+    return out
 
 
 def _pct(s: Summary | None) -> str:
@@ -204,8 +283,23 @@ def render_text(cmp: Comparison, cost_gate: str = "fail") -> str:
         lines += ["", f"Cost gate ({cost_gate}): mean {o.cost_key} more than {100 * (o.max_slowdown or 0):.0f}% "
                       "above the baseline", ""]
         lines += _text_table(COST_HEAD, cost_rows(cmp))
+    lines += exact_lines(cmp)
     lines += ["", verdict(cmp, cost_gate)]
     return "\n".join(lines) + "\n"
+
+
+def exact_lines(cmp: Comparison) -> list[str]:
+    """Exact mode's part of the report: what was checked bit for bit, and every difference."""
+    e = cmp.exact
+    if e is None:
+        return []
+    lines = ["", f"Exact mode: {e.checked} run(s) made in the baseline's environment checked bit for bit; "
+                 f"{e.other_environment} made elsewhere (or recorded before records carried the CPU model) "
+                 "left to the statistical gate"]
+    if e.diffs:
+        lines += ["", *_text_table(["run_id", "metric", "baseline", "new"],
+                                   [[d.run_id, d.metric, repr(d.base), repr(d.new)] for d in e.diffs])]
+    return lines
 
 
 def render_markdown(cmp: Comparison, cost_gate: str = "fail") -> str:
@@ -221,6 +315,7 @@ def render_markdown(cmp: Comparison, cost_gate: str = "fail") -> str:
     if cmp.slowdowns and cost_gate != "off":
         lines += ["", f"## Cost ({cost_gate}): `{o.cost_key}` more than {100 * (o.max_slowdown or 0):.0f}% slower", ""]
         lines += md(COST_HEAD, cost_rows(cmp))
+    lines += [line if not line.startswith("Exact") else f"**{line}**" for line in exact_lines(cmp)]
     lines += ["", f"**{verdict(cmp, cost_gate)}**"]
     return "\n".join(lines) + "\n"
 
@@ -228,13 +323,16 @@ def render_markdown(cmp: Comparison, cost_gate: str = "fail") -> str:
 def verdict(cmp: Comparison, cost_gate: str = "fail") -> str:
     reg, slow = len(cmp.regressions), len(cmp.too_slow) if cost_gate != "off" else 0
     parts = [f"{reg} regression(s) in {len(cmp.changes)} comparison(s)"]
+    if cmp.exact is not None:
+        parts.append(f"{len(cmp.exact_diffs)} metric(s) not reproduced bit for bit in {cmp.exact.checked} run(s) "
+                     "of the same environment")
     if cost_gate != "off" and cmp.slowdowns:
         parts.append(f"{slow} too slow of {len(cmp.slowdowns)}" + (" (warning only)" if cost_gate == "warn" else ""))
-    failed = reg > 0 or (cost_gate == "fail" and slow > 0)
+    failed = reg > 0 or bool(cmp.exact_diffs) or (cost_gate == "fail" and slow > 0)
     return ("FAIL: " if failed else "PASS: ") + "; ".join(parts)
 
 
 def exit_code(cmp: Comparison, cost_gate: str = "fail") -> int:
     """1 when a metric regressed (or, with ``cost_gate='fail'``, a strategy got too slow), else 0."""
-    return 1 if cmp.regressions or (cost_gate == "fail" and cmp.too_slow) else 0
+    return 1 if cmp.regressions or cmp.exact_diffs or (cost_gate == "fail" and cmp.too_slow) else 0
 

@@ -152,6 +152,19 @@ def git_sha(cwd: str | None = None) -> str | None:
 _ENV_CACHE: dict[str, Any] | None = None
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo; else what platform says): kernels differ across
+    CPUs, so bit-identical results are only expected on the same one (``harness compare``'s exact mode)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     global _ENV_CACHE
     if _ENV_CACHE is None:
@@ -168,6 +181,7 @@ def environment(device: torch.device) -> dict[str, Any]:
             "platform": platform.platform(),
             "hostname": socket.gethostname(),
             "cpu_count": os.cpu_count(),
+            "cpu_model": cpu_model(),
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,

@@ -183,3 +183,53 @@ def test_the_gate_reads_whole_records_the_report_only_what_it_shows(tmp_path, ca
     out = tmp_path / "board.md"
     assert main(["report", "--results", str(new), "--out", str(out), "--no-plots", "--no-export"]) == 0
     assert "from 6 run records" in out.read_text()
+
+
+ENV = {"packages": {"torch": "2.14.1"}, "python": "3.11.7", "cpu_model": "Some CPU @ 2.0GHz", "torch_threads": 1,
+       "device": "cpu", "device_name": "cpu"}
+
+
+def exact_pair(tmp_path, shift=0.0, base_env=None, new_env=None):
+    base = [rec(lab, s, a) for lab, accs in BASE_ACC.items() for s, a in enumerate(accs)]
+    new = [rec(lab, s, a + (shift if (lab, s) == ("scratch", 1) else 0.0))
+           for lab, accs in BASE_ACC.items() for s, a in enumerate(accs)]
+    write(tmp_path / "baseline", [r.model_copy(update={"env": {**ENV, **(base_env or {})}}) for r in base])
+    write(tmp_path / "results", [r.model_copy(update={"env": {**ENV, **(new_env or {})}}) for r in new])
+
+
+def test_exact_mode_fails_on_any_difference_in_the_same_environment(tmp_path, capsys):
+    exact_pair(tmp_path, shift=1e-9)  # far inside the statistical gate's allowance
+    assert gate(tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "Exact mode: 6 run(s) made in the baseline's environment checked bit for bit" in out
+    assert "p.scratch.s1-x" in out and "accuracy" in out and "macro_f1" in out
+    assert "FAIL: 0 regression(s)" in out and "2 metric(s) not reproduced bit for bit in 6 run(s)" in out
+    assert gate(tmp_path, "--exact", "off") == 0  # the statistical gate alone lets it pass
+
+
+def test_exact_mode_passes_identical_runs_and_says_what_it_checked(tmp_path, capsys):
+    exact_pair(tmp_path)
+    assert gate(tmp_path) == 0
+    assert "0 metric(s) not reproduced bit for bit in 6 run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("new_env", [{"cpu_model": "Another CPU"}, {"torch_threads": 2},
+                                     {"packages": {"torch": "2.15.0"}}, {"device": "cuda:0"}])
+def test_runs_made_elsewhere_go_to_the_statistical_gate_only(tmp_path, capsys, new_env):
+    base_env = {"device": "cuda:0"} if new_env.get("device") else None  # CUDA without deterministic algorithms
+    exact_pair(tmp_path, shift=1e-9, base_env=base_env, new_env=new_env)
+    assert gate(tmp_path) == 0
+    assert "0 run(s) made in the baseline's environment checked bit for bit; 6 made elsewhere" in capsys.readouterr().out
+
+
+def test_records_carry_what_exact_mode_reads():
+    import torch
+
+    from harness.report.compare import environment
+    from harness.run.cost import environment as run_environment
+
+    env = run_environment(torch.device("cpu"))
+    assert env["cpu_model"] and env["packages"]["torch"] and env["torch_threads"] >= 1
+    made_here = rec("scratch", 0, 0.5).model_copy(update={"env": env})
+    assert environment(made_here) is not None  # a record made now can be checked bit for bit
+    assert environment(rec("scratch", 0, 0.5)) is None  # one with no environment never is
