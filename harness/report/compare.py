@@ -1,8 +1,14 @@
 """The regression gate: new results against a committed baseline, per (pair, strategy, metric). Pure.
 
-A metric regresses when its new mean falls below the baseline mean by more than
-``max(tolerance, k · σ_baseline)`` (σ: the sample std of the baseline's seeds), so a noisy
-baseline needs a larger drop before the gate fires. A baseline cell that vanished, or a
+Baseline and new runs of a seed share the split, the subsample and the initial draws, so the
+gate compares them **paired by seed**: with d_s = new_s − base_s over the seeds both have (≥ 2),
+a metric regresses when mean(d) < −max(tolerance, t₀.₉₇₅(n−1) · sd(d)/√n) — a drop significant in
+a two-sided paired t-test at 5 % and at least ``tolerance`` — and improves symmetrically. That
+threshold is the smallest change the comparison can detect, printed per cell. A seed's luck
+cancels in d, so a noisy cell (± 6 points over seeds) still shows a 2-point drop that every seed
+shares. With fewer than two shared seeds the gate falls back to ``max(tolerance, k · σ_baseline)``
+on the means. A significant improvement passes with a warning that asks for review and a
+re-baseline (a change nobody explained is not silently accepted). A baseline cell that vanished, or a
 strategy that now fails seeds it did not fail before, is a regression too. Cost is a separate
 gate: a strategy whose mean ``cost_key`` grew by more than ``max_slowdown`` (a fraction).
 
@@ -27,9 +33,10 @@ from harness.config.errors import HarnessError, unknown_message
 from harness.records import RunRecord
 from harness.report.aggregate import COST_KEYS, SCALAR_METRICS, Row, aggregate
 from harness.report.export import scan_results
-from harness.report.stats import Summary
+from harness.report.stats import Summary, t975
 
 Status = Literal["ok", "improved", "regression", "missing", "new", "failed seeds"]
+Method = Literal["paired", "k·σ", ""]
 REGRESSING: frozenset[str] = frozenset({"regression", "missing", "failed seeds"})
 
 
@@ -55,13 +62,18 @@ class Change:
     metric: str
     base: Summary | None
     new: Summary | None
-    threshold: float  # the drop that counts as a regression
+    threshold: float  # the smallest change that counts (a drop: regression; a rise: improved)
     status: Status
     base_failed: int = 0
     new_failed: int = 0
+    method: Method = ""  # paired by seed, or the k·σ fallback
+    paired: float | None = None  # mean of the per-seed differences, when paired
+    seeds: int = 0  # seeds both sides have
 
     @property
     def delta(self) -> float:
+        if self.paired is not None:
+            return self.paired
         if self.base is None or self.new is None or not self.base.n or not self.new.n:
             return math.nan
         return self.new.mean - self.base.mean
@@ -101,6 +113,11 @@ class Comparison:
         return [c for c in self.changes if c.status in REGRESSING]
 
     @property
+    def improvements(self) -> list[Change]:
+        """Significant rises: passed, with a warning asking for review and a re-baseline."""
+        return [c for c in self.changes if c.status == "improved"]
+
+    @property
     def exact_diffs(self) -> list[ExactDiff]:
         return self.exact.diffs if self.exact else []
 
@@ -130,16 +147,18 @@ def compare_rows(baseline: list[Row], new: list[Row], options: GateOptions | Non
             if bs is None:
                 out.changes.append(Change(pair, label, metric, None, ns, math.nan, "new", fb, fn))
                 continue
-            threshold = max(opts.tolerance, opts.k * bs.std)
+            threshold, method, paired, shared = gate_threshold(b.by_seed.get(metric, {}) if b else {},
+                                                               n.by_seed.get(metric, {}) if n else {}, bs, opts)
+            change = paired if paired is not None else (ns.mean - bs.mean if ns is not None and ns.n else math.nan)
             if ns is None or not ns.n:
                 status: Status = "missing"
-            elif ns.mean < bs.mean - threshold:
+            elif change < -threshold:
                 status = "regression"
-            elif ns.mean > bs.mean + threshold:
+            elif change > threshold:
                 status = "improved"
             else:
                 status = "ok"
-            out.changes.append(Change(pair, label, metric, bs, ns, threshold, status, fb, fn))
+            out.changes.append(Change(pair, label, metric, bs, ns, threshold, status, fb, fn, method, paired, shared))
         if opts.max_slowdown is not None and b is not None and n is not None:
             bc, nc = b.cost.get(opts.cost_key), n.cost.get(opts.cost_key)
             if bc is not None and nc is not None and bc.n and nc.n:
@@ -182,6 +201,20 @@ def exact_check(baseline: list[RunRecord], new: list[RunRecord], metrics: Iterab
             if not same:
                 out.diffs.append(ExactDiff(n.run_id, n.pair, n.label, n.seed, m, bv, nv))
     return out
+
+
+def gate_threshold(base: dict[int, float], new: dict[int, float], base_summary: Summary, opts: GateOptions
+                   ) -> tuple[float, Method, float | None, int]:
+    """The smallest change the gate calls, how it was found, the paired mean difference (None when
+    unpaired) and the number of shared seeds."""
+    shared = sorted(set(base) & set(new))
+    if len(shared) >= 2:
+        d = [new[s] - base[s] for s in shared]
+        n = len(d)
+        mean = sum(d) / n
+        sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+        return max(opts.tolerance, t975(n - 1) * sd / math.sqrt(n)), "paired", mean, n
+    return max(opts.tolerance, opts.k * base_summary.std), "k·σ", None, len(shared)
 
 
 def load_records(path: str | Path, what: str, suites: Iterable[str] | None = None) -> list[RunRecord]:
@@ -249,12 +282,15 @@ def metric_rows(cmp: Comparison) -> list[list[str]]:
     body = []
     for c in cmp.changes:
         if c.metric == "seeds":
-            body.append([c.pair, c.label, "failed seeds", str(c.base_failed), str(c.new_failed), "", "", c.status.upper()])
+            body.append([c.pair, c.label, "failed seeds", str(c.base_failed), str(c.new_failed), "", "", "",
+                         c.status.upper()])
             continue
         delta = "–" if math.isnan(c.delta) else f"{100 * c.delta:+.2f}"
-        thr = "–" if math.isnan(c.threshold) else f"-{100 * c.threshold:.2f}"
-        status = c.status.upper() if c.status in REGRESSING else c.status
-        body.append([c.pair, c.label, c.metric, _pct(c.base), _pct(c.new), delta, thr, status])
+        thr = "–" if math.isnan(c.threshold) else f"±{100 * c.threshold:.2f}"
+        test = f"paired, {c.seeds} seeds" if c.method == "paired" else (c.method or "–")
+        status = c.status.upper() if c.status in REGRESSING else ("IMPROVED: review" if c.status == "improved"
+                                                                  else c.status)
+        body.append([c.pair, c.label, c.metric, _pct(c.base), _pct(c.new), delta, thr, test, status])
     return body
 
 
@@ -269,15 +305,16 @@ def cost_rows(cmp: Comparison) -> list[list[str]]:
 
 
 METRIC_HEAD = ["pair", "strategy", "metric", "baseline % (± std)", "new % (± std)", "change (pts)",
-               "allowed drop", "status"]
+               "detectable (pts)", "test", "status"]
 COST_HEAD = ["pair", "strategy", "cost", "baseline", "new", "change", "allowed", "status"]
 
 
 def render_text(cmp: Comparison, cost_gate: str = "fail") -> str:
     """A fixed-width table for terminals and CI logs, then a one-line verdict."""
     o = cmp.options
-    lines = [f"Quality gate: regression when new mean < baseline mean - max(tolerance={o.tolerance:g}, "
-             f"k={o.k:g} x baseline std)", ""]
+    lines = [f"Quality gate, paired by seed: regression (improvement) when the mean per-seed change is below "
+             f"(above) -(+)max(tolerance={o.tolerance:g}, t_0.975 x sd/sqrt(n)): significant at 5% and beyond the "
+             f"tolerance; with fewer than 2 shared seeds, max(tolerance, k={o.k:g} x baseline std)", ""]
     lines += _text_table(METRIC_HEAD, metric_rows(cmp)) if cmp.changes else ["(nothing to compare)"]
     if cmp.slowdowns and cost_gate != "off":
         lines += ["", f"Cost gate ({cost_gate}): mean {o.cost_key} more than {100 * (o.max_slowdown or 0):.0f}% "
@@ -310,7 +347,9 @@ def render_markdown(cmp: Comparison, cost_gate: str = "fail") -> str:
 
     o = cmp.options
     lines = ["# Regression check", "",
-             f"Regression when the new mean < baseline mean − max({o.tolerance:g}, {o.k:g}·σ_baseline).", ""]
+             f"Paired by seed: a change counts when the mean per-seed change exceeds max({o.tolerance:g}, "
+             f"t₀.₉₇₅·sd/√n) (significant at 5 % and beyond the tolerance); fewer than 2 shared seeds: "
+             f"max({o.tolerance:g}, {o.k:g}·σ_baseline). *Detectable*: that threshold, per cell.", ""]
     lines += md(METRIC_HEAD, metric_rows(cmp))
     if cmp.slowdowns and cost_gate != "off":
         lines += ["", f"## Cost ({cost_gate}): `{o.cost_key}` more than {100 * (o.max_slowdown or 0):.0f}% slower", ""]
@@ -328,6 +367,9 @@ def verdict(cmp: Comparison, cost_gate: str = "fail") -> str:
                      "of the same environment")
     if cost_gate != "off" and cmp.slowdowns:
         parts.append(f"{slow} too slow of {len(cmp.slowdowns)}" + (" (warning only)" if cost_gate == "warn" else ""))
+    if cmp.improvements:
+        parts.append(f"WARNING: {len(cmp.improvements)} significant improvement(s) nobody explained: review them, "
+                     "then re-baseline (docs/reporting.md)")
     failed = reg > 0 or bool(cmp.exact_diffs) or (cost_gate == "fail" and slow > 0)
     return ("FAIL: " if failed else "PASS: ") + "; ".join(parts)
 

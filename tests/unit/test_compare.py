@@ -57,8 +57,9 @@ def test_identical_results_pass(tmp_path, capsys):
     assert "REGRESSION" not in out
 
 
-def test_drop_beyond_k_sigma_fails_with_a_readable_table(tmp_path, capsys):
-    # full_finetune: σ_baseline = 0.02, k = 2 → allowed drop 0.04; a 0.05 drop regresses
+def test_a_drop_every_seed_shares_fails_with_a_readable_table(tmp_path, capsys):
+    # full_finetune: every seed 5 points lower: the paired differences agree (sd 0), so the
+    # detectable change is the tolerance, 1 point
     baseline(tmp_path)
     results(tmp_path, ft_shift=-0.05)
     assert gate(tmp_path) == 1
@@ -66,16 +67,36 @@ def test_drop_beyond_k_sigma_fails_with_a_readable_table(tmp_path, capsys):
     lines = [line for line in out.splitlines() if "REGRESSION" in line]
     assert len(lines) == 2  # accuracy and macro_f1 of full_finetune; scratch untouched
     assert all(line.startswith("p ") and "full_finetune" in line for line in lines)
-    assert "-5.00" in lines[0] and "-4.00" in lines[0]  # the change and the allowed drop, in points
+    assert "-5.00" in lines[0] and "±1.00" in lines[0] and "paired, 3 seeds" in lines[0]  # change, detectable
     assert "82.00 ± 2.00 (n=3)" in lines[0] and "77.00 ± 2.00 (n=3)" in lines[0]
     assert "FAIL: 2 regression(s)" in out
 
 
-def test_drop_within_k_sigma_passes_and_k_tightens_it(tmp_path):
+def test_a_drop_inside_the_seed_spread_is_caught_when_every_seed_shares_it(tmp_path):
+    # the old rule, max(0.01, 2 · σ_baseline = 0.04), let a 3-point drop of every seed pass
     baseline(tmp_path)
-    results(tmp_path, ft_shift=-0.03)  # 0.03 < max(0.01, 2 · 0.02)
+    results(tmp_path, ft_shift=-0.03)
+    assert gate(tmp_path) == 1
+
+
+def test_per_seed_changes_that_disagree_pass_and_the_detectable_change_is_their_noise(tmp_path, capsys):
+    baseline(tmp_path)
+    shifts = {0: -0.02, 1: +0.02, 2: -0.03}  # mean -0.01, sd 0.0265: not significant
+    write(tmp_path / "results", [rec(lab, s, a + (shifts[s] if lab == "full_finetune" else 0.0))
+                                 for lab, accs in BASE_ACC.items() for s, a in enumerate(accs)])
     assert gate(tmp_path) == 0
-    assert gate(tmp_path, "--k", "1") == 1  # 0.03 > max(0.01, 1 · 0.02)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "full_finetune  accuracy" in x)
+    assert "±6.57" in line and "-1.00" in line  # t_0.975(2) · 0.02646 / √3 = 0.0657
+
+
+def test_without_two_shared_seeds_the_gate_falls_back_to_k_sigma(tmp_path, capsys):
+    baseline(tmp_path)
+    write(tmp_path / "results", [rec(lab, s + 3, a - 0.03) for lab, accs in BASE_ACC.items() for s, a in enumerate(accs)])
+    assert gate(tmp_path) == 1  # scratch: 0.03 > max(0.01, 2 · 0.01)
+    out = capsys.readouterr().out
+    ft = next(x for x in out.splitlines() if "full_finetune  accuracy" in x)
+    assert "k·σ" in ft and "±4.00" in ft and ft.rstrip().endswith("ok")  # 0.03 < max(0.01, 2 · 0.02)
+    assert gate(tmp_path, "--k", "1") == 1
 
 
 def test_tolerance_floor_applies_when_the_baseline_is_noiseless(tmp_path):
@@ -89,7 +110,9 @@ def test_improvement_is_not_a_regression(tmp_path, capsys):
     baseline(tmp_path)
     results(tmp_path, scratch_shift=+0.10)
     assert gate(tmp_path) == 0
-    assert "improved" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "IMPROVED: review" in out
+    assert "PASS: 0 regression(s)" in out and "WARNING: 2 significant improvement(s) nobody explained" in out
 
 
 def test_missing_strategy_and_new_failed_seeds_regress(tmp_path, capsys):
@@ -122,7 +145,8 @@ def test_markdown_out(tmp_path):
     assert gate(tmp_path, "--out", str(out)) == 1
     text = out.read_text()
     assert text.startswith("# Regression check")
-    assert "| p | full_finetune | accuracy | 82.00 ± 2.00 (n=3) | 77.00 ± 2.00 (n=3) | -5.00 | -4.00 | REGRESSION |" in text
+    assert ("| p | full_finetune | accuracy | 82.00 ± 2.00 (n=3) | 77.00 ± 2.00 (n=3) | -5.00 | ±1.00 | paired, 3 seeds "
+            "| REGRESSION |") in text
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path, capsys):
@@ -150,7 +174,8 @@ def test_compare_rows_thresholds():
     new = aggregate([rec("full_finetune", s, a - 0.041) for s, a in enumerate(BASE_ACC["full_finetune"])])
     cmp = compare_rows(base, new, GateOptions(metrics=("accuracy",), max_slowdown=None))
     (change,) = cmp.changes
-    assert change.threshold == pytest.approx(0.04)
+    assert change.method == "paired" and change.seeds == 3
+    assert change.threshold == pytest.approx(0.01)  # every seed moved alike: the tolerance
     assert change.delta == pytest.approx(-0.041)
     assert change.status == "regression"
     assert cmp.slowdowns == []
