@@ -1,0 +1,209 @@
+"""The nightly gate's power: realistic bugs planted one at a time in a copy of the code, the nightly
+suite run on each copy, and the gate's verdict recorded; clean reruns for false alarms.
+
+Each bug is one textual patch of one file (the patch must match exactly once, or the script stops:
+a catalogue that silently stopped applying would measure nothing). A copy of ``harness/`` with the
+patch goes first on ``PYTHONPATH`` (checked: the run imports the copy), with its own empty feature
+cache, so no run reads another's. The baseline is, by default, a clean run made first on this
+machine, so both verdicts apply:
+
+* **statistical** — ``harness compare --exact off``: the seed-paired gate that other machines get;
+* **exact** — ``harness compare`` (exact mode): a run made in the baseline's environment must give
+  every metric bit for bit.
+
+``--baseline DIR`` compares with committed records instead (exact mode then applies only if they
+were made in this environment). Prints a table of caught / planted and false alarms / clean runs
+for each verdict, and writes the rows as JSON (``--out``).
+
+    python benchmarks/bench_gate_power.py                       # ≈ 14 nightly runs: about 30 min on 2 cores
+    python benchmarks/bench_gate_power.py --only eval-train-mode --clean 1      # one bug, one clean rerun
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    area: str
+    file: str  # relative to the repository root
+    old: str
+    new: str
+    what: str
+
+
+BUGS = [
+    Bug("eval-train-mode", "evaluation mode", "harness/run/loop.py",
+        "    model.eval()\n    y_true, y_pred, seq, losses, count",
+        "    model.train()\n    y_true, y_pred, seq, losses, count",
+        "evaluation runs the model in train mode (BatchNorm batch statistics, dropout on)"),
+    Bug("optimizer-lr", "optimizer", "harness/strategies/base.py",
+        "return decay_groups(named, self.train.lr, self.train.weight_decay)",
+        "return decay_groups(named, self.train.lr * 0.1, self.train.weight_decay)",
+        "the optimizer's parameter groups get a tenth of the configured learning rate"),
+    Bug("schedule-ends-early", "schedule", "harness/run/loop.py",
+        "0.5 * (1 + math.cos(math.pi * progress))",
+        "0.5 * (1 + math.cos(math.pi * min(1.0, 4 * progress)))",
+        "the cosine schedule reaches zero a quarter of the way through training"),
+    Bug("clip-too-tight", "optimizer", "harness/run/loop.py",
+        "torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)",
+        "torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm * 1e-3)",
+        "gradients clipped to a thousandth of the configured norm"),
+    Bug("normalise-with-mean", "data pipeline", "harness/targets/vision/digits.py",
+        "std = torch.tensor(spec.std).view(1, -1, 1, 1)",
+        "std = torch.tensor(spec.mean).view(1, -1, 1, 1)",
+        "images divided by the channel means instead of the standard deviations"),
+    Bug("macro-f1-counts-fn-twice", "metric computation", "harness/metrics.py",
+        "f1 = 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)",
+        "f1 = 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + 2 * fn)",
+        "macro-F1 counts each false negative twice"),
+    Bug("seed-ignored", "seeding", "harness/run/seed.py",
+        "    torch.manual_seed(seed)\n",
+        "    torch.manual_seed(0)\n",
+        "torch's generator seeded with 0 whatever the run's seed"),
+    Bug("probe-one-c", "model selection", "harness/strategies/linear_probe.py",
+        "for c in sorted(params.c_grid):",
+        "for c in sorted(params.c_grid)[:1]:",
+        "the L-BFGS probe tries only the smallest C of its grid"),
+    Bug("frozen-bn-trains", "frozen means frozen", "harness/run/loop.py",
+        "        if not own or not all(p.requires_grad for p in own):\n            module.eval()",
+        "        if not own or not all(p.requires_grad for p in own):\n            module.train()",
+        "BatchNorm layers of frozen blocks re-estimate their statistics while training"),
+    Bug("head-zero-init", "initialisation", "harness/sources/base.py",
+        "        head = nn.Linear(self.feature_dim, num_labels)\n",
+        "        head = nn.Linear(self.feature_dim, num_labels)\n        nn.init.zeros_(head.weight)\n",
+        "the new task head starts from zero weights"),
+    Bug("label-on-last-subword", "label alignment", "harness/targets/tokens.py",
+        "labels.append(-100 if wid is None or wid == prev else label_ids[tags[wid]])",
+        "labels.append(-100 if wid is None or (wid == prev and False) else label_ids[tags[wid]])",
+        "every sub-word of a word carries its label, not only the first"),
+    Bug("truncate-to-16", "truncation", "harness/targets/tokens.py",
+        "enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)",
+        "enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=min(16, max_length))",
+        "sentences truncated to 16 sub-words whatever max_length says"),
+]
+
+
+@dataclass
+class Outcome:
+    name: str
+    area: str
+    what: str
+    run_s: float = 0.0
+    run_rc: int = 0
+    statistical_rc: int | None = None
+    exact_rc: int | None = None
+    statistical: str = ""
+    exact: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def code_copy(dest: Path, bug: Bug | None) -> Path:
+    shutil.copytree(ROOT / "harness", dest / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    if bug is not None:
+        path = dest / bug.file
+        text = path.read_text()
+        if text.count(bug.old) != 1:
+            raise SystemExit(f"bug {bug.name}: its patch matches {text.count(bug.old)} times in {bug.file}, not once; "
+                             "update the catalogue")
+        path.write_text(text.replace(bug.old, bug.new))
+    return dest
+
+
+def run_suite(code: Path | None, suite: Path, results: Path, cache: Path, executor: list[str]) -> tuple[int, float, str]:
+    env = {**os.environ, "HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    cwd = ROOT  # `python -m` puts the working directory first on sys.path: the copy's, for a planted bug
+    if code is not None:
+        cwd = code
+        env["PYTHONPATH"] = str(code) + os.pathsep + env.get("PYTHONPATH", "")
+        where = subprocess.run([sys.executable, "-c", "import harness; print(harness.__file__)"], env=env,
+                               capture_output=True, text=True, check=True, cwd=cwd).stdout.strip()
+        if not where.startswith(str(code)):
+            raise SystemExit(f"the copy is not what runs: harness imports from {where}")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--results", str(results), "--no-progress",
+                          *executor], env=env, capture_output=True, text=True, cwd=cwd)
+    return out.returncode, time.perf_counter() - t0, out.stdout[-400:] + out.stderr[-400:]
+
+
+def gate(baseline: Path, results: Path, exact: bool) -> tuple[int, str]:
+    out = subprocess.run([sys.executable, "-m", "harness", "compare", "--baseline", str(baseline), "--results",
+                          str(results), "--cost-gate", "off", "--exact", "auto" if exact else "off"],
+                         capture_output=True, text=True, cwd=ROOT)
+    lines = [x for x in (out.stdout + out.stderr).splitlines() if x.startswith(("PASS", "FAIL", "error"))]
+    return out.returncode, lines[-1] if lines else (out.stdout + out.stderr)[-300:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", default=str(ROOT / "suites" / "nightly.yaml"))
+    ap.add_argument("--baseline", help="committed baseline records (default: a clean run made first, here)")
+    ap.add_argument("--clean", type=int, default=5, help="clean reruns for false alarms (default 5)")
+    ap.add_argument("--only", nargs="*", help="only these bugs (names)")
+    ap.add_argument("--executor", nargs="*", default=["--executor", "pool", "--workers", "2"],
+                    help="arguments for `harness run` (default: a pool of 2)")
+    ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    args = ap.parse_args()
+    bugs = [b for b in BUGS if not args.only or b.name in args.only]
+    suite = Path(args.suite).resolve()
+    suite_name = next(x.split(":", 1)[1].strip() for x in suite.read_text().splitlines() if x.startswith("suite:"))
+    rows: list[Outcome] = []
+    with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
+        work = Path(tmp)
+        for bug in bugs:  # every patch applies before an hour of runs starts
+            code_copy(work / "check" / bug.name, bug)
+        if args.baseline:
+            baseline = Path(args.baseline).resolve()
+        else:
+            rc, secs, log = run_suite(None, suite, work / "baseline", work / "baseline-cache", args.executor)
+            if rc != 0:
+                raise SystemExit(f"the clean baseline run failed (exit {rc}): {log}")
+            baseline = work / "baseline" / suite_name
+            print(f"baseline: a clean run here, {secs:.0f} s", flush=True)
+        plan = [(b.name, b) for b in bugs] + [(f"clean-{i + 1}", None) for i in range(args.clean)]
+        for name, bug in plan:
+            code = code_copy(work / "code" / name, bug) if bug is not None else None
+            results = work / "results" / name
+            rc, secs, log = run_suite(code, suite, results, work / "cache" / name, args.executor)
+            row = Outcome(name, bug.area if bug else "clean rerun", bug.what if bug else "no change", round(secs, 1), rc)
+            if rc not in (0, 1):
+                row.notes.append(f"harness run exit {rc}: {log[-200:]}")
+            if (results / suite_name).is_dir():
+                row.statistical_rc, row.statistical = gate(baseline, results / suite_name, exact=False)
+                row.exact_rc, row.exact = gate(baseline, results / suite_name, exact=True)
+            rows.append(row)
+            print(f"{name:<26} run {secs:5.0f} s (exit {rc})  statistical exit {row.statistical_rc}  "
+                  f"exact exit {row.exact_rc}", flush=True)
+    planted = [r for r in rows if r.area != "clean rerun"]
+    clean = [r for r in rows if r.area == "clean rerun"]
+    print()
+    print(f"{'bug':<26} {'area':<20} {'statistical':<12} {'exact':<8} what")
+    for r in rows:
+        print(f"{r.name:<26} {r.area:<20} {_verdict(r.statistical_rc):<12} {_verdict(r.exact_rc):<8} {r.what}")
+    for kind in ("statistical", "exact"):
+        caught = sum(getattr(r, f"{kind}_rc") not in (0, None) for r in planted)
+        alarms = sum(getattr(r, f"{kind}_rc") not in (0, None) for r in clean)
+        print(f"{kind}: caught {caught}/{len(planted)} planted bugs; false alarms {alarms}/{len(clean)} clean runs")
+    if args.out:
+        Path(args.out).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+
+
+def _verdict(rc: int | None) -> str:
+    return {None: "no records", 0: "pass", 1: "CAUGHT"}.get(rc, f"exit {rc}")
+
+
+if __name__ == "__main__":
+    main()
