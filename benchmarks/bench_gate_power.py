@@ -17,6 +17,7 @@ for each verdict, and writes the rows as JSON (``--out``).
 
     python benchmarks/bench_gate_power.py                       # ≈ 14 nightly runs: about 30 min on 2 cores
     python benchmarks/bench_gate_power.py --only eval-train-mode --clean 1      # one bug, one clean rerun
+    python benchmarks/bench_gate_power.py --baseline results/baselines/nightly --perturbed 1   # the full measure
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ def main() -> None:
     ap.add_argument("--suite", default=str(ROOT / "suites" / "nightly.yaml"))
     ap.add_argument("--baseline", help="committed baseline records (default: a clean run made first, here)")
     ap.add_argument("--clean", type=int, default=5, help="clean reruns for false alarms (default 5)")
+    ap.add_argument("--perturbed", type=int, default=0,
+                    help="clean reruns in another numeric environment (2 torch threads per worker: another float "
+                    "reduction order, as another machine gives): the statistical gate's false alarms under real noise")
     ap.add_argument("--only", nargs="*", help="only these bugs (names)")
     ap.add_argument("--executor", nargs="*", default=["--executor", "pool", "--workers", "2"],
                     help="arguments for `harness run` (default: a pool of 2)")
@@ -173,12 +177,15 @@ def main() -> None:
                 raise SystemExit(f"the clean baseline run failed (exit {rc}): {log}")
             baseline = work / "baseline" / suite_name
             print(f"baseline: a clean run here, {secs:.0f} s", flush=True)
-        plan = [(b.name, b) for b in bugs] + [(f"clean-{i + 1}", None) for i in range(args.clean)]
-        for name, bug in plan:
+        plan = [(b.name, b, []) for b in bugs] + [(f"clean-{i + 1}", None, []) for i in range(args.clean)] + \
+            [(f"perturbed-{i + 1}", None, ["--threads", "2"]) for i in range(args.perturbed)]
+        for name, bug, extra in plan:
             code = code_copy(work / "code" / name, bug) if bug is not None else None
             results = work / "results" / name
-            rc, secs, log = run_suite(code, suite, results, work / "cache" / name, args.executor)
-            row = Outcome(name, bug.area if bug else "clean rerun", bug.what if bug else "no change", round(secs, 1), rc)
+            rc, secs, log = run_suite(code, suite, results, work / "cache" / name, [*args.executor, *extra])
+            area = bug.area if bug else "clean rerun" if not extra else "perturbed rerun"
+            what = bug.what if bug else "no change" if not extra else "no change, 2 torch threads per worker"
+            row = Outcome(name, area, what, round(secs, 1), rc)
             if rc not in (0, 1):
                 row.notes.append(f"harness run exit {rc}: {log[-200:]}")
             if (results / suite_name).is_dir():
@@ -189,6 +196,7 @@ def main() -> None:
                   f"exact exit {row.exact_rc}", flush=True)
     planted = [r for r in rows if r.area != "clean rerun"]
     clean = [r for r in rows if r.area == "clean rerun"]
+    perturbed = [r for r in rows if r.area == "perturbed rerun"]
     print()
     print(f"{'bug':<26} {'area':<20} {'statistical':<12} {'exact':<8} what")
     for r in rows:
@@ -197,6 +205,9 @@ def main() -> None:
         caught = sum(getattr(r, f"{kind}_rc") not in (0, None) for r in planted)
         alarms = sum(getattr(r, f"{kind}_rc") not in (0, None) for r in clean)
         print(f"{kind}: caught {caught}/{len(planted)} planted bugs; false alarms {alarms}/{len(clean)} clean runs")
+    if perturbed:  # another environment: exact mode defers to the statistical gate, which must pass
+        alarms = sum(r.statistical_rc not in (0, None) or r.exact_rc not in (0, None) for r in perturbed)
+        print(f"perturbed environment (2 threads per worker): false alarms {alarms}/{len(perturbed)} reruns")
     if args.out:
         Path(args.out).write_text(json.dumps([asdict(r) for r in rows], indent=1))
 
