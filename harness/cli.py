@@ -87,7 +87,7 @@ def cmd_plan(args) -> int:
     print(f"{len(runs)} runs: {n['final']} finals ({len({(r.pair, r.label) for r in finals})} cells of "
           f"{len({r.pair for r in finals})} pairs × {len({r.label for r in finals})} strategies, "
           f"× {len({r.seed for r in finals})} seeds), "
-          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names)")
+          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names, pretrained sources)")
     return 0
 
 
@@ -169,7 +169,7 @@ def cmd_rank(args) -> int:
     from harness.report.transferability import write
     from harness.run import alloc
     from harness.run.execute import pick_device
-    from harness.run.rank import rank_suite, render
+    from harness.run.rank import pretrain_runs, probe_spec, rank_suite, render
 
     quiet_libraries()
     alloc.own_process()
@@ -182,6 +182,20 @@ def cmd_rank(args) -> int:
         print(f"scored {r.pair}: n={r.n}, dim={r.dim}; {took}" if r.n else f"not scored {r.pair}: {r.skipped}",
               file=sys.stderr, flush=True)
 
+    pretrains = pretrain_runs(runs, [probe_spec(runs, p) for p in dict.fromkeys(r.pair for r in runs if r.role == "final")])
+    if pretrains:  # training a `pretrain:` source is part of making it: recorded, and reused by `harness run`
+        from harness.executors.local import run_plan
+        from harness.plan import PRETRAIN_EXPORT
+        from harness.run.execute import ExecOptions
+
+        directory = suite_dir(args.results, suite.suite, args.smoke)
+        print(f"pretraining {sum(PRETRAIN_EXPORT in r.exports for r in pretrains)} source(s) first "
+              f"({len(pretrains)} run(s), those on record skipped)", file=sys.stderr, flush=True)
+        done = run_plan(pretrains, directory, ExecOptions(cache_dir=cache, show_progress=show,
+                                                          results_dir=Path(args.results).expanduser().resolve()))
+        failed = [r for r in done.done if r.status != "ok"]
+        for r in failed:
+            print(f"pretrain run {r.run_id} {r.status}: {(r.error or {}).get('message', '')[:300]}", file=sys.stderr)
     results = rank_suite(runs, cache, pick_device(args.device), show, on_pair=progress)
     print(render(results))
     print(f"scores in {write(results, suite_dir(args.results, suite.suite, args.smoke), suite.suite)}; "

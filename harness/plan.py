@@ -5,7 +5,10 @@ seed. With a ``search:`` it makes **trials** — every point of the grid (or eve
 on each selection seed, scored on the validation split — and one final per seed that depends on
 all of them: the driver picks the best point from the trials' records and only then runs it. A
 strategy that reads another run's output (``distill``'s teacher) depends on that run at the same
-seed; a teacher that is not a cell of the suite (a source-spec teacher) is an **aux** cell.
+seed; a teacher that is not a cell of the suite (a source-spec teacher) is an **aux** cell. A
+source with a ``pretrain:`` block is trained on that task first by one **aux** run (at the block's
+seed, over the suite's defaults and the block's ``train``), which every run starting from the
+source's weights reads (input ``pretrain``) and hashes into its run_id.
 Only finals enter the leaderboard.
 
 Identity: a run_id hashes what the run computes (model, data, strategy, training settings, seed,
@@ -35,6 +38,8 @@ SMOKE_CAPS = frozenset({"epochs", "max_steps", "max_train_samples", "max_eval_sa
 SEARCHED = "<searched>"  # a searched value in a final's plan-time config
 BUDGET_KEYS = ("epochs", "max_steps", "max_train_samples", "batch_size", "grad_accum")
 ROLES = ("final", "trial", "aux")
+PRETRAIN_INPUT = "pretrain"  # the input by which a run reads its pretrain: source's weights
+PRETRAIN_EXPORT = "weights"  # what a pretrain run exports (harness.run.outputs)
 
 
 @dataclass(frozen=True)
@@ -268,7 +273,10 @@ def resolve_cell(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: b
     reference = TrainConfig.model_validate({**suite.defaults, **pair.train})
     if smoke:
         reference = smoke_train(reference)
-    return Cell(pair=pair, label=strat.label, strategy=strat.name, source=source or pair.source.as_dict("model"),
+    source = source or pair.source.as_dict("model")
+    if not cls.pretrained:  # from random weights: what the source was pretrained on changes nothing it computes
+        source = {k: v for k, v in source.items() if k != "pretrain"}
+    return Cell(pair=pair, label=strat.label, strategy=strat.name, source=source,
                 target=pair.target.as_dict("dataset"), train=train_d, params=params_d, search=search,
                 inputs=cls.inputs(params, pair, suite), role=role,
                 reference={k: reference.model_dump(mode="json")[k] for k in BUDGET_KEYS})
@@ -317,7 +325,7 @@ class _Builder:
         if (cell.pair.id, cell.label) in self.visiting:
             raise ValueError(f"runs read each other in a loop: {' → '.join(lab for _, lab in self.visiting)}")
         self.visiting.append((cell.pair.id, cell.label))
-        inputs = {name: self.final(self.input_cell(cell.pair, cell, name), seed) for name in cell.inputs}
+        inputs = self.inputs(cell, seed)
         # a final at a seed the suite does not run, or of a cell its pair leaves out (another cell's
         # teacher), is an aux run: made because something reads it, not for the leaderboard
         listed = cell.pair.strategies is None or cell.label in cell.pair.strategies
@@ -338,6 +346,41 @@ class _Builder:
         self.finals[key] = node.run_id
         return node.run_id
 
+    def inputs(self, cell: Cell, seed: int) -> dict[str, str]:
+        """The runs a run of ``cell`` at ``seed`` reads, by name: its strategy's inputs (a teacher)
+        and, for a ``pretrain:`` source, the run that pretrained it."""
+        found = {name: self.final(self.input_cell(cell.pair, cell, name), seed) for name in cell.inputs}
+        pre = self.pretrain(cell)
+        if pre is not None:
+            found[PRETRAIN_INPUT] = pre
+        return found
+
+    def pretrain(self, cell: Cell) -> str | None:
+        """run_id of the run that trains ``cell``'s source on its ``pretrain:`` task, an aux node made
+        once per (source, pretrain block) and shared by every pair and seed that names the same
+        block; None when the source has none or the cell's strategy starts from random weights."""
+        from harness.registry import STRATEGIES
+
+        block = cell.source.get("pretrain")
+        if not block or not STRATEGIES.get(cell.strategy).pretrained:
+            return None
+        source = {k: v for k, v in cell.source.items() if k != "pretrain"}
+        strat = block["strategy"]
+        cls = STRATEGIES.get(strat["name"])
+        train = TrainConfig.model_validate({**self.suite.defaults, **block.get("train", {})})
+        if self.smoke:
+            train = smoke_train(train)
+        train_d = train.model_dump(mode="json")
+        pair = block.get("id") or f"pretrain-{config_hash({'source': source, **block})[:6]}"
+        node = RunSpec(run_id="", suite=self.suite.suite, pair=pair, strategy=strat["name"], label=strat["name"],
+                       seed=int(block.get("seed", 0)), source=source, target=dict(block["target"]), train=train_d,
+                       params=cls.Params.model_validate(strat.get("params") or {}).model_dump(mode="json"),
+                       smoke=self.smoke, price_per_gpu_hour=self.suite.price_per_gpu_hour, role="aux",
+                       exports=(PRETRAIN_EXPORT,), reference={k: train_d[k] for k in BUDGET_KEYS})
+        node = replace(node, run_id=make_run_id(pair, node.label, node.seed, node.base_config()))
+        self.nodes.setdefault(node.run_id, node)
+        return node.run_id
+
     def trials(self, cell: Cell) -> list[str]:
         search = cell.search
         assert search is not None
@@ -346,7 +389,7 @@ class _Builder:
                                                else search.points(f"{self.suite.suite}/{cell.pair.id}/{cell.label}"))
         for k, point in enumerate(points):
             for seed in search.selection_seeds:
-                inputs = {name: self.final(self.input_cell(cell.pair, cell, name), seed) for name in cell.inputs}
+                inputs = self.inputs(cell, seed)
                 base = self.spec(cell, seed, "trial", inputs)
                 if point is None:  # drawn at run time from the trials before it: identity = (search, index)
                     cfg = {**base.base_config(), "search": search.describe(), "trial_index": k}
@@ -393,7 +436,7 @@ def expand(suite: SuiteSpec, smoke: bool = False) -> list[RunSpec]:
     for run_id in list(b.nodes):
         place(run_id)
     exporting = b.exporting
-    return [replace(n, exports=("train_logits",)) if (n.pair, n.label) in exporting else n
+    return [replace(n, exports=tuple(dict.fromkeys([*n.exports, "train_logits"]))) if (n.pair, n.label) in exporting else n
             for n in (b.nodes[i] for i in order)]
 
 

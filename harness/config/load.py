@@ -340,6 +340,10 @@ def _component(col: Collector, data: Any, path: Path_, kind: str) -> tuple[Compo
             col.add((*path, "task"), f"target '{ref}' does not provide task '{task}' (it provides: {', '.join(sorted(entry.tasks))})")
             task = None
     cross: dict[str, dict[str, Any]] = {}
+    if kind == "source" and "pretrain" in params:
+        pretrain = _pretrain(col, params.pop("pretrain"), (*path, "pretrain"), entry.modality(name) if name_ok else None)
+        if pretrain is not None:
+            cross["pretrain"] = pretrain
     if kind == "target":
         for k in ("unlabeled", "eval_domain"):
             if isinstance(params.get(k), dict):
@@ -357,6 +361,99 @@ def _component(col: Collector, data: Any, path: Path_, kind: str) -> tuple[Compo
     if model is None:
         return None, entry
     return ComponentSpec(ref, {**_set_fields(model), **cross}, task), entry
+
+
+PRETRAIN_KEYS = ("id", "target", "strategy", "train", "seed")
+PRETRAIN_STRATEGIES = ("scratch", "full_finetune")  # they train the backbone's own modules, changing none
+
+
+def _pretrain(col: Collector, block: Any, path: Path_, modality: str | None) -> dict[str, Any] | None:
+    """A source's ``pretrain:`` block, checked and normalised: ``{id, target, strategy: {name,
+    params}, train, seed}`` (:meth:`harness.plan._Builder.pretrain` makes it a node of the graph)."""
+    from harness.registry import TASKS
+
+    block = _mapping(col, block, path, "pretrain")
+    if block is None:
+        return None
+    ok = True
+    for k in block:
+        if k not in PRETRAIN_KEYS:
+            col.unknown_key(path, k, PRETRAIN_KEYS)
+            ok = False
+    pid = block.get("id")
+    if pid is not None and _slug(col, pid, (*path, "id"), "pretrain id") is None:
+        ok = False
+    if "target" not in block:
+        col.add(path, "missing required key 'target': the dataset the source is trained on first, e.g. "
+                "target: {dataset: sklearn/digits, classes: [0, 1, 2, 3, 4]}")
+        return None
+    raw_target = block["target"]
+    if isinstance(raw_target, dict) and "task" not in raw_target and modality is not None:
+        raw_target = {**raw_target, "task": _task_for(raw_target.get("dataset"), modality)} \
+            if _task_for(raw_target.get("dataset"), modality) else raw_target
+    target, _ = _component(col, raw_target, (*path, "target"), "target")
+    if target is not None and target.task is not None and modality is not None \
+            and TASKS.get(target.task).modality != modality:
+        col.add((*path, "target", "task"), f"task '{target.task}' needs a {TASKS.get(target.task).modality} model, "
+                f"but the source is {'an' if modality[0] in 'aeiou' else 'a'} {modality} model")
+        ok = False
+    if target is not None and ("unlabeled" in target.params or "eval_domain" in target.params):
+        col.add((*path, "target"), "a pretrain target is trained on, supervised: it takes no unlabeled or "
+                "eval_domain data")
+        ok = False
+    raw = block.get("strategy", "full_finetune")
+    strat = _strategy(col, raw, (*path, "strategy"))
+    if strat is not None and strat.name not in PRETRAIN_STRATEGIES:
+        col.add((*path, "strategy"), f"a source is pretrained by {' or '.join(PRETRAIN_STRATEGIES)} (strategies that "
+                f"train the backbone's own modules and add none, so its weights load into every run), got "
+                f"'{strat.name}'")
+        ok = False
+    if strat is not None and (strat.search or strat.label != strat.name):
+        col.add((*path, "strategy"), "a pretrain strategy takes no label and no search: the source is trained once")
+        ok = False
+    train = _mapping(col, block.get("train", {}), (*path, "train"), "train") or {}
+    if "search" in train:
+        col.add((*path, "train", "search"), "a pretrain is trained once: no search (set its values)")
+        ok = False
+        train = {k: v for k, v in train.items() if k != "search"}
+    train_model = col.model(TrainConfig, train, (*path, "train"))
+    seed = block.get("seed", 0)
+    if type(seed) is not int or seed < 0:
+        col.add((*path, "seed"), f"must be a non-negative integer (the pretrain's one seed), got {seed!r}")
+        ok = False
+    if not ok or target is None or strat is None or train_model is None:
+        return None
+    out = {"target": target.as_dict("dataset"), "strategy": {"name": strat.name, "params": strat.params},
+           "train": {**strat.train, **_set_fields(train_model)}, "seed": seed}
+    return {"id": pid, **out} if pid is not None else out
+
+
+def _task_for(ref: Any, modality: str) -> str | None:
+    """The one task of ``modality`` a target provides, when it has no default of its own (a
+    pretrain's target need not say ``task:`` when its source tells)."""
+    from harness.registry import TARGETS, TASKS
+
+    if not isinstance(ref, str) or "/" not in ref or ref.split("/", 1)[0] not in TARGETS:
+        return None
+    entry = TARGETS.get(ref.split("/", 1)[0])
+    if entry.default_task is not None:
+        return None
+    fits = [t for t in sorted(entry.tasks) if TASKS.get(t).modality == modality]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _pretrain_leak(col: Collector, pretrain: dict[str, Any], target: ComponentSpec, entry: Any, path: Path_) -> None:
+    """A source pretrained on its pair's own dataset trains on that dataset's training split only,
+    which is the pair's training pool only when both partition it alike: the same split keys."""
+    if pretrain["target"].get("dataset") != target.ref:
+        return
+    fields = entry.Params.model_fields
+    keys = [k for k in ("split_seed", "val_fraction", "test_fraction") if k in fields]
+    differ = [k for k in keys if pretrain["target"].get(k, fields[k].default) != target.params.get(k, fields[k].default)]
+    if differ:
+        col.add(path, f"the source is pretrained on the pair's own dataset ({target.ref}) with another "
+                f"{', '.join(differ)}: its training split would then hold examples the pair validates or tests "
+                "on (a split leak); use the pair's split")
 
 
 def _other_domain(col: Collector, block: dict, path: Path_, key: str, task: str | None) -> dict[str, Any] | None:
@@ -596,6 +693,8 @@ def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec
         if src_mod != task.modality:
             col.add((*path, "target", "task"), f"task '{task.name}' needs a {task.modality} model, "
                     f"but source '{source.ref}' is a {src_mod} model")
+    if source and target and "pretrain" in source.params and tgt_entry is not None:
+        _pretrain_leak(col, source.params["pretrain"], target, tgt_entry, (*path, "source", "pretrain", "target"))
     train = _mapping(col, data.get("train", {}), (*path, "train"), "train") or {}
     train, search = _pop_search(col, train, (*path, "train"), owners)
     train = _set_fields(col.model(TrainConfig, train, (*path, "train")))

@@ -41,9 +41,13 @@ class SourceScores:
     score_s: float = 0.0
 
 
+PREPROCESSING = ("image_size",)  # each source's input resolution: the same examples, labels and splits
+
+
 def target_name(target: dict[str, Any]) -> str:
-    """A target as a user reads it: the dataset and its settings."""
-    rest = ", ".join(f"{k}={v}" for k, v in sorted(target.items()) if k not in ("dataset", "task"))
+    """A target as a user reads it: the dataset and its settings, but not the resolution a source
+    reads it at (sources of several resolutions rank on one target: the same examples and labels)."""
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(target.items()) if k not in ("dataset", "task", *PREPROCESSING))
     return f"{target['dataset']}" + (f" ({rest})" if rest else "")
 
 

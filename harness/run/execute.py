@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from harness.config.errors import RunTimeout
-from harness.plan import RunSpec
+from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run import alloc, cost, outputs
@@ -88,17 +88,53 @@ def cached_target(spec: RunSpec, backbone) -> TargetData:
     return data
 
 
-def build(spec: RunSpec, device: torch.device):
+def source_backbone(spec: RunSpec, pretrained: bool, inputs: Mapping[str, InputRun] | None):
+    """The backbone of ``spec``'s source as its run starts from it: :func:`build_backbone`, then,
+    for a ``pretrain:`` source, the weights and head its pretrain run exported (an input of the
+    plan graph)."""
+    backbone = build_backbone(spec.source, pretrained=pretrained)
+    if not pretrained or not spec.source.get("pretrain"):
+        return backbone
+    got = (inputs or {}).get(PRETRAIN_INPUT)
+    if got is None:
+        raise ValueError(f"{spec.run_id}: its source is pretrained by another run of the plan, which was not "
+                         "given to it: run it from its suite's plan")
+    payload = got.outputs[PRETRAIN_EXPORT]
+    backbone.load_state_dict(payload["state"])
+    backbone.source_head = payload["head"]
+    target = spec.source["pretrain"]["target"]
+    backbone.info = {**backbone.info, "weights": f"pretrained by {got.run_id}", "pretrain_run": got.run_id,
+                     "pretrain_target": target.get("dataset"), "pretrain_labels": payload["label_names"],
+                     "pretrain_scores": payload.get("scores")}
+    return backbone
+
+
+def check_pretrain_leak(spec: RunSpec, data: TargetData, inputs: Mapping[str, InputRun] | None) -> None:
+    """A pretrain run that trained on an example this run validates or tests on would leak it."""
+    got = (inputs or {}).get(PRETRAIN_INPUT)
+    if got is None:
+        return
+    seen = set(got.outputs[PRETRAIN_EXPORT].get("train_keys") or ())
+    for split in ("val", "test"):
+        held = {str(k) for k in data.keys.get(split, [])}
+        both = seen & held
+        if both:
+            raise ValueError(f"split leak: the source's pretrain run {got.run_id} trained on {len(both)} example(s) "
+                             f"of this run's {split} split; pretrain on the pair's training split only")
+
+
+def build(spec: RunSpec, device: torch.device, inputs: Mapping[str, InputRun] | None = None):
     """Strategy, model and data of a run (model prepared by its strategy)."""
     cfg = spec.train_config
     strategy = STRATEGIES.get(spec.strategy)(STRATEGIES.get(spec.strategy).Params.model_validate(spec.params), cfg)
     ns = spec.source["model"].split("/", 1)[0]
     src_params = {k: v for k, v in spec.source.items() if k != "model"}
     source = SOURCES.get(ns)
-    backbone = build_backbone(spec.source, pretrained=strategy.pretrained)
+    backbone = source_backbone(spec, strategy.pretrained, inputs)
     head_init = getattr(source.Params.model_validate(src_params), "head_init", "auto")  # plugins may lack it
     task = TASKS.get(spec.target["task"])
     data = cached_target(spec, backbone)
+    check_pretrain_leak(spec, data, inputs)
     data = limit(data, cfg.max_train_samples, cfg.max_eval_samples)
     data = place(data, device, cfg.num_workers)  # before adapt: feature extraction reads it on the device too
     model = TransferModel(backbone, len(data.label_names), dropout=0.1 if backbone.modality == "text" else 0.0,
@@ -220,7 +256,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
         host_memory = alloc.keep_freed_memory(device.type)
         with cost.Meter(device) as meter:
             seed_everything(spec.seed, cfg.deterministic)
-            strategy, model, data, task = build(spec, device)
+            strategy, model, data, task = build(spec, device, input_runs)
             trainable, total = count_params(model)
             split = {**data.split_info, "preprocessing": data.preprocessing,
                      "used": {k: len(s) for k, s in data.splits.items()}}

@@ -1,6 +1,7 @@
 """What a run exports for the runs that read it (the plan graph's edges carry data through here).
 
-``train_logits``: the trained model's logits on its own training split (un-augmented, eval mode),
+``weights``: the trained backbone's state dict and head (a ``pretrain:`` source's run exports them;
+every run transferring that source loads them). ``train_logits``: the trained model's logits on its own training split (un-augmented, eval mode),
 one ``(1, C)`` row per image or text, one ``(words, C)`` block per sentence, with the content key
 of every example — a reader (``distill``) matches its own examples to the teacher's by key, so a
 teacher with another source (other preprocessing, another tokeniser) lines up all the same.
@@ -49,7 +50,17 @@ def train_logits(model, data: TargetData, device: torch.device, batch_size: int)
             "keys": [str(k) for k in data.keys["train"]]}
 
 
-EXPORTS = {"train_logits": train_logits}
+def weights(model, data: TargetData, device: torch.device, batch_size: int) -> dict[str, Any]:
+    """The trained backbone's weights (what a ``pretrain:`` source loads), its head over the
+    pretraining task's labels (the source head LEEP and NCE read), and the content keys of the
+    examples it trained on (a reader checks none is one it validates or tests on)."""
+    state = {k: v.detach().cpu().clone() for k, v in model.backbone.state_dict().items()}
+    head = (model.head.weight.detach().cpu().clone(), model.head.bias.detach().cpu().clone())
+    return {"state": state, "head": head, "label_names": list(data.label_names),
+            "train_keys": [str(k) for k in data.keys.get("train", [])]}
+
+
+EXPORTS = {"train_logits": train_logits, "weights": weights}
 
 
 def path(cache_dir, compute_key: str, name: str):

@@ -39,17 +39,32 @@ def source_probabilities(backbone, features: torch.Tensor) -> np.ndarray | None:
         return torch.softmax(logits.double(), dim=1).numpy()
 
 
-def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool = False) -> SourceScores:
-    from harness.run.execute import cached_target, limit
+def pretrain_runs(runs, specs) -> list:
+    """The ``pretrain:`` runs (with what they depend on) the sources of ``specs`` are trained by:
+    part of building a source, so ``harness rank`` makes them first (records and cache, as
+    ``harness run`` would, which then reuses them)."""
+    from harness.plan import PRETRAIN_INPUT, closure
+
+    by_id = {r.run_id: r for r in runs}
+    needed = [by_id[s.inputs[PRETRAIN_INPUT]] for s in specs if PRETRAIN_INPUT in s.inputs]
+    return closure(list(runs), needed) if needed else []
+
+
+def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool = False,
+               inputs=None) -> SourceScores:
+    from harness.run.execute import ExecOptions, cached_target, limit, read_inputs, source_backbone
     from harness.run.features import cached_features, frozen_key
     from harness.run.loop import place
     from harness.run.seed import seed_everything
-    from harness.sources.base import build_backbone
-    from harness.transferability import SCORES, score_all
+    from harness.transferability import SCORES, ScoreError, score_all
 
     cfg = spec.train_config
     seed_everything(spec.seed)  # a random source draws its weights from the seed, as its runs do
-    backbone = build_backbone(spec.source, pretrained=True)
+    try:
+        input_runs = read_inputs(spec, inputs, ExecOptions(cache_dir=cache_dir)) if inputs else None
+    except ValueError as e:  # its pretrain run failed (again): nothing to score
+        raise ScoreError(f"the source's pretrain run did not finish: {e}") from e
+    backbone = source_backbone(spec, True, input_runs)
     data = limit(cached_target(spec, backbone), cfg.max_train_samples, cfg.max_eval_samples)
     data = place(data, device, cfg.num_workers)
     key = frozen_key(spec.source, spec.target, data, spec.seed)
@@ -75,13 +90,16 @@ def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool 
 
 def rank_suite(runs, cache_dir: Path, device: torch.device, show_progress: bool = False,
                on_pair=None) -> list[SourceScores]:
+    from harness.plan import PRETRAIN_INPUT
     from harness.transferability import ScoreError
 
     out = []
-    for pair in dict.fromkeys(r.pair for r in runs):
+    by_id = {r.run_id: r for r in runs}
+    for pair in dict.fromkeys(r.pair for r in runs if r.role == "final"):
         spec = probe_spec(runs, pair)
         try:
-            result = score_pair(spec, cache_dir, device, show_progress)
+            result = score_pair(spec, cache_dir, device, show_progress,
+                                inputs={n: by_id[i] for n, i in spec.inputs.items() if n == PRETRAIN_INPUT})
         except ScoreError as e:
             result = SourceScores(pair, dict(spec.source), dict(spec.target), 0, 0, 0, skipped={"all": str(e)})
         out.append(result)

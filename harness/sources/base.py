@@ -34,6 +34,10 @@ class SourceParams(Params):
     layers: int | None = Field(
         None, ge=1, description="keep only the first k stages (CNN) or layers (transformer) after the stem or "
         "embeddings: a depth-truncated variant, whose features are the k-th stage's, pooled")
+    pretrain: dict[str, Any] | None = Field(
+        None, description="train this source on another task first, as a node of the plan graph (target, "
+        "strategy, train, seed; checked when the suite loads): every run that transfers it starts from the "
+        "weights that run exported, trained once per key and reused by every run and rerun")
 
 
 def build_backbone(source: dict[str, Any], pretrained: bool = True) -> Backbone:
@@ -58,8 +62,9 @@ def build_backbone(source: dict[str, Any], pretrained: bool = True) -> Backbone:
 
 
 def features_depend_on_seed(source: dict[str, Any]) -> bool:
-    """A randomly initialised source's features are the seed's draw: a feature cache must key them by it."""
-    return source.get("pretrained", True) is False
+    """A randomly initialised source's features are the seed's draw: a feature cache must key them by it.
+    A ``pretrain:`` source's are not: its weights come from one run at the pretrain's own seed."""
+    return source.get("pretrained", True) is False and not source.get("pretrain")
 
 
 def input_identity(source: dict[str, Any]) -> dict[str, Any]:

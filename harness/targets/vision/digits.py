@@ -43,15 +43,28 @@ def to_model_input(images: torch.Tensor, spec) -> torch.Tensor:
 def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: list[str], p: SplitParams,
                       spec, source_desc: str, domains: dict[str, torch.Tensor] | None = None,
                       eval_images: torch.Tensor | None = None, unlabeled: torch.Tensor | None = None,
-                      target_shots: int | None = None, **how: Any) -> TargetData:
+                      target_shots: int | None = None, keep: np.ndarray | None = None, shots: int | None = None,
+                      **how: Any) -> TargetData:
     """Split ``images`` train/val/test; ``eval_images`` (same examples, another domain) feed val
     and test; ``unlabeled`` (same examples) exposes its train-split images, without labels, as
     ``extra["unlabeled"]`` (domain adaptation); ``target_shots`` of them per class keep their
-    labels as ``extra["target_labeled"]`` (supervised DA: CCSA). ``how`` is recorded in ``split_info``. ``spec`` is
+    labels as ``extra["target_labeled"]`` (supervised DA: CCSA). ``keep`` (a mask over the examples)
+    drops the others *after* the partition, so each kept example is in the split it is in without
+    ``keep``: a subset's training split never holds an example the whole set validates or tests on.
+    ``shots`` keeps that many training examples per class (few-shot; val and test whole), drawn
+    with the split seed, the same for every run seed. ``how`` is recorded in ``split_info``. ``spec`` is
     the backbone's :class:`ImageInput` (resolution possibly overridden by the target)."""
     y = torch.as_tensor(labels, dtype=torch.long)
     pool_keys = keys_of_rows(images)  # raw pixels: the same for every source's preprocessing
     parts = split_indices(len(y), p.val_fraction, p.test_fraction, p.split_seed, keys=pool_keys)
+    if keep is not None:
+        parts = {k: v[np.asarray(keep)[v]] for k, v in parts.items()}
+    if shots is not None:
+        rng, train = np.random.default_rng(p.split_seed), parts["train"]
+        labelled = np.asarray(labels)[train]
+        parts["train"] = np.sort(np.concatenate([rng.permutation(train[labelled == c])[:shots]
+                                                 for c in np.unique(labelled)]))
+        how = {**how, "shots": shots}
     held_out = images if eval_images is None else eval_images
     held_out_keys = pool_keys if eval_images is None else keys_of_rows(eval_images)
     splits = {k: TensorSplit({"pixel_values": to_model_input((images if k == "train" else held_out)[v], spec),
@@ -92,8 +105,20 @@ class DigitsParams(SplitParams):
     unlabeled: Domain | None = Field(None, description="expose the training split's images in this domain, "
                                      "without labels, as unlabeled target-domain data (dann)")
     labels: Literal["digit", "parity"] = Field("digit", description="digit (10 classes) or parity (even/odd)")
+    shots: int | None = Field(None, ge=1, le=1000, description="keep this many training images per class "
+                              "(few-shot; val and test whole), the same for every run seed")
+    classes: list[int] | None = Field(
+        None, min_length=2, max_length=10, description="keep only these digits (labels 0..k−1 in this order), "
+        "each image in the split it has in the whole set: pretrain on digits 0–4, transfer to all ten without a leak")
     target_shots: int | None = Field(None, ge=1, le=100, description="keep the labels of this many unlabeled-domain "
                                      "training examples per class (supervised DA: contrastive across domains, CCSA)")
+
+    @model_validator(mode="after")
+    def _classes_are_digits(self):
+        if self.classes is not None and (len(set(self.classes)) != len(self.classes)
+                                         or not all(0 <= c <= 9 for c in self.classes)):
+            raise ValueError(f"classes: distinct digits from 0 to 9, got {self.classes}")
+        return self
 
     @model_validator(mode="after")
     def _shots_need_a_domain(self):
@@ -120,7 +145,14 @@ class SklearnImages(Target):
         by_domain = {"original": images, "shifted": shift_domain(images, p.split_seed)}
         eval_domain = p.eval_domain or p.domain
         labels, names = (d.target % 2, ["even", "odd"]) if p.labels == "parity" else (d.target, [str(c) for c in d.target_names])
+        keep = None
+        if p.classes is not None:
+            keep = np.isin(d.target, p.classes)
+            if p.labels == "digit":
+                index = {c: i for i, c in enumerate(p.classes)}
+                labels, names = np.array([index.get(int(t), -1) for t in d.target]), [str(c) for c in p.classes]
         return image_target_data(by_domain[p.domain], labels, names, p, spec, "sklearn.datasets.load_digits",
+                                 keep=keep, shots=p.shots, **({"classes": p.classes} if p.classes else {}),
                                  eval_images=by_domain[eval_domain],
                                  unlabeled=by_domain[p.unlabeled] if p.unlabeled else None,
                                  target_shots=p.target_shots if p.unlabeled else None,
