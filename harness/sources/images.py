@@ -6,12 +6,15 @@ from __future__ import annotations
 import pickle
 import re
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from harness.config.errors import HarnessError
 from harness.sources.base import ImageInput, SourceParams
+
+if TYPE_CHECKING:
+    import torch
 
 Triple = tuple[float, float, float]
 
@@ -65,6 +68,16 @@ def load_state_dict_file(path: str) -> dict:
     if not isinstance(sd, dict):
         raise HarnessError(f"checkpoint {path} holds a {type(sd).__name__}, not a state dict")
     return {k.removeprefix("module."): v for k, v in sd.items()}  # DataParallel/DDP saves
+
+
+def head_of(sd: dict, head: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The classifier ``head`` (weight, bias) a state dict holds: the source head LEEP and NCE read."""
+    import torch
+
+    w, b = sd.get(f"{head}.weight"), sd.get(f"{head}.bias")
+    if not isinstance(w, torch.Tensor) or not isinstance(b, torch.Tensor) or w.ndim != 2:
+        return None
+    return w.detach().float().clone(), b.detach().float().clone()
 
 
 def load_backbone_weights(body, sd: dict, head: str, path: str, ref: str) -> None:

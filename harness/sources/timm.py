@@ -11,6 +11,7 @@ from harness.registry import SOURCES
 from harness.sources.base import Source, TimmBackbone, timm_input_spec
 from harness.sources.images import (
     ImageSourceParams,
+    head_of,
     load_backbone_weights,
     load_state_dict_file,
     with_overrides,
@@ -46,10 +47,17 @@ class Timm(Source):
         except Exception as e:  # noqa: BLE001 - network/Hub errors come in many types
             raise HarnessError(f"cannot load timm/{name} weights ({e.__class__.__name__}: {e}). With no network, "
                                "download once elsewhere and pass `checkpoint: path/to/file`.") from e
+        source_head = None
         if pretrained and p.checkpoint:
             head = body.pretrained_cfg.get("classifier", "fc")
-            load_backbone_weights(body, load_state_dict_file(p.checkpoint), head, p.checkpoint, f"timm/{name}")
+            sd = load_state_dict_file(p.checkpoint)
+            load_backbone_weights(body, sd, head, p.checkpoint, f"timm/{name}")
+            source_head = head_of(sd, head)
         spec = with_overrides(timm_input_spec(body, None), p)
         tag = getattr(body, "pretrained_cfg", {}).get("tag")
-        return TimmBackbone(body, body.num_features, "image", spec,
-                            {"weights": p.checkpoint if pretrained and p.checkpoint else (f"{name}.{tag}" if hub else None)})
+        backbone = TimmBackbone(body, body.num_features, "image", spec,
+                                {"weights": p.checkpoint if pretrained and p.checkpoint else (f"{name}.{tag}" if hub else None)})
+        # the checkpoint's classifier, kept outside the module for LEEP and NCE (Hub weights come
+        # without it: timm drops the classifier it is asked not to build)
+        backbone.source_head = source_head
+        return backbone

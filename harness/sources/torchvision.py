@@ -21,6 +21,7 @@ from harness.registry import SOURCES
 from harness.sources.base import Backbone, ImageInput, Source
 from harness.sources.images import (
     ImageSourceParams,
+    head_of,
     load_backbone_weights,
     load_state_dict_file,
     with_overrides,
@@ -174,9 +175,11 @@ class Torchvision(Source):
         info: dict[str, Any] = {"weights": None, "resize_size": None}
         if member is not None:
             info["resize_size"] = member.transforms().resize_size
+        source_head = None
         if pretrained and p.checkpoint:
-            load_backbone_weights(body, load_state_dict_file(p.checkpoint), classifier_name(body), p.checkpoint,
-                                  f"torchvision/{name}")
+            sd = load_state_dict_file(p.checkpoint)
+            load_backbone_weights(body, sd, classifier_name(body), p.checkpoint, f"torchvision/{name}")
+            source_head = head_of(sd, classifier_name(body))
             info["weights"] = p.checkpoint
         elif pretrained and member is not None:
             try:
@@ -188,7 +191,10 @@ class Torchvision(Source):
                     f".{member.name}.get_state_dict()\" (cached under $TORCH_HOME/hub/checkpoints), or pass "
                     "`checkpoint: path/to/state_dict.pth`.") from e
             body.load_state_dict(sd)
+            source_head = head_of(sd, classifier_name(body))
             info["weights"] = f"{type(member).__name__}.{member.name}"
         head, width = drop_classifier(body)
         info["replaced_head"] = head
-        return TorchvisionBackbone(body, width, "image", spec, info)
+        backbone = TorchvisionBackbone(body, width, "image", spec, info)
+        backbone.source_head = source_head  # its ImageNet classifier, kept outside the module: LEEP and NCE
+        return backbone

@@ -93,9 +93,14 @@ def test_resnet_head_replaced_blocks_and_checkpoint(tv, tmp_path):
         want = torch.flatten(ref.avgpool(ref.layer4(ref.layer3(ref.layer2(ref.layer1(
             ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))))), 1)
         assert torch.allclose(b({"pixel_values": x}), want, atol=1e-5)
+        # the checkpoint's classifier is kept outside the module (LEEP, NCE): features @ W.T + b = its logits
+        weight, bias = b.source_head
+        assert torch.allclose(b({"pixel_values": x}) @ weight.T + bias, ref(x), atol=1e-4)
+    assert not any(p is weight for p in b.parameters())
     # scratch (pretrained=False) ignores the checkpoint
     scratch = tv.build("resnet18", {"checkpoint": str(path)}, pretrained=False)
     assert not torch.equal(scratch.body.conv1.weight, ref.conv1.weight) and scratch.info["weights"] is None
+    assert scratch.source_head is None
 
 
 def test_checkpoint_of_another_model_fails_loudly(tv, tmp_path):
@@ -151,7 +156,10 @@ def test_timm_tiny_registered_model_and_checkpoint(tmp_path):
     for k, v in b.body.state_dict().items():
         assert torch.equal(v, ref.state_dict()[k]), k
     with torch.no_grad():
-        assert b.eval()({"pixel_values": torch.randn(2, 3, 32, 32)}).shape == (2, b.feature_dim)
+        x = torch.randn(2, 3, 32, 32)
+        assert b.eval()({"pixel_values": x}).shape == (2, b.feature_dim)
+        weight, bias = b.source_head  # the checkpoint's 10-class classifier, for LEEP and NCE
+        assert torch.allclose(b({"pixel_values": x}) @ weight.T + bias, ref.eval()(x), atol=1e-4)
     assert covered(b) == []
     other = tmp_path / "vit.pth"
     torch.save(timm.create_model("test_vit").state_dict(), other)
