@@ -256,6 +256,49 @@ def cmd_compare(args) -> int:
     return exit_code(cmp, gate)
 
 
+def cmd_baseline(args) -> int:
+    """Re-baseline in one command: run the suite afresh (its own empty cache) into a directory
+    beside the baseline, show what moved against the old baseline, and only when every run is ok
+    replace the baseline's records with the new ones (records say which commit and environment
+    made them)."""
+    import argparse
+    import shutil
+    import tempfile
+
+    suite = _load(args.file)
+    target = Path(args.baseline)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        run_args = argparse.Namespace(**{**vars(args), "results": str(work / "results"), "only": None, "smoke": False,
+                                         "retry_failed": False, "cache_dir": None, "wait": False})
+        rc = cmd_run(run_args)
+        made = work / "results" / suite.suite
+        records = sorted(made.glob("*.json"))
+        if rc != 0 or not records:
+            print(f"baseline not replaced: the run did not finish ok (exit {rc}); {target} is unchanged",
+                  file=sys.stderr)
+            return 1
+        old = sorted(target.glob("*.json")) if target.is_dir() else []
+        if old:
+            print(f"\nwhat moves against the baseline being replaced ({len(old)} records):", flush=True)
+            cmd_compare(argparse.Namespace(baseline=str(target), results=str(made), suite=suite.suite, tolerance=0.01,
+                                           k=2.0, max_slowdown=-1, cost_key="wall_s", cost_gate="off",
+                                           exact="auto", out=None))
+        fresh = work / "baseline"
+        fresh.mkdir()
+        for r in records:
+            shutil.copy2(r, fresh / r.name)
+        if target.exists():
+            target.rename(work / "retired")
+        fresh.rename(target)
+        print(f"baseline replaced: {len(records)} records of suite {suite.suite} in {target} (was {len(old)}); "
+              "commit them with the change that moved them")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def cmd_ls(args) -> int:
     from harness.registry import METRICS, SOURCES, STRATEGIES, TARGETS, TASKS
 
@@ -289,6 +332,26 @@ def ls_tag(what: str, obj) -> str:
     return ""
 
 
+def execution_options(sp) -> None:
+    """Where and how a suite's runs execute (``run`` and ``baseline``)."""
+    sp.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
+                    "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
+    sp.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
+                    help="local: one run at a time in this process (default); pool: --workers processes on this "
+                    "machine; ray: one Ray task per run (pip install 'harness[ray]'; docs/scaling.md)")
+    sp.add_argument("--workers", type=_positive_int, default=2, help="pool: worker processes (default 2)")
+    sp.add_argument("--devices", help="pool: devices the workers are pinned to, in turn (cpu, or cuda:0,cuda:1,…)")
+    sp.add_argument("--threads", type=_positive_int, help="pool: CPU threads per worker (default: CPUs / workers)")
+    sp.add_argument("--address", help="ray: the cluster to join (auto, ray://host:10001; default: $RAY_ADDRESS, "
+                    "else a new local instance)")
+    sp.add_argument("--cpus-per-run", type=_positive_int, default=1,
+                    help="ray: CPU slots (and torch threads) of a run that uses no GPU (default 1)")
+    sp.add_argument("--retries", type=int, default=1, choices=range(0, 11), metavar="N",
+                    help="pool, ray: times a run lost with its worker (killed, out of memory, node lost) is "
+                    "started again before it is recorded as failed (default 1)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="harness", description="Benchmark transfer-learning strategies: accuracy and cost over seeds.")
     p.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -311,24 +374,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--smoke", action="store_true", help="a few steps per cell to check the suite end to end")
     r.add_argument("--retry-failed", action="store_true", help="rerun only runs whose record is failed/timeout")
     r.add_argument("--cache-dir", help="feature cache (default: $HARNESS_CACHE or RESULTS/.cache)")
-    r.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
-                   "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     r.add_argument("--wait", action="store_true", help="queue behind another run using the same results dir")
-    r.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
-                   help="local: one run at a time in this process (default); pool: --workers processes on this "
-                   "machine; ray: one Ray task per run (pip install 'harness[ray]'; docs/scaling.md)")
-    r.add_argument("--workers", type=_positive_int, default=2, help="pool: worker processes (default 2)")
-    r.add_argument("--devices", help="pool: devices the workers are pinned to, in turn (cpu, or cuda:0,cuda:1,…)")
-    r.add_argument("--threads", type=_positive_int, help="pool: CPU threads per worker (default: CPUs / workers)")
-    r.add_argument("--address", help="ray: the cluster to join (auto, ray://host:10001; default: $RAY_ADDRESS, "
-                   "else a new local instance)")
-    r.add_argument("--cpus-per-run", type=_positive_int, default=1,
-                   help="ray: CPU slots (and torch threads) of a run that uses no GPU (default 1)")
-    r.add_argument("--retries", type=int, default=1, choices=range(0, 11), metavar="N",
-                   help="pool, ray: times a run lost with its worker (killed, out of memory, node lost) is "
-                   "started again before it is recorded as failed (default 1)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    execution_options(r)
     r.set_defaults(fn=cmd_run)
+
+    b = sub.add_parser("baseline", help="re-baseline: run a suite afresh, show what moved, and replace the "
+                       "baseline's records (only when every run is ok)")
+    b.add_argument("file", metavar="FILE")
+    b.add_argument("--baseline", required=True, metavar="DIR", help="the baseline directory of records to replace "
+                   "(e.g. results/baselines/nightly)")
+    execution_options(b)
+    b.set_defaults(fn=cmd_baseline)
 
     rk = sub.add_parser("rank", help="transferability scores (LogME, H-score, GBC, LEEP, NCE) of every source "
                         "for each target, before any training")

@@ -1,0 +1,45 @@
+"""`harness baseline`: re-baselining is one command — run afresh, show what moved, replace the
+records only when every run is ok."""
+
+from __future__ import annotations
+
+import json
+
+from harness.cli import main
+from tests.conftest import TINY_SUITE
+
+SUITE = TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0]").replace("  - scratch\n", "")
+
+
+def records(path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in path.glob("*.json")}
+
+
+def test_baseline_makes_then_replaces_the_records_and_shows_what_moved(write_suite, tmp_path, capsys):
+    base = tmp_path / "baselines" / "tiny"
+    assert main(["baseline", str(write_suite(SUITE)), "--baseline", str(base), "--no-progress"]) == 0
+    first = records(base)
+    assert len(first) == 2 and all(r["status"] == "ok" and r["env"]["git_sha"] for r in first.values())
+    assert sorted(p.name for p in base.iterdir()) == sorted(first)  # records only: no lock, no cache
+    assert not [p for p in base.parent.iterdir() if p.name.startswith(".tiny.new-")]  # its work dir is gone
+    out = capsys.readouterr().out
+    assert "baseline replaced: 2 records" in out and "what moves" not in out
+    # an intended change: the fine-tune's lr; the new baseline holds the new runs, the table says what moved
+    changed = write_suite(SUITE.replace("{lr: 3e-3}", "{lr: 3e-2}"), "changed.yaml")
+    assert main(["baseline", str(changed), "--baseline", str(base), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "what moves against the baseline being replaced (2 records)" in out and "full_finetune" in out
+    second = records(base)
+    assert len(second) == 2 and set(second) != set(first)
+    assert {r["config"]["train"]["lr"] for r in second.values() if r["strategy"] == "full_finetune"} == {0.03}
+
+
+def test_a_failed_run_leaves_the_baseline_as_it_was(write_suite, tmp_path, capsys):
+    base = tmp_path / "baselines" / "tiny"
+    assert main(["baseline", str(write_suite(SUITE)), "--baseline", str(base), "--no-progress"]) == 0
+    before = records(base)
+    broken = write_suite(SUITE.replace("defaults: {", "defaults: {timeout_s: 0.001, "), "broken.yaml")
+    assert main(["baseline", str(broken), "--baseline", str(base), "--no-progress"]) == 1
+    assert "baseline not replaced" in capsys.readouterr().err
+    assert records(base) == before
+    assert not [p for p in base.parent.iterdir() if p.name.startswith(".tiny.new-")]
