@@ -183,6 +183,7 @@ def cmd_rank(args) -> int:
               file=sys.stderr, flush=True)
 
     pretrains = pretrain_runs(runs, [probe_spec(runs, p) for p in dict.fromkeys(r.pair for r in runs if r.role == "final")])
+    failed: dict[str, str] = {}
     if pretrains:  # training a `pretrain:` source is part of making it: recorded, and reused by `harness run`
         from harness.executors.local import run_plan
         from harness.plan import PRETRAIN_EXPORT
@@ -193,14 +194,15 @@ def cmd_rank(args) -> int:
               f"({len(pretrains)} run(s), those on record skipped)", file=sys.stderr, flush=True)
         done = run_plan(pretrains, directory, ExecOptions(cache_dir=cache, show_progress=show,
                                                           results_dir=Path(args.results).expanduser().resolve()))
-        failed = [r for r in done.done if r.status != "ok"]
-        for r in failed:
-            print(f"pretrain run {r.run_id} {r.status}: {(r.error or {}).get('message', '')[:300]}", file=sys.stderr)
-    results = rank_suite(runs, cache, pick_device(args.device), show, on_pair=progress)
+        failed = {r.run_id: f"{r.status}: {(r.error or {}).get('message', '')[:300]}"
+                  for r in done.done if r.status != "ok"}
+        for run_id, why in failed.items():
+            print(f"pretrain run {run_id} {why}", file=sys.stderr)
+    results = rank_suite(runs, cache, pick_device(args.device), show, on_pair=progress, failed=failed)
     print(render(results))
     print(f"scores in {write(results, suite_dir(args.results, suite.suite, args.smoke), suite.suite)}; "
           f"`harness report` sets them beside the measured results once the suite has run")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_report(args) -> int:

@@ -428,6 +428,24 @@ def _pretrain(col: Collector, block: Any, path: Path_, modality: str | None) -> 
     return {"id": pid, **out} if pid is not None else out
 
 
+def _pretrain_ids(col: Collector, pairs: list[PairSpec]) -> None:
+    """A pretrain's ``id`` names its run (and record files): one block per id, never a pair's id."""
+    blocks: dict[str, tuple[str, Any]] = {}
+    pair_ids = {p.id for p in pairs}
+    for i, p in enumerate(pairs):
+        block = p.source.params.get("pretrain")
+        pid = block.get("id") if isinstance(block, dict) else None
+        if pid is None:
+            continue
+        where = ("pairs", i, "source", "pretrain", "id")
+        if pid in pair_ids:
+            col.add(where, f"pretrain id '{pid}' is also a pair id: the two would share record names; rename one")
+        body = ({k: v for k, v in p.source.params.items() if k != "pretrain"}, p.source.ref, block)
+        if pid in blocks and blocks[pid][1] != body:
+            col.add(where, f"pretrain id '{pid}' names another block (pair '{blocks[pid][0]}'): one id, one pretrain")
+        blocks.setdefault(pid, (p.id, body))
+
+
 def _task_for(ref: Any, modality: str) -> str | None:
     """The one task of ``modality`` a target provides, when it has no default of its own (a
     pretrain's target need not say ``task:`` when its source tells)."""
@@ -790,6 +808,7 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
             col.add(("pairs", i, "id"), f"pair id '{p.id}' is used twice")
         pairs.append(p)
 
+    _pretrain_ids(col, pairs)
     if col.issues or suite is None:
         return None
     suite_spec = SuiteSpec(suite=suite, path=col.file, seeds=tuple(seeds), defaults=defaults, pairs=tuple(pairs),

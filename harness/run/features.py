@@ -54,15 +54,20 @@ def extract(backbone: torch.nn.Module, split: Split, device: torch.device, batch
     return TensorSplit(tensors, split.sequences)
 
 
-def frozen_key(source: dict[str, Any], target: dict[str, Any], data: TargetData, seed: int) -> dict[str, Any]:
+def frozen_key(source: dict[str, Any], target: dict[str, Any], data: TargetData, seed: int,
+               pretrain_run: str | None = None) -> dict[str, Any]:
     """What decides a frozen backbone's features on ``data``: the key the linear probe and
-    ``harness rank`` share (one cache). A randomly initialised source's features are its seed's draw."""
+    ``harness rank`` share (one cache). A randomly initialised source's features are its seed's draw;
+    a ``pretrain:`` source's are its pretrain run's weights, named by that run's id (which hashes
+    everything the training read: the block, the suite's defaults, smoke mode, the harness version)."""
     from harness.sources.base import features_depend_on_seed, input_identity
 
     key = {"source": input_identity(source), "target": target, "split": data.split_info,
            "preprocessing": data.preprocessing, "sizes": {k: len(s) for k, s in data.splits.items()}}
     if features_depend_on_seed(source):
         key["seed"] = seed
+    if pretrain_run is not None:
+        key["pretrain_run"] = pretrain_run
     return key
 
 

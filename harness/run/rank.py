@@ -12,6 +12,7 @@ finds it and sets each score beside what fine-tuning then measured.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,14 @@ from harness.report.transferability import SourceScores, by_target
 
 def probe_spec(runs, pair: str):
     """The spec whose data (limits, split) the pair's probe sees: its linear probe final when it has
-    one (same feature-cache entry), else its first final; never a search trial."""
+    one (same feature-cache entry), else its first final that starts from the source's weights (not
+    ``scratch``, whose source is the architecture alone); never a search trial. None: no such run."""
+    from harness.registry import STRATEGIES
+
     finals = [r for r in runs if r.pair == pair and r.role == "final"]
     probes = [r for r in finals if r.strategy == "linear_probe"]
-    return (probes or finals or [r for r in runs if r.pair == pair])[0]
+    weighted = [r for r in finals if STRATEGIES.get(r.strategy).pretrained]
+    return (probes or weighted or [None])[0]
 
 
 def source_probabilities(backbone, features: torch.Tensor) -> np.ndarray | None:
@@ -46,12 +51,13 @@ def pretrain_runs(runs, specs) -> list:
     from harness.plan import PRETRAIN_INPUT, closure
 
     by_id = {r.run_id: r for r in runs}
-    needed = [by_id[s.inputs[PRETRAIN_INPUT]] for s in specs if PRETRAIN_INPUT in s.inputs]
+    needed = [by_id[s.inputs[PRETRAIN_INPUT]] for s in specs if s is not None and PRETRAIN_INPUT in s.inputs]
     return closure(list(runs), needed) if needed else []
 
 
 def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool = False,
                inputs=None) -> SourceScores:
+    from harness.plan import PRETRAIN_INPUT
     from harness.run.execute import ExecOptions, cached_target, limit, read_inputs, source_backbone
     from harness.run.features import cached_features, frozen_key
     from harness.run.loop import place
@@ -60,14 +66,15 @@ def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool 
 
     cfg = spec.train_config
     seed_everything(spec.seed)  # a random source draws its weights from the seed, as its runs do
-    try:
-        input_runs = read_inputs(spec, inputs, ExecOptions(cache_dir=cache_dir)) if inputs else None
+    try:  # the pretrain only: a distill run's teacher is not part of its source
+        own = replace(spec, inputs={k: v for k, v in spec.inputs.items() if k == PRETRAIN_INPUT})
+        input_runs = read_inputs(own, inputs, ExecOptions(cache_dir=cache_dir)) if inputs else None
     except ValueError as e:  # its pretrain run failed (again): nothing to score
         raise ScoreError(f"the source's pretrain run did not finish: {e}") from e
     backbone = source_backbone(spec, True, input_runs)
     data = limit(cached_target(spec, backbone), cfg.max_train_samples, cfg.max_eval_samples)
     data = place(data, device, cfg.num_workers)
-    key = frozen_key(spec.source, spec.target, data, spec.seed)
+    key = frozen_key(spec.source, spec.target, data, spec.seed, spec.inputs.get(PRETRAIN_INPUT))
     t0 = time.perf_counter()
     feats, reused = cached_features(backbone.to(device), data, key, cache_dir, device,
                                     batch_size=max(64, cfg.eval_batch_size or 2 * cfg.batch_size),
@@ -89,7 +96,9 @@ def score_pair(spec, cache_dir: Path, device: torch.device, show_progress: bool 
 
 
 def rank_suite(runs, cache_dir: Path, device: torch.device, show_progress: bool = False,
-               on_pair=None) -> list[SourceScores]:
+               on_pair=None, failed: dict[str, str] | None = None) -> list[SourceScores]:
+    """Every pair's scores; a pair whose source's pretrain run is in ``failed`` (run_id → why) is
+    skipped, not trained again."""
     from harness.plan import PRETRAIN_INPUT
     from harness.transferability import ScoreError
 
@@ -97,9 +106,14 @@ def rank_suite(runs, cache_dir: Path, device: torch.device, show_progress: bool 
     by_id = {r.run_id: r for r in runs}
     for pair in dict.fromkeys(r.pair for r in runs if r.role == "final"):
         spec = probe_spec(runs, pair)
+        if spec is None:
+            continue  # only scratch: the pair transfers no weights, there is nothing to rank
+        pre = spec.inputs.get(PRETRAIN_INPUT)
         try:
+            if pre is not None and pre in (failed or {}):
+                raise ScoreError(f"its source's pretrain run {pre} failed: {failed[pre]}")  # type: ignore[index]
             result = score_pair(spec, cache_dir, device, show_progress,
-                                inputs={n: by_id[i] for n, i in spec.inputs.items() if n == PRETRAIN_INPUT})
+                                inputs={PRETRAIN_INPUT: by_id[pre]} if pre else None)
         except ScoreError as e:
             result = SourceScores(pair, dict(spec.source), dict(spec.target), 0, 0, 0, skipped={"all": str(e)})
         out.append(result)

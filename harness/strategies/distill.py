@@ -142,6 +142,9 @@ class Distill(Strategy):
                         break
                 if label in seen:
                     issues.append(f"teacher chain loops: {' → '.join([*seen, label])}")
+        elif isinstance(params.teacher, dict) and "pretrain" in params.teacher:
+            issues.append("teacher: a source-spec teacher takes no `pretrain:` block; to distil from a pretrained "
+                          "source, make it the pair's source and name that pair's cell as the teacher (teacher: <label>)")
         else:
             col = Collector(suite.path)
             source, entry = _component(col, params.teacher, ("teacher",), "source")

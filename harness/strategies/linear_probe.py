@@ -175,7 +175,8 @@ class LinearProbe(Strategy):
             # val), but never fit on it
             self.params = self.params.model_copy(update={"refit": False})
 
-        key = frozen_key(ctx.source, ctx.target, data, ctx.seed)
+        pretrained = ctx.inputs.get("pretrain")  # the run whose weights this source loaded
+        key = frozen_key(ctx.source, ctx.target, data, ctx.seed, pretrained.run_id if pretrained else None)
         with ctx.phase("feature"):
             feats, reused = cached_features(model.backbone.to(ctx.device), data, key, ctx.cache_dir, ctx.device,
                                             batch_size=max(64, self.train.eval_batch_size or 2 * self.train.batch_size),

@@ -221,3 +221,73 @@ def test_sources_at_several_resolutions_rank_on_one_target():
     a = {"dataset": "sklearn/digits", "task": "image-classification", "image_size": 48, "shots": 10}
     assert target_name(a) == target_name({**a, "image_size": 16}) == "sklearn/digits (shots=10)"
     assert target_name(a) != target_name({**a, "shots": 20})
+
+
+ONE = PRE.replace("[linear_probe, full_finetune, scratch]", "[linear_probe]").replace("seeds: [0, 1]", "seeds: [0]")
+
+
+def _probe_hits(results, suite: str) -> dict[str, bool]:
+    recs = [json.loads(p.read_text()) for p in (results / suite).glob("a.linear_probe.*.json")]
+    return {r["run_id"]: r["config"]["notes"]["feature_cache_hit"] for r in recs}
+
+
+def test_the_feature_cache_follows_the_pretrain_run_not_only_its_block(write_suite, tmp_path):
+    """The block is not all a pretrain reads: the suite's defaults and smoke mode change its weights
+    too. A probe must never read features of another pretrain's weights."""
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    base = write_suite(ONE)
+    assert main(["run", str(base), "--smoke", "--results", str(results), "--cache-dir", str(cache), "--no-progress"]) == 0
+    assert main(["run", str(base), "--results", str(results), "--cache-dir", str(cache), "--no-progress"]) == 0
+    assert list(_probe_hits(results, "pre").values()) == [False]  # not the smoke pretrain's features
+    other = write_suite(ONE.replace("lr: 1e-2}\n    target: &t", "lr: 3e-2}\n    target: &t")
+                        .replace("defaults: {epochs: 1,", "defaults: {weight_decay: 0.1, epochs: 1,"), "other.yaml")
+    assert main(["run", str(other), "--results", str(results), "--cache-dir", str(cache), "--no-progress"]) == 0
+    hits = _probe_hits(results, "pre")
+    assert len(hits) == 2 and not any(hits.values())  # another pretrain (defaults changed): computed afresh
+    assert main(["run", str(other), "--results", str(tmp_path / "again"), "--cache-dir", str(cache), "--no-progress"]) == 0
+    assert list(_probe_hits(tmp_path / "again", "pre").values()) == [True]  # the same pretrain: reused
+
+
+def test_rank_without_a_probe_scores_a_run_that_starts_from_the_pretrained_weights(write_suite, tmp_path, capsys):
+    from harness.report.transferability import read
+
+    suite = write_suite(ONE.replace("strategies: [linear_probe]", "strategies: [scratch, full_finetune]"))
+    results = tmp_path / "results"
+    assert main(["rank", str(suite), "--results", str(results), "--no-progress"]) == 0
+    scores = read(results / "pre")
+    assert [s.pair for s in scores] == ["a", "b"] and all("leep" in s.scores for s in scores)  # the pretrained head
+    assert all("pretrain" in s.source for s in scores)
+
+
+def test_rank_does_not_train_a_failed_pretrain_again_and_says_so(write_suite, tmp_path, capsys):
+    from harness.report.transferability import read
+
+    suite = write_suite(ONE.replace("train: {epochs: 2, lr: 1e-2}", "train: {epochs: 2, lr: 1e-2, timeout_s: 0.001}"))
+    results = tmp_path / "results"
+    assert main(["rank", str(suite), "--results", str(results), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert sum(line.startswith("pretrain run cnn-on-four.scratch.s0-") for line in err.splitlines()) == 1
+    assert err.count("its source's pretrain run cnn-on-four.scratch.s0-") == 2 and "timeout" in err
+    assert all("failed" in s.skipped["all"] and not s.scores for s in read(results / "pre"))
+    assert len(list((results / "pre").glob("cnn-on-four.*.json"))) == 1
+
+
+def test_pretrain_ids_name_one_block_and_no_pair(write_suite):
+    same_as_pair = ONE.replace("id: cnn-on-four", "id: a")
+    assert "pretrain id 'a' is also a pair id" in errors_of(write_suite(same_as_pair))
+    two_blocks = ONE.replace("    source: *src\n", "    source: {<<: *src, image_size: 24}\n")
+    assert "pretrain id 'cnn-on-four' names another block (pair 'a')" in errors_of(write_suite(two_blocks))
+
+
+def test_a_source_spec_teacher_cannot_be_pretrained_by_the_suite(write_suite):
+    text = """\
+        suite: s
+        seeds: [0]
+        pairs:
+          - id: p
+            source: {model: test/tiny_cnn}
+            target: {dataset: test/tiny_images, task: image-classification}
+        strategies:
+          - distill: {teacher: {model: test/tiny_cnn, pretrain: {target: {dataset: test/tiny_images}}}}
+        """
+    assert "a source-spec teacher takes no `pretrain:` block" in errors_of(write_suite(text))
