@@ -22,7 +22,8 @@ FORMAT_VERSION = 1
 PUBLISHED = ("Published, for scale: mean weighted τ over 11 ImageNet models × 11 datasets LEEP ≈ 0.41, "
              "LogME ≈ 0.51, SFDA ≈ 0.71 (SFDA's repository); LogME 0.50–0.79 over 10 models × 8 datasets "
              "(Transfer-Learning-Library's model-selection benchmark). Those zoos are of different "
-             "architectures trained on one dataset; this one is of depths and initialisations of one or two.")
+             "architectures trained on one dataset: a zoo that varies depth, initialisation or pretraining task "
+             "of a few architectures is another ranking problem, and usually an easier one.")
 STRATEGIES = (("linear_probe", "probe"), ("full_finetune", "fine-tune"))
 
 
