@@ -296,6 +296,11 @@ def cmd_baseline(args) -> int:
         fresh.rename(target)
         print(f"baseline replaced: {len(records)} records of suite {suite.suite} in {target} (was {len(old)}); "
               "commit them with the change that moved them")
+        shas = {str((json.loads(r.read_text()).get("env") or {}).get("git_sha")) for r in records}
+        if any(sha.endswith("-dirty") or sha == "None" for sha in shas):
+            print("warning: made from uncommitted code (git_sha " + ", ".join(sorted(shas)) + "): no commit can "
+                  "reproduce it; the nightly workflow's bit-for-bit check runs the baseline's commit, so commit "
+                  "first and re-baseline from the clean tree", file=sys.stderr)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

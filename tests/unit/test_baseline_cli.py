@@ -22,8 +22,11 @@ def test_baseline_makes_then_replaces_the_records_and_shows_what_moved(write_sui
     assert len(first) == 2 and all(r["status"] == "ok" and r["env"]["git_sha"] for r in first.values())
     assert sorted(p.name for p in base.iterdir()) == sorted(first)  # records only: no lock, no cache
     assert not [p for p in base.parent.iterdir() if p.name.startswith(".tiny.new-")]  # its work dir is gone
-    out = capsys.readouterr().out
-    assert "baseline replaced: 2 records" in out and "what moves" not in out
+    captured = capsys.readouterr()
+    assert "baseline replaced: 2 records" in captured.out and "what moves" not in captured.out
+    shas = {r["env"]["git_sha"] for r in first.values()}
+    # a baseline no commit can reproduce is called out (the nightly workflow reruns the baseline's commit)
+    assert ("made from uncommitted code" in captured.err) == any(s.endswith("-dirty") for s in shas)
     # an intended change: the fine-tune's lr; the new baseline holds the new runs, the table says what moved
     changed = write_suite(SUITE.replace("{lr: 3e-3}", "{lr: 3e-2}"), "changed.yaml")
     assert main(["baseline", str(changed), "--baseline", str(base), "--no-progress"]) == 0
