@@ -43,8 +43,8 @@ def inject_faults(monkeypatch, faults: dict[str, str]) -> None:
     """Make the run whose label is a key of ``faults`` fail that way, deep inside the training loop."""
     real_build = execute_mod.build
 
-    def build(spec, device):
-        strategy, model, data, task = real_build(spec, device)
+    def build(spec, device, inputs=None):
+        strategy, model, data, task = real_build(spec, device, inputs)
         fault = faults.get(spec.label)
         real_forward = model.forward
         if fault == "raises":
@@ -124,8 +124,8 @@ def simulate_memory_limit(monkeypatch, max_batch: int) -> list[int]:
     real_build = execute_mod.build
     ran: list[int] = []
 
-    def build(spec, device):
-        strategy, model, data, task = real_build(spec, device)
+    def build(spec, device, inputs=None):
+        strategy, model, data, task = real_build(spec, device, inputs)
         real_forward = model.forward
 
         def forward(batch):
