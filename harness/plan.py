@@ -361,8 +361,8 @@ class _Builder:
         block; None when the source has none or the cell's strategy starts from random weights."""
         from harness.registry import STRATEGIES
 
-        block = cell.source.get("pretrain")
-        if not block or not STRATEGIES.get(cell.strategy).pretrained:
+        block = cell.source.get("pretrain")  # resolve_cell drops it for a strategy from random weights
+        if not block:
             return None
         source = {k: v for k, v in cell.source.items() if k != "pretrain"}
         strat = block["strategy"]

@@ -389,8 +389,8 @@ def _pretrain(col: Collector, block: Any, path: Path_, modality: str | None) -> 
         return None
     raw_target = block["target"]
     if isinstance(raw_target, dict) and "task" not in raw_target and modality is not None:
-        raw_target = {**raw_target, "task": _task_for(raw_target.get("dataset"), modality)} \
-            if _task_for(raw_target.get("dataset"), modality) else raw_target
+        task = _task_for(raw_target.get("dataset"), modality)
+        raw_target = {**raw_target, "task": task} if task else raw_target
     target, _ = _component(col, raw_target, (*path, "target"), "target")
     if target is not None and target.task is not None and modality is not None \
             and TASKS.get(target.task).modality != modality:
