@@ -110,6 +110,9 @@ class Outcome:
     statistical: str = ""
     exact: str = ""
     notes: list[str] = field(default_factory=list)
+    # per cell and metric: the statistical gate's paired change and the smallest change it calls
+    # (its resolution against this run), e.g. {"minilm-wnut16/full_finetune/f1": [-0.9, 6.4, 3]}
+    cells: dict[str, list[float]] = field(default_factory=dict)
 
 
 def code_copy(dest: Path, bug: Bug | None) -> Path:
@@ -148,6 +151,36 @@ def gate(baseline: Path, results: Path, exact: bool) -> tuple[int, str]:
     return out.returncode, lines[-1] if lines else (out.stdout + out.stderr)[-300:]
 
 
+def cells(baseline: Path, results: Path) -> dict[str, list[float]]:
+    """What the statistical gate saw per cell: [paired change, detectable change, shared seeds], in
+    points (the metric × 100), from the same comparison `harness compare --exact off` makes."""
+    from harness.report.compare import GateOptions, compare_dirs
+
+    cmp = compare_dirs(baseline, results, GateOptions(max_slowdown=None), exact=False)
+    return {f"{c.pair}/{c.label}/{c.metric}": [round(100 * c.delta, 2), round(100 * c.threshold, 2), c.seeds]
+            for c in cmp.changes if c.base is not None and c.new is not None}
+
+
+RERUNS = ("clean rerun", "perturbed rerun", "given records")
+
+
+def resolution(rows: list[Outcome]) -> None:
+    """Per cell (its first metric), the statistical gate's detectable change against each clean,
+    perturbed or given rerun: its resolution where the environment differs (a rerun in the
+    baseline's own environment reproduces every bit, and shows the tolerance)."""
+    reruns = [r for r in rows if r.area in RERUNS and r.cells]
+    if not reruns:
+        return
+    firsts: dict[str, str] = {}
+    for r in reruns:
+        for key in r.cells:
+            firsts.setdefault(key.rsplit("/", 1)[0], key)
+    print(f"\n{'detectable change (pts), per rerun':<42} " + " ".join(f"{r.name:>14}" for r in reruns))
+    for key in firsts.values():
+        vals = [r.cells.get(key) for r in reruns]
+        print(f"{key:<42} " + " ".join(f"{'-' if v is None else f'±{v[1]:.2f} (n={v[2]})':>14}" for v in vals))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default=str(ROOT / "suites" / "nightly.yaml"))
@@ -160,6 +193,9 @@ def main() -> None:
     ap.add_argument("--executor", nargs="*", default=["--executor", "pool", "--workers", "2"],
                     help="arguments for `harness run` (default: a pool of 2)")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
+    ap.add_argument("--results", nargs="*", default=[], metavar="DIR",
+                    help="judge these existing record directories as reruns made elsewhere (e.g. the suite run on "
+                    "another machine), besides or instead of new runs: no run is made for them")
     args = ap.parse_args()
     bugs = [b for b in BUGS if not args.only or b.name in args.only]
     suite = Path(args.suite).resolve()
@@ -191,10 +227,21 @@ def main() -> None:
             if (results / suite_name).is_dir():
                 row.statistical_rc, row.statistical = gate(baseline, results / suite_name, exact=False)
                 row.exact_rc, row.exact = gate(baseline, results / suite_name, exact=True)
+                row.cells = cells(baseline, results / suite_name)
             rows.append(row)
             print(f"{name:<26} run {secs:5.0f} s (exit {rc})  statistical {_verdict(row.statistical_rc, row.statistical)}  "
                   f"exact {_verdict(row.exact_rc, row.exact)}", flush=True)
-    planted = [r for r in rows if r.area != "clean rerun"]
+        for i, given in enumerate(args.results):
+            given = Path(given).resolve()
+            given = given / suite_name if (given / suite_name).is_dir() else given
+            row = Outcome(f"given-{i + 1}", "given records", f"records in {given}")
+            row.statistical_rc, row.statistical = gate(baseline, given, exact=False)
+            row.exact_rc, row.exact = gate(baseline, given, exact=True)
+            row.cells = cells(baseline, given)
+            rows.append(row)
+            print(f"{row.name:<26} statistical {_verdict(row.statistical_rc, row.statistical)}  "
+                  f"exact {_verdict(row.exact_rc, row.exact)}  ({given})", flush=True)
+    planted = [r for r in rows if r.area not in RERUNS]
     clean = [r for r in rows if r.area == "clean rerun"]
     perturbed = [r for r in rows if r.area == "perturbed rerun"]
     print()
@@ -211,6 +258,11 @@ def main() -> None:
     if perturbed:  # another environment: exact mode defers to the statistical gate, which must pass
         alarms = sum(r.statistical_rc not in (0, None) or r.exact_rc not in (0, None) for r in perturbed)
         print(f"perturbed environment (2 threads per worker): false alarms {alarms}/{len(perturbed)} reruns")
+    given = [r for r in rows if r.area == "given records"]
+    if given:  # clean runs made elsewhere: any failure or warning is a false alarm
+        alarms = sum(_verdict(r.statistical_rc, r.statistical) != "pass" or r.exact_rc not in (0, None) for r in given)
+        print(f"given records (clean runs made elsewhere): false alarms {alarms}/{len(given)}")
+    resolution(rows)
     if args.out:
         Path(args.out).write_text(json.dumps([asdict(r) for r in rows], indent=1))
 
