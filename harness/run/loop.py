@@ -202,6 +202,49 @@ def fused_ok(groups: list[dict]) -> bool:
     return (len(kinds) == 1 and kinds <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params))
 
 
+HOST_SYNC_EVERY = 32  # micro-steps between reads of the loss on the host, on a GPU
+
+
+def host_sync_every(device: torch.device) -> int:
+    """Micro-steps between reads of the training loss on the host. Each read (the divergence check,
+    the running loss) waits for the device to finish: on a GPU, one per step stops the CPU from
+    queueing the next step's kernels while the GPU runs this one's; on the CPU it costs nothing."""
+    return HOST_SYNC_EVERY if device.type == "cuda" else 1
+
+
+class LossTally:
+    """An epoch's running training loss and the divergence check, fed one micro-step at a time and
+    read on the host every ``every`` micro-steps and at :meth:`flush`. The sum is taken on the host
+    in step order, so it is the same number whatever ``every`` is; a non-finite loss raises
+    :class:`Diverged` naming its own step, at most ``every`` - 1 micro-steps later (before the
+    backward pass when ``every`` is 1)."""
+
+    def __init__(self, every: int = 1):
+        self.every, self.total, self.seen = every, 0.0, 0
+        self._pending: list[tuple[torch.Tensor, int, int]] = []
+
+    def add(self, loss: torch.Tensor, n: int, step: int) -> None:
+        self._pending.append((loss.detach(), n, step))
+        if len(self._pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = [float(pending[0][0])] if len(pending) == 1 else \
+            torch.stack([x.float() for x, _, _ in pending]).tolist()  # one wait for them all
+        for value, (_, n, step) in zip(values, pending, strict=True):
+            if not math.isfinite(value):
+                raise Diverged(f"loss is {value} at step {step}")
+            self.total += value * n
+            self.seen += n
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(self.seen, 1)
+
+
 def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device: torch.device, seed: int,
         meter=None, show_progress: bool = False, deadline: float | None = None, desc: str = "train") -> FitResult:
     """Train ``model`` on ``data['train']``, validate, test; return metrics and the curve."""
@@ -235,6 +278,8 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     step = 0
     bar = tqdm(total=total_steps, desc=desc, leave=False, position=1, disable=not show_progress, dynamic_ncols=True)
 
+    sync_every = host_sync_every(device)
+
     def micro_step(batch, net=forward):
         with autocast(device, precision):
             out = net(batch)
@@ -242,8 +287,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
             extra = strategy.extra_loss(model, batch, out)
             if extra is not None:
                 loss = loss + extra
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss is {float(loss.detach())} at step {step}")
+        tally.add(loss, len(batch["labels"]), step)  # checks it is finite (now, or a few steps on)
         scaler.scale(loss / cfg.grad_accum).backward()
         return loss
 
@@ -254,7 +298,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         # the strategy may have changed what trains (gradual unfreezing): the BatchNorm policy follows
         result.norm_stats["frozen_batchnorms"] = train_mode(model, cfg.norm_stats, cfg.frozen_dropout)
         trainable_seen.append(trainable_count(model))
-        running, seen, micro = 0.0, 0, 0
+        tally, micro = LossTally(sync_every), 0
         with phase("train"):
             for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen, group_by_length=cfg.group_by_length):
                 if deadline is not None and time.monotonic() > deadline:
@@ -263,14 +307,11 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
                 if result.flops_per_step is None and step == 0 and micro == 0:
                     holder = {}  # counted eagerly: the flop counter cannot see inside a compiled graph
                     result.flops_per_step = step_flops(lambda b=batch, h=holder: h.setdefault("loss", micro_step(b, model)))
-                    loss = holder.get("loss")
-                    if loss is None:  # the counter failed before the step ran
-                        loss = micro_step(batch)
+                    if "loss" not in holder:  # the counter failed before the step ran
+                        micro_step(batch)
                 else:
-                    loss = micro_step(batch)
+                    micro_step(batch)
                 micro += 1
-                running += float(loss.detach()) * len(batch["labels"])
-                seen += len(batch["labels"])
                 result.train_samples += len(batch["labels"])
                 if micro % cfg.grad_accum:
                     continue
@@ -283,15 +324,16 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
                 scheduler.step()
                 step += 1
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{running / max(seen, 1):.4f}")
+                bar.set_postfix(epoch=epoch, loss=f"{tally.mean:.4f}")  # as of the last read
                 if step >= total_steps:
                     break
+            tally.flush()
         last = step >= total_steps or epoch == cfg.epochs - 1
         if (epoch + 1) % cfg.eval_every == 0 or last:
             with phase("eval"):
                 val_metrics = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
             score = val_metrics.get(task.primary, float("nan"))
-            result.curve.append({"epoch": epoch + 1, "step": step, "train_loss": running / max(seen, 1),
+            result.curve.append({"epoch": epoch + 1, "step": step, "train_loss": tally.mean,
                                  "val_loss": val_metrics["loss"], f"val_{task.primary}": score})
             if cfg.patience is not None:
                 if score > best_score:
