@@ -8,10 +8,12 @@ An entry that is missing, torn or tampered with reads as absent and is recompute
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,43 @@ def save(path: Path | None, payload: Any) -> None:
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     atomic_write_bytes(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+
+
+def stamp(path: Path | None) -> tuple[int, int] | None:
+    """The entry's (modification time in ns, size), None when absent: whether it changed since."""
+    try:
+        st = path.stat() if path is not None else None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_mtime_ns, st.st_size) if st is not None else None
+
+
+@contextlib.contextmanager
+def computing(path: Path | None) -> Iterator[None]:
+    """Held while this process computes the entry at ``path``: another process or thread asking for
+    the same entry (two seeds of one probe in a worker pool) waits, then reads what this one wrote,
+    instead of computing it beside it. An advisory ``flock`` on a ``.lock`` file beside the entry,
+    released when the holder leaves or dies; where there is no ``flock`` (Windows, some network
+    filesystems) it does nothing and both compute, as before."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None  # type: ignore[assignment]
+    if path is None or fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            held = True
+        except OSError:  # the filesystem does not lock: compute unlocked
+            held = False
+        try:
+            yield
+        finally:
+            if held:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 REJECTED: Counter[str] = Counter()  # entries found damaged in this process, by kind (the run records its share)

@@ -82,3 +82,49 @@ def test_second_run_refuses_with_exit_3_and_a_waiting_run_queues(tmp_path):
     records, corrupt = scan(results)
     assert corrupt == [] and sorted(r.run_id for r in records) == sorted(r.run_id for r in plan)
     assert not lock_is_held(directory / ".lock")
+
+
+def test_two_workers_asking_for_the_same_features_extract_them_once(tmp_path, monkeypatch):
+    """Two seeds of one probe in a pool ask for the same frozen features at the same moment: one
+    extracts, the other waits on the entry's lock and reads what it wrote (same tensors), instead
+    of extracting beside it."""
+    import threading
+
+    import torch
+
+    from harness.run import features
+    from harness.targets.base import TargetData, TensorSplit
+
+    calls = []
+    real = features.extract
+
+    def slow_extract(*args, **kwargs):
+        calls.append(threading.get_ident())
+        time.sleep(0.4)  # long enough that the second caller arrives while the first extracts
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "extract", slow_extract)
+    torch.manual_seed(0)
+    split = TensorSplit({"pixel_values": torch.randn(6, 4), "labels": torch.arange(6) % 2})
+    data = TargetData(["a", "b"], {"train": split}, {"seed": 0})
+    backbone = torch.nn.Linear(4, 3)
+
+    class Body(torch.nn.Module):
+        def forward(self, batch):
+            return backbone(batch["pixel_values"])
+
+    got, barrier = [], threading.Barrier(2)
+
+    def worker():
+        barrier.wait()
+        got.append(features.cached_features(Body(), data, {"k": 1}, tmp_path, torch.device("cpu"), 4))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(calls) == 1, f"extracted {len(calls)} times"
+    (a, a_reused), (b, b_reused) = got
+    assert sorted([a_reused is None, b_reused is None]) == [False, True]  # one computed, one read it
+    assert torch.equal(a.splits["train"].tensors["features"], b.splits["train"].tensors["features"])
