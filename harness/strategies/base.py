@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from harness.targets.base import TargetData
 
 
+AnyParams = Params  # the class attribute Strategy.Params shadows the name in method signatures
+
+
 class NoParams(Params):
     """This strategy takes no parameters of its own."""
 
@@ -91,29 +94,29 @@ class Strategy:
     uses_unlabeled: ClassVar[bool] = False  # trains on the target's unlabeled data of another domain (dann)
     uses_target_labels: ClassVar[bool] = False  # trains on a few labelled target-domain examples (target_shots)
 
-    def __init__(self, params: Params, train: TrainConfig):
+    def __init__(self, params: AnyParams, train: TrainConfig):
         self.params = params
         self.train = train
 
     @classmethod
-    def check(cls, params: Params, pair: PairSpec, suite: SuiteSpec) -> list[str]:
+    def check(cls, params: AnyParams, pair: PairSpec, suite: SuiteSpec) -> list[str]:
         """Problems visible before training (e.g. a depth the model does not have)."""
         return []
 
     @classmethod
-    def warnings(cls, params: Params, pair: PairSpec, suite: SuiteSpec, train: TrainConfig) -> list[str]:
+    def warnings(cls, params: AnyParams, pair: PairSpec, suite: SuiteSpec, train: TrainConfig) -> list[str]:
         """Legal but probably unintended settings of a cell (``harness validate`` prints them and
         still says ok)."""
         return []
 
     @classmethod
-    def unused_keys(cls, params: Params) -> frozenset[str]:
+    def unused_keys(cls, params: AnyParams) -> frozenset[str]:
         """Training keys that change nothing for this strategy with these params (a closed-form
         probe has no learning rate): a search over them is dropped, the report shows no budget."""
         return frozenset()
 
     @classmethod
-    def inputs(cls, params: Params, pair: PairSpec, suite: SuiteSpec) -> dict[str, Input]:
+    def inputs(cls, params: AnyParams, pair: PairSpec, suite: SuiteSpec) -> dict[str, Input]:
         """Other runs whose outputs this strategy reads (``distill``: its teacher), by name. Each
         becomes an edge of the plan graph; their outputs arrive in ``RunContext.inputs``."""
         return {}
@@ -176,7 +179,7 @@ def blocks_beyond_depth(pair: PairSpec, key: str, blocks: int) -> list[str]:
 
 def backbone_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's backbone blocks, input to output; an error when it has none to count in."""
-    blocks = model.blocks()
+    blocks = model.blocks()  # type: ignore[operator]  # TransferModel.blocks(); nn.Module types attributes as Tensor | Module
     if not blocks:
         raise TypeError(f"{type(model).__name__} exposes no backbone blocks (blocks() is empty)")
     return blocks
