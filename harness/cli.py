@@ -263,7 +263,6 @@ def cmd_baseline(args) -> int:
     beside the baseline, show what moved against the old baseline, and only when every run is ok
     replace the baseline's records with the new ones (records say which commit and environment
     made them)."""
-    import argparse
     import shutil
     import tempfile
 
@@ -272,8 +271,11 @@ def cmd_baseline(args) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
     try:
-        run_args = argparse.Namespace(**{**vars(args), "results": str(work / "results"), "only": None, "smoke": False,
-                                         "retry_failed": False, "cache_dir": None, "wait": False})
+        # `harness run FILE --results WORK` with this command's execution options; every other
+        # option of `run` keeps its default (a fresh run, its own empty cache under WORK)
+        run_args = parser().parse_args(["run", args.file, "--results", str(work / "results")])
+        for key in (vars(run_args).keys() & vars(args).keys()) - {"command", "fn", "file"}:
+            setattr(run_args, key, getattr(args, key))
         rc = cmd_run(run_args)
         made = work / "results" / suite.suite
         records = sorted(made.glob("*.json"))
@@ -284,9 +286,10 @@ def cmd_baseline(args) -> int:
         old = sorted(target.glob("*.json")) if target.is_dir() else []
         if old:
             print(f"\nwhat moves against the baseline being replaced ({len(old)} records):", flush=True)
-            cmd_compare(argparse.Namespace(baseline=str(target), results=str(made), suite=suite.suite, tolerance=0.01,
-                                           k=2.0, max_slowdown=-1, cost_key="wall_s", cost_gate="off",
-                                           exact="auto", out=None))
+            from harness.report.compare import GateOptions, compare_dirs, render_text
+
+            print(render_text(compare_dirs(target, made, GateOptions(max_slowdown=None), suite=suite.suite), "off"),
+                  end="")
         fresh = work / "baseline"
         fresh.mkdir()
         for r in records:

@@ -46,3 +46,24 @@ def test_a_failed_run_leaves_the_baseline_as_it_was(write_suite, tmp_path, capsy
     assert "baseline not replaced" in capsys.readouterr().err
     assert records(base) == before
     assert not [p for p in base.parent.iterdir() if p.name.startswith(".tiny.new-")]
+
+
+def test_execution_options_reach_the_fresh_run_and_every_other_run_option_keeps_its_default(
+        write_suite, tmp_path, monkeypatch):
+    from harness import cli
+
+    seen = {}
+
+    def fake_run(args):
+        seen.update(vars(args))
+        return 1  # "the run failed": the baseline is left alone, and nothing else runs
+
+    monkeypatch.setattr(cli, "cmd_run", fake_run)
+    suite = write_suite(SUITE)
+    assert main(["baseline", str(suite), "--baseline", str(tmp_path / "b"), "--executor", "pool", "--workers", "3",
+                 "--threads", "1", "--no-progress"]) == 1
+    assert (seen["executor"], seen["workers"], seen["threads"], seen["no_progress"]) == ("pool", 3, 1, True)
+    # a fresh, complete run of the whole suite into its own directory, with its own cache
+    assert seen["only"] is None and seen["smoke"] is False and seen["retry_failed"] is False
+    assert seen["cache_dir"] is None and seen["wait"] is False and seen["file"] == str(suite)
+    assert ".b.new-" in seen["results"] and "baseline" not in seen
