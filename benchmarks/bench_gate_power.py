@@ -127,8 +127,17 @@ def code_copy(dest: Path, bug: Bug | None) -> Path:
     return dest
 
 
-def run_suite(code: Path | None, suite: Path, results: Path, cache: Path, executor: list[str]) -> tuple[int, float, str]:
-    env = {**os.environ, "HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+# Another machine, simulated on this one: torch's CPU kernels on AVX2 instead of AVX-512 (a VM can name
+# both "AMD EPYC"), and one worker of 2 threads instead of two of one. Two threads alone change the
+# convolutions' sums but leave MiniLM's matrix products bit for bit the same; the instruction set
+# changes both.
+PERTURBED_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+PERTURBED_ARGS = ["--workers", "1", "--threads", "2"]
+
+
+def run_suite(code: Path | None, suite: Path, results: Path, cache: Path, executor: list[str],
+              extra_env: dict[str, str] | None = None) -> tuple[int, float, str]:
+    env = {**os.environ, "HARNESS_CACHE": str(cache), "OMP_NUM_THREADS": "1", **(extra_env or {})}
     cwd = ROOT  # `python -m` puts the working directory first on sys.path: the copy's, for a planted bug
     if code is not None:
         cwd = code
@@ -187,8 +196,9 @@ def main() -> None:
     ap.add_argument("--baseline", help="committed baseline records (default: a clean run made first, here)")
     ap.add_argument("--clean", type=int, default=5, help="clean reruns for false alarms (default 5)")
     ap.add_argument("--perturbed", type=int, default=0,
-                    help="clean reruns in another numeric environment (2 torch threads per worker: another float "
-                    "reduction order, as another machine gives): the statistical gate's false alarms under real noise")
+                    help="clean reruns in another numeric environment (AVX2 kernels instead of AVX-512, one worker "
+                    "of 2 threads: other float sums, as another machine gives): the statistical gate's false alarms "
+                    "and resolution under real numeric noise")
     ap.add_argument("--only", nargs="*", help="only these bugs (names)")
     ap.add_argument("--executor", nargs="*", default=["--executor", "pool", "--workers", "2"],
                     help="arguments for `harness run` (default: a pool of 2)")
@@ -214,13 +224,14 @@ def main() -> None:
             baseline = work / "baseline" / suite_name
             print(f"baseline: a clean run here, {secs:.0f} s", flush=True)
         plan = [(b.name, b, []) for b in bugs] + [(f"clean-{i + 1}", None, []) for i in range(args.clean)] + \
-            [(f"perturbed-{i + 1}", None, ["--threads", "2"]) for i in range(args.perturbed)]
+            [(f"perturbed-{i + 1}", None, PERTURBED_ARGS) for i in range(args.perturbed)]
         for name, bug, extra in plan:
             code = code_copy(work / "code" / name, bug) if bug is not None else None
             results = work / "results" / name
-            rc, secs, log = run_suite(code, suite, results, work / "cache" / name, [*args.executor, *extra])
+            rc, secs, log = run_suite(code, suite, results, work / "cache" / name, [*args.executor, *extra],
+                                      PERTURBED_ENV if extra else None)
             area = bug.area if bug else "clean rerun" if not extra else "perturbed rerun"
-            what = bug.what if bug else "no change" if not extra else "no change, 2 torch threads per worker"
+            what = bug.what if bug else "no change" if not extra else "no change, AVX2 kernels, 1 worker × 2 threads"
             row = Outcome(name, area, what, round(secs, 1), rc)
             if rc not in (0, 1):
                 row.notes.append(f"harness run exit {rc}: {log[-200:]}")
@@ -257,7 +268,7 @@ def main() -> None:
               f"unexplained improvement); false alarms {alarms}/{len(clean)} clean runs")
     if perturbed:  # another environment: exact mode defers to the statistical gate, which must pass
         alarms = sum(r.statistical_rc not in (0, None) or r.exact_rc not in (0, None) for r in perturbed)
-        print(f"perturbed environment (2 threads per worker): false alarms {alarms}/{len(perturbed)} reruns")
+        print(f"perturbed environment (AVX2 kernels, 1 worker × 2 threads): false alarms {alarms}/{len(perturbed)} reruns")
     given = [r for r in rows if r.area == "given records"]
     if given:  # clean runs made elsewhere: any failure or warning is a false alarm
         alarms = sum(_verdict(r.statistical_rc, r.statistical) != "pass" or r.exact_rc not in (0, None) for r in given)

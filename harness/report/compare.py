@@ -168,19 +168,30 @@ def compare_rows(baseline: list[Row], new: list[Row], options: GateOptions | Non
     return out
 
 
-def environment(rec: RunRecord) -> str | None:
+ENV_KEYS = ("packages", "python", "cpu_model", "torch_threads", "device", "device_name", "cuda", "cudnn")
+
+
+def environment(rec: RunRecord, capability: bool = True) -> str | None:
     """What decides a run's bits besides its config: None when the record cannot tell (made before
     records carried the CPU model) or when its device does not promise the same bits (CUDA without
-    deterministic algorithms)."""
+    deterministic algorithms). With ``capability``, the CPU's vector instruction set too, when the
+    record carries it (records made before 2026-12-04 do not: compare those without it)."""
     env = rec.env or {}
     determinism = ((rec.config or {}).get("notes") or {}).get("determinism") or {}
     if not env.get("cpu_model") or not env.get("packages"):
         return None
     if env.get("device", "cpu") != "cpu" and not determinism.get("algorithms"):
         return None
-    return json.dumps({k: env.get(k) for k in ("packages", "python", "cpu_model", "torch_threads", "device",
-                                               "device_name", "cuda", "cudnn")} | {"determinism": determinism},
-                      sort_keys=True, default=str)
+    keys = ENV_KEYS + (("cpu_capability",) if capability and "cpu_capability" in env else ())
+    return json.dumps({k: env.get(k) for k in keys} | {"determinism": determinism}, sort_keys=True, default=str)
+
+
+def same_environment(a: RunRecord, b: RunRecord) -> bool:
+    """Whether ``a`` and ``b`` were made where the same config gives the same bits (the instruction
+    set is compared when both records carry it)."""
+    both = "cpu_capability" in (a.env or {}) and "cpu_capability" in (b.env or {})
+    env = environment(a, both)
+    return env is not None and env == environment(b, both)
 
 
 def exact_check(baseline: list[RunRecord], new: list[RunRecord], metrics: Iterable[str]) -> Exact:
@@ -190,8 +201,7 @@ def exact_check(baseline: list[RunRecord], new: list[RunRecord], metrics: Iterab
     out = Exact()
     for n in sorted((r for r in new if r.status == "ok" and r.run_id in base), key=lambda r: r.run_id):
         b = base[n.run_id]
-        env = environment(b)
-        if env is None or env != environment(n):
+        if not same_environment(b, n):
             out.other_environment += 1
             continue
         out.checked += 1

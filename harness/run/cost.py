@@ -165,6 +165,14 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_capability() -> str | None:
+    """The vector instruction set torch's CPU kernels run with (AVX512, AVX2, …; the environment
+    variable ATEN_CPU_CAPABILITY lowers it). It changes float results where the CPU's model name
+    may not: a VM reports "AMD EPYC" for several generations."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return get() if get is not None else None
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     global _ENV_CACHE
     if _ENV_CACHE is None:
@@ -183,6 +191,7 @@ def environment(device: torch.device) -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
             "cpu_model": cpu_model(),
             "torch_threads": torch.get_num_threads(),
+            "cpu_capability": cpu_capability(),
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             "packages": versions,

@@ -247,6 +247,22 @@ def test_runs_made_elsewhere_go_to_the_statistical_gate_only(tmp_path, capsys, n
     assert "0 run(s) made in the baseline's environment checked bit for bit; 6 made elsewhere" in capsys.readouterr().out
 
 
+def test_another_instruction_set_is_another_environment_when_both_records_say_which(tmp_path, capsys):
+    """A VM names several CPU generations alike ("AMD EPYC"); the vector instruction set torch's
+    kernels use (AVX2 vs AVX-512) changes the bits, so records carry it and exact mode compares it."""
+    exact_pair(tmp_path, shift=1e-9, base_env={"cpu_capability": "AVX512"}, new_env={"cpu_capability": "AVX2"})
+    assert gate(tmp_path) == 0
+    assert "0 run(s) made in the baseline's environment checked bit for bit; 6 made elsewhere" in capsys.readouterr().out
+    exact_pair(tmp_path, shift=1e-9, base_env={"cpu_capability": "AVX2"}, new_env={"cpu_capability": "AVX2"})
+    assert gate(tmp_path) == 1  # the same instruction set: any difference fails
+
+
+def test_a_baseline_made_before_records_carried_the_instruction_set_is_still_checked_bit_for_bit(tmp_path, capsys):
+    exact_pair(tmp_path, shift=1e-9, new_env={"cpu_capability": "AVX512"})  # the baseline lacks the key
+    assert gate(tmp_path) == 1
+    assert "2 metric(s) not reproduced bit for bit in 6 run(s)" in capsys.readouterr().out
+
+
 def test_records_carry_what_exact_mode_reads():
     import torch
 
@@ -255,6 +271,7 @@ def test_records_carry_what_exact_mode_reads():
 
     env = run_environment(torch.device("cpu"))
     assert env["cpu_model"] and env["packages"]["torch"] and env["torch_threads"] >= 1
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     made_here = rec("scratch", 0, 0.5).model_copy(update={"env": env})
     assert environment(made_here) is not None  # a record made now can be checked bit for bit
     assert environment(rec("scratch", 0, 0.5)) is None  # one with no environment never is
