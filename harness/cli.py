@@ -8,6 +8,7 @@ runs, 3 when the results directory is in use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -443,14 +444,43 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled or timed out, a scheduler's pre-emption, `kill`): handled as
+    Ctrl-C is — the runs in flight and the pool's workers stop, nothing is half-written — not the
+    default death that left a pool's workers training on as orphans."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While a command runs in the main thread, SIGTERM raises :class:`Terminated`; the handler
+    before is restored after (``main`` is also called in-process, by tests and scripts)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.fn(args)
+        with sigterm_as_interrupt():
+            return args.fn(args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: runs in flight were cancelled and have no record (nothing is half-written); "
-              "rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: runs in flight were cancelled and have no record "
+              "(nothing is half-written); rerun the same command to resume", file=sys.stderr)
+        return 143 if terminated else 130

@@ -126,3 +126,35 @@ def test_a_killed_driver_takes_its_pool_workers_with_it_and_a_rerun_resumes(tmp_
     assert rerun.returncode == 0, err[-3000:]
     after = [json.loads(p.read_text())["run_id"] for p in directory.glob("*.json")]
     assert sorted(after) == sorted(r.run_id for r in expand(load_suite(suite)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_pool_and_its_workers_like_ctrl_c(tmp_path):
+    """A CI job cancelled or timed out sends SIGTERM to the driver alone: before, the driver died and
+    its forkserver and workers trained on as orphans for minutes. Now it cancels like Ctrl-C: exit
+    143, no traceback, nothing half-written, no process left; a rerun resumes."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE)
+    results = tmp_path / "results"
+    directory = results / "interrupted"
+    proc = harness_run(suite, results, "pool")
+    deadline = time.monotonic() + 240
+    while not list(directory.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    workers = descendants(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2
+    proc.terminate()  # SIGTERM, the driver alone
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert "terminated" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{w}") and state(w) != "Z" for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [w for w in workers if os.path.exists(f"/proc/{w}") and state(w) != "Z"] == []
+    leftover = [p.name for p in directory.iterdir() if not p.name.endswith(".json") and p.name != ".lock"]
+    assert leftover == []
+    rerun = harness_run(suite, results, "pool")
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-3000:]
+    after = [json.loads(p.read_text())["run_id"] for p in directory.glob("*.json")]
+    assert sorted(after) == sorted(r.run_id for r in expand(load_suite(suite)))
