@@ -102,8 +102,9 @@ def state(pid: int) -> str:
         return ""
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_killed_driver_takes_its_pool_workers_with_it_and_a_rerun_resumes(tmp_path):
+def pool_run_past_its_first_record(tmp_path):
+    """`harness run --executor pool` started on the long suite and caught mid-plan, just after its
+    first record: (suite, results, records directory, driver process, the forkserver and workers)."""
     suite = tmp_path / "suite.yaml"
     suite.write_text(SUITE)
     results = tmp_path / "results"
@@ -114,6 +115,12 @@ def test_a_killed_driver_takes_its_pool_workers_with_it_and_a_rerun_resumes(tmp_
         time.sleep(0.2)
     workers = descendants(proc.pid)
     assert proc.poll() is None and len(workers) >= 2  # the forkserver and the worker(s) it forked
+    return suite, results, directory, proc, workers
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_driver_takes_its_pool_workers_with_it_and_a_rerun_resumes(tmp_path):
+    suite, results, directory, proc, workers = pool_run_past_its_first_record(tmp_path)
     proc.kill()  # the driver alone, as the OOM killer or a lost session would
     proc.communicate(timeout=60)
     deadline = time.monotonic() + 20
@@ -133,16 +140,7 @@ def test_sigterm_stops_the_pool_and_its_workers_like_ctrl_c(tmp_path):
     """A CI job cancelled or timed out sends SIGTERM to the driver alone: before, the driver died and
     its forkserver and workers trained on as orphans for minutes. Now it cancels like Ctrl-C: exit
     143, no traceback, nothing half-written, no process left; a rerun resumes."""
-    suite = tmp_path / "suite.yaml"
-    suite.write_text(SUITE)
-    results = tmp_path / "results"
-    directory = results / "interrupted"
-    proc = harness_run(suite, results, "pool")
-    deadline = time.monotonic() + 240
-    while not list(directory.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    workers = descendants(proc.pid)
-    assert proc.poll() is None and len(workers) >= 2
+    suite, results, directory, proc, workers = pool_run_past_its_first_record(tmp_path)
     proc.terminate()  # SIGTERM, the driver alone
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, (out, err)
