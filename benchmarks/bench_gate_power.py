@@ -163,9 +163,14 @@ def gate(baseline: Path, results: Path, exact: bool) -> tuple[int, str]:
 def cells(baseline: Path, results: Path) -> dict[str, list[float]]:
     """What the statistical gate saw per cell: [paired change, detectable change, shared seeds], in
     points (the metric × 100), from the same comparison `harness compare --exact off` makes."""
+    from harness.config.errors import HarnessError
     from harness.report.compare import GateOptions, compare_dirs
 
-    cmp = compare_dirs(baseline, results, GateOptions(max_slowdown=None), exact=False)
+    try:
+        cmp = compare_dirs(baseline, results, GateOptions(max_slowdown=None), exact=False)
+    except HarnessError as e:  # no records, or corrupt ones: the verdicts say so; the bench goes on
+        print(f"  (no per-cell figures for {results}: {e})", flush=True)
+        return {}
     return {f"{c.pair}/{c.label}/{c.metric}": [round(100 * c.delta, 2), round(100 * c.threshold, 2), c.seeds]
             for c in cmp.changes if c.base is not None and c.new is not None}
 

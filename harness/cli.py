@@ -274,8 +274,9 @@ def cmd_baseline(args) -> int:
     try:
         # `harness run FILE --results WORK` with this command's execution options; every other
         # option of `run` keeps its default (a fresh run, its own empty cache under WORK)
-        run_args = parser().parse_args(["run", args.file, "--results", str(work / "results")])
-        for key in (vars(run_args).keys() & vars(args).keys()) - {"command", "fn", "file"}:
+        run_args = parser().parse_args(["run", "--results", str(work / "results"), "--cache-dir", str(work / "cache"),
+                                        "--", args.file])
+        for key in (vars(run_args).keys() & vars(args).keys()) - {"command", "fn", "file", "cache_dir"}:
             setattr(run_args, key, getattr(args, key))
         rc = cmd_run(run_args)
         made = work / "results" / suite.suite
@@ -468,7 +469,8 @@ def sigterm_as_interrupt():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        # None: the handler before was installed from C and cannot be named; the default then
+        signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,13 +44,20 @@ def save(path: Path | None, payload: Any) -> None:
     atomic_write_bytes(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
 
 
-def stamp(path: Path | None) -> tuple[int, int] | None:
-    """The entry's (modification time in ns, size), None when absent: whether it changed since."""
-    try:
-        st = path.stat() if path is not None else None
-    except (FileNotFoundError, NotADirectoryError):
+def stamp(path: Path | None) -> tuple[tuple[int, int, int] | None, ...] | None:
+    """The entry's and its checksum's (inode, modification time in ns, size), None for a file that is
+    absent: whether the entry changed since (a writer renames the entry, then its checksum)."""
+    if path is None:
         return None
-    return (st.st_mtime_ns, st.st_size) if st is not None else None
+
+    def one(p: Path) -> tuple[int, int, int] | None:
+        try:
+            st = p.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    return one(path), one(path.with_suffix(".sha256"))
 
 
 @contextlib.contextmanager
@@ -66,10 +74,16 @@ def computing(path: Path | None) -> Iterator[None]:
     if path is None or fcntl is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a") as fh:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # read-only is enough to flock, and works on a lock file another user of a shared cache made
+        fd = os.open(path.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:  # cannot make or open the lock file: compute unlocked, as before
+        yield
+        return
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
             held = True
         except OSError:  # the filesystem does not lock: compute unlocked
             held = False
@@ -77,7 +91,9 @@ def computing(path: Path | None) -> Iterator[None]:
             yield
         finally:
             if held:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 REJECTED: Counter[str] = Counter()  # entries found damaged in this process, by kind (the run records its share)

@@ -233,7 +233,7 @@ class LossTally:
             return
         pending, self._pending = self._pending, []
         values = [float(pending[0][0])] if len(pending) == 1 else \
-            torch.stack([x.float() for x, _, _ in pending]).tolist()  # one wait for them all
+            torch.stack([x.double().reshape(()) for x, _, _ in pending]).tolist()  # one wait for them all
         for value, (_, n, step) in zip(values, pending, strict=True):
             if not math.isfinite(value):
                 raise Diverged(f"loss is {value} at step {step}")
@@ -243,6 +243,14 @@ class LossTally:
     @property
     def mean(self) -> float:
         return self.total / max(self.seen, 1)
+
+    def mark(self) -> tuple[float, int, int]:
+        return self.total, self.seen, len(self._pending)
+
+    def undo(self, mark: tuple[float, int, int]) -> None:
+        """Forget what was added since ``mark`` (a step that failed half-way and is taken again)."""
+        self.total, self.seen = mark[0], mark[1]
+        del self._pending[mark[2]:]
 
 
 def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device: torch.device, seed: int,
@@ -302,12 +310,15 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         with phase("train"):
             for batch in train.batches(cfg.batch_size, shuffle=True, generator=gen, group_by_length=cfg.group_by_length):
                 if deadline is not None and time.monotonic() > deadline:
+                    tally.flush()  # a loss gone non-finite before the deadline is a divergence, not a timeout
                     raise RunTimeout(f"timeout_s={cfg.timeout_s} exceeded at step {step}")
                 batch = to_device(batch, device, cfg.channels_last)
                 if result.flops_per_step is None and step == 0 and micro == 0:
                     holder = {}  # counted eagerly: the flop counter cannot see inside a compiled graph
+                    mark = tally.mark()
                     result.flops_per_step = step_flops(lambda b=batch, h=holder: h.setdefault("loss", micro_step(b, model)))
-                    if "loss" not in holder:  # the counter failed before the step ran
+                    if "loss" not in holder:  # the counter failed before the step finished: take it again
+                        tally.undo(mark)  # its loss, if it got that far, is counted once
                         micro_step(batch)
                 else:
                     micro_step(batch)

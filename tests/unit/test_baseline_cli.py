@@ -65,5 +65,5 @@ def test_execution_options_reach_the_fresh_run_and_every_other_run_option_keeps_
     assert (seen["executor"], seen["workers"], seen["threads"], seen["no_progress"]) == ("pool", 3, 1, True)
     # a fresh, complete run of the whole suite into its own directory, with its own cache
     assert seen["only"] is None and seen["smoke"] is False and seen["retry_failed"] is False
-    assert seen["cache_dir"] is None and seen["wait"] is False and seen["file"] == str(suite)
+    assert ".b.new-" in seen["cache_dir"] and seen["wait"] is False and seen["file"] == str(suite)
     assert ".b.new-" in seen["results"] and "baseline" not in seen

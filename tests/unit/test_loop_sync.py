@@ -75,3 +75,43 @@ def test_a_run_that_diverges_between_reads_still_fails_as_diverged(tmp_path, mon
     monkeypatch.setattr(loop, "task_loss", poisoned)
     with pytest.raises(Diverged, match=r"loss is nan at step 1"):
         _tiny_run(tmp_path, max_steps=6)
+
+
+def test_a_first_step_the_flop_counter_broke_half_way_is_counted_once(tmp_path, monkeypatch):
+    """The first step runs under the FLOP counter; when the counter fails after the forward (a
+    backward it cannot follow), the step is taken again, and its loss must enter the tally once."""
+    _, normal = _tiny_run(tmp_path / "a", epochs=2, max_steps=7, eval_every=1)
+    real_backward = torch.Tensor.backward
+
+    def counter_breaks_in_backward(fn):
+        def broken(self, *args, **kwargs):
+            raise RuntimeError("the counter cannot follow this backward")
+
+        monkeypatch.setattr(torch.Tensor, "backward", broken)
+        try:
+            fn()
+        except RuntimeError:
+            return None
+        finally:
+            monkeypatch.setattr(torch.Tensor, "backward", real_backward)
+
+    monkeypatch.setattr(loop, "step_flops", counter_breaks_in_backward)
+    _, retried = _tiny_run(tmp_path / "b", epochs=2, max_steps=7, eval_every=1)
+    assert retried.flops_per_step is None and retried.steps == 7
+    assert [c["train_loss"] for c in retried.curve] == [c["train_loss"] for c in normal.curve]
+
+
+def test_mark_and_undo_forget_what_was_added_since():
+    tally = LossTally(1)
+    tally.add(torch.tensor(1.0), 2, step=0)
+    mark = tally.mark()
+    tally.add(torch.tensor(5.0), 2, step=1)
+    tally.undo(mark)
+    assert (tally.total, tally.seen) == (2.0, 2)
+    batched = LossTally(4)
+    batched.add(torch.tensor(1.0), 2, step=0)
+    mark = batched.mark()
+    batched.add(torch.tensor(5.0), 2, step=1)
+    batched.undo(mark)
+    batched.flush()
+    assert (batched.total, batched.seen) == (2.0, 2)
