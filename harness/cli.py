@@ -276,7 +276,7 @@ def cmd_baseline(args) -> int:
         # option of `run` keeps its default (a fresh run, its own empty cache under WORK)
         run_args = parser().parse_args(["run", "--results", str(work / "results"), "--cache-dir", str(work / "cache"),
                                         "--", args.file])
-        for key in (vars(run_args).keys() & vars(args).keys()) - {"command", "fn", "file", "cache_dir"}:
+        for key in (vars(run_args).keys() & vars(args).keys()) - {"command", "fn", "file"}:
             setattr(run_args, key, getattr(args, key))
         rc = cmd_run(run_args)
         made = work / "results" / suite.suite

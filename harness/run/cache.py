@@ -14,7 +14,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,29 @@ def computing(path: Path | None) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def load_or_compute(path: Path | None, compute: Callable[[], Any],
+                    valid: Callable[[Any], bool] | None = None) -> tuple[Any, bool]:
+    """The verified payload at ``path`` and True; else ``compute()``, saved there, and False. One
+    process computes an entry at a time (:func:`computing`): a worker that asks while another
+    computes waits, then reads what the other wrote, instead of computing it beside it. ``valid``
+    rejects a readable payload that does not fit (recomputed, as a damaged one is)."""
+    def usable(x: Any) -> bool:
+        return x is not None and (valid is None or valid(x))
+
+    seen = stamp(path)
+    stored = load(path)
+    if usable(stored):
+        return stored, True
+    with computing(path):
+        if stamp(path) != seen:  # written while this one waited (an unchanged entry is not re-read)
+            stored = load(path)
+            if usable(stored):
+                return stored, True
+        payload = compute()
+        save(path, payload)
+        return payload, False
 
 
 REJECTED: Counter[str] = Counter()  # entries found damaged in this process, by kind (the run records its share)

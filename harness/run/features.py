@@ -77,19 +77,12 @@ def cached_features(backbone, data: TargetData, key_parts: dict[str, Any], cache
     """Feature splits for ``data`` (from the cache when a verified file exists). Returns the data
     and, on a cache hit, the seconds the extraction took when it ran (None: computed now). Entries
     of the old layout (splits alone) sit under FEATURE_VERSION 1 keys and are never read."""
-    path = cache.entry(cache_dir, "features", feature_key(key_parts))
-    seen = cache.stamp(path)
-    stored = cache.load(path)
-    if stored is None:
-        with cache.computing(path):  # another worker extracting the same features: wait for them
-            if cache.stamp(path) != seen:  # written while this one waited (an unchanged entry is not re-read)
-                stored = cache.load(path)
-            if stored is None:
-                t0 = time.perf_counter()
-                splits = {k: extract(backbone, s, device, batch_size, show_progress, desc=f"features:{k}")
-                          for k, s in data.splits.items()}
-                cache.save(path, {"splits": {k: s.tensors for k, s in splits.items()},
-                                  "seconds": time.perf_counter() - t0})
-                return replace(data, splits=splits), None
+    def compute() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        tensors = {k: extract(backbone, s, device, batch_size, show_progress, desc=f"features:{k}").tensors
+                   for k, s in data.splits.items()}
+        return {"splits": tensors, "seconds": time.perf_counter() - t0}
+
+    stored, hit = cache.load_or_compute(cache.entry(cache_dir, "features", feature_key(key_parts)), compute)
     splits = {k: TensorSplit(t, data.splits[k].sequences) for k, t in stored["splits"].items()}
-    return replace(data, splits=splits), float(stored["seconds"])
+    return replace(data, splits=splits), float(stored["seconds"]) if hit else None

@@ -211,17 +211,17 @@ class LinearProbe(Strategy):
         from harness.run.features import feature_key as features_id
 
         path = cache.entry(ctx.cache_dir, "domain_gap", cache.key({"features": features_id(feature_key)}, PAD_VERSION))
-        stored = cache.load(path)
-        if stored is not None:
-            stored.pop("seconds", None)
-            return stored
-        t0 = time.perf_counter()
-        bs = max(64, self.train.eval_batch_size or 2 * self.train.batch_size)
-        backbone = model.backbone.to(ctx.device)
-        gap = proxy_a_distance(frozen_rows(backbone, data.splits["train"], ctx.device, bs),
-                               frozen_rows(backbone, data.extra["unlabeled"], ctx.device, bs))
-        cache.save(path, {**gap, "seconds": time.perf_counter() - t0})
-        return gap
+
+        def compute() -> dict:
+            t0 = time.perf_counter()
+            bs = max(64, self.train.eval_batch_size or 2 * self.train.batch_size)
+            backbone = model.backbone.to(ctx.device)
+            gap = proxy_a_distance(frozen_rows(backbone, data.splits["train"], ctx.device, bs),
+                                   frozen_rows(backbone, data.extra["unlabeled"], ctx.device, bs))
+            return {**gap, "seconds": time.perf_counter() - t0}
+
+        stored, _ = cache.load_or_compute(path, compute)
+        return {k: v for k, v in stored.items() if k != "seconds"}
 
     def transform(self, model, data, feats, key: dict, ctx):
         """The cached features as the head sees them, and the key of what they are (a subclass
@@ -239,24 +239,24 @@ class LinearProbe(Strategy):
         path = cache.entry(ctx.cache_dir, "probe_fits", cache.key({"features": features_id(feature_key),
                                                                    "params": self.params.model_dump(mode="json")},
                                                                   PROBE_FIT_VERSION))
-        stored = cache.load(path)
-        if stored is None:
+
+        def compute() -> dict:
+            import json
+
             t0 = time.perf_counter()
             c, scores, val = select_c(head, feats, TASKS.get(ctx.target["task"]), self.params, ctx.device)
-            import json
 
             def plain(x):  # metrics hold numpy scalars; the cache loads plain Python only
                 return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
-            stored = {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), "c": c,
-                      "scores": plain(scores), "val": plain(val), "seconds": time.perf_counter() - t0}
-            cache.save(path, stored)
-            hit = False
-        else:
+            return {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), "c": c,
+                    "scores": plain(scores), "val": plain(val), "seconds": time.perf_counter() - t0}
+
+        stored, hit = cache.load_or_compute(path, compute)
+        if hit:  # another seed's run fitted it: the same head
             with torch.no_grad():
                 head.weight.copy_(stored["weight"])
                 head.bias.copy_(stored["bias"])
-            hit = True
             ctx.reused_s["fit"] = float(stored.get("seconds", 0.0))
         self.fit, self.selection_val = stored, stored["val"]
         return hit

@@ -128,3 +128,39 @@ def test_two_workers_asking_for_the_same_features_extract_them_once(tmp_path, mo
     (a, a_reused), (b, b_reused) = got
     assert sorted([a_reused is None, b_reused is None]) == [False, True]  # one computed, one read it
     assert torch.equal(a.splits["train"].tensors["features"], b.splits["train"].tensors["features"])
+
+
+def test_load_or_compute_computes_once_and_rejects_what_does_not_fit(tmp_path):
+    """The cache's one get-or-compute (features, probe fits, domain gap, decoded images): a payload
+    that fails ``valid`` is recomputed; two callers at once compute once."""
+    import threading
+
+    import torch
+
+    from harness.run import cache
+
+    path = cache.entry(tmp_path, "x", "k")
+    cache.save(path, torch.zeros(2))  # readable, but not what the caller needs
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return torch.ones(3)
+
+    got, barrier = [], threading.Barrier(2)
+
+    def caller():
+        barrier.wait()
+        got.append(cache.load_or_compute(path, compute, valid=lambda x: len(x) == 3))
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(calls) == 1 and sorted(hit for _, hit in got) == [False, True]
+    assert all(torch.equal(x, torch.ones(3)) for x, _ in got)
+    assert cache.load_or_compute(path, compute)[1] is True and len(calls) == 1
+    value, hit = cache.load_or_compute(None, compute)  # no cache directory: computed, nothing kept
+    assert hit is False and torch.equal(value, torch.ones(3)) and len(calls) == 2

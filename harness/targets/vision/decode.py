@@ -47,11 +47,9 @@ def decode_all(decode: Decoder, n: int, cache: Path | None) -> torch.Tensor:
     (decoding thousands of files costs minutes; every run of a suite needs the same tensor)."""
     from harness.run import cache as store  # the harness's one cache: atomic, SHA-256 checked
 
-    images = store.load(cache)
-    if isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and len(images) == n:
-        return images
-    images = torch.stack([decode(i) for i in range(n)])
-    store.save(cache, images)
+    images, _ = store.load_or_compute(
+        cache, lambda: torch.stack([decode(i) for i in range(n)]),
+        valid=lambda x: isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and len(x) == n)
     return images
 
 
