@@ -163,7 +163,7 @@ def gate(baseline: Path, results: Path, exact: bool) -> tuple[int, str]:
 def cells(baseline: Path, results: Path) -> dict[str, list[float]]:
     """What the statistical gate saw per cell: [paired change, detectable change, shared seeds], in
     points (the metric × 100), from the same comparison `harness compare --exact off` makes."""
-    from harness.config.errors import HarnessError
+    from harness.errors import HarnessError
     from harness.report.compare import GateOptions, compare_dirs
 
     try:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.config.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError
 
 
 def _positive_int(text: str) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from harness.config.errors import HarnessError, LockedError
+from harness.errors import HarnessError, LockedError
 
 SCHEMA_VERSION = 2  # 2: role, search, budget, data (fingerprint, evaluation domain)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")

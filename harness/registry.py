@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from harness.config.errors import UnknownNameError
+from harness.errors import UnknownNameError
 
 T = TypeVar("T")
 

@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from harness.config.errors import ConfigError, Issue, UnknownNameError, did_you_mean
 from harness.config.schema import (
     SEARCH_OPTIONS,
     SLUG,
@@ -28,6 +27,7 @@ from harness.config.schema import (
     SuiteSpec,
     TrainConfig,
 )
+from harness.errors import ConfigError, Issue, UnknownNameError, did_you_mean
 
 Path_ = tuple[Any, ...]
 TOP_KEYS = ("suite", "description", "seeds", "defaults", "pairs", "strategies", "price_per_gpu_hour")

@@ -25,7 +25,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.executors.base import Job, Runner, execute_job, failed_record
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness.config.errors import HarnessError, unknown_message
+from harness.errors import HarnessError, unknown_message
 from harness.records import RunRecord
 from harness.report.aggregate import COST_KEYS, SCALAR_METRICS, Row, aggregate
 from harness.report.export import scan_results

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.report.aggregate import COST_KEYS, GAIN_BASELINES, SCALAR_METRICS, Row
 
 if TYPE_CHECKING:

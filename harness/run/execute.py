@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from harness.config.errors import RunTimeout
+from harness.errors import RunTimeout
 from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from harness.config.errors import Diverged, RunTimeout
 from harness.config.schema import TrainConfig
+from harness.errors import Diverged, RunTimeout
 from harness.metrics import Predictions, compute
 from harness.run.cost import step_flops
 from harness.run.seed import data_generator

@@ -14,8 +14,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.config.errors import did_you_mean
 from harness.config.schema import Params
+from harness.errors import did_you_mean
 
 HeadInit = Literal["auto", "pytorch", "normal"]
 

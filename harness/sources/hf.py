@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import SOURCES
 from harness.sources.base import Source, SourceParams, hf_backbone
 

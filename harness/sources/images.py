@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.sources.base import ImageInput, SourceParams
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import SOURCES
 from harness.sources.base import Source, SourceParams, TimmBackbone, hf_backbone, timm_input_spec
 

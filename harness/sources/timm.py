@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.config.errors import HarnessError, did_you_mean
+from harness.errors import HarnessError, did_you_mean
 from harness.registry import SOURCES
 from harness.sources.base import Source, TimmBackbone, timm_input_spec
 from harness.sources.images import (

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from torch import nn
 
-from harness.config.errors import HarnessError, did_you_mean
+from harness.errors import HarnessError, did_you_mean
 from harness.registry import SOURCES
 from harness.sources.base import Backbone, ImageInput, Source
 from harness.sources.images import (

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from harness.config.errors import did_you_mean
 from harness.config.schema import Params, StrategySpec
+from harness.errors import did_you_mean
 from harness.registry import STRATEGIES
 from harness.strategies.base import Input, Strategy
 from harness.targets.base import Split, TensorSplit, TokenSplit

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from harness.config.errors import HarnessError, did_you_mean
 from harness.config.schema import Params
+from harness.errors import HarnessError, did_you_mean
 
 SPLITS = ("train", "val", "test")
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.targets.base import LeakError, Split, TargetData, TensorSplit, TokenSplit
 from harness.targets.naming import SPLIT_KEY, domain_name
 

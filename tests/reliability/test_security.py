@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import harness
 from harness import cli
-from harness.config.errors import ConfigError, HarnessError
 from harness.config.load import load_suite
+from harness.errors import ConfigError, HarnessError
 from harness.plan import expand
 from harness.records import record_path, suite_dir
 from harness.run import cost

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config.errors import Diverged
+from harness.errors import Diverged
 from harness.run import loop
 from harness.run.loop import LossTally, host_sync_every
 from tests.unit.test_vision_loop import _tiny_run

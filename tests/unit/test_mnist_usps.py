@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import TARGETS
 from harness.targets.base import load_target
 from harness.targets.vision.mnist import read_idx, read_usps

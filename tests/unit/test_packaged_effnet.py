@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.sources.packaged import efficientnet_lite0_state_dict, map_in_order, package_dir
 
 CAT_CLASSES = {281, 282, 285}  # ImageNet: tabby, tiger cat, Egyptian cat

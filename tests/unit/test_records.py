@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.config.errors import HarnessError, LockedError
+from harness.errors import HarnessError, LockedError
 from harness.records import (
     SCHEMA_VERSION,
     RunRecord,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.errors import UnknownNameError
+from harness.errors import UnknownNameError
 from harness.registry import METRICS, SOURCES, STRATEGIES, TARGETS, TASKS, Registry
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from harness import cli
-from harness.config.errors import ConfigError
 from harness.config.load import load_suite
+from harness.errors import ConfigError
 from harness.executors.local import run_plan, select
 from harness.plan import SEARCHED, Search, expand
 from harness.records import RunRecord

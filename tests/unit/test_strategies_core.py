@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config.errors import ConfigError
 from harness.config.load import load_suite
 from harness.config.schema import TrainConfig
+from harness.errors import ConfigError
 from harness.plan import expand
 from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run.execute import ExecOptions, build, execute

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.config.errors import ConfigError
 from harness.config.load import load_suite
+from harness.errors import ConfigError
 from harness.executors.local import run_plan
 from harness.plan import expand
 from harness.registry import SOURCES, TARGETS

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config.errors import ConfigError
 from harness.config.load import load_suite
+from harness.errors import ConfigError
 from harness.plan import expand
 from harness.run.execute import ExecOptions, execute
 from harness.targets.base import LeakError, TensorSplit, load_target

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import SOURCES
 from harness.sources.hf import accepts_kwarg
 from harness.sources.tiny import tiny_tokenizer

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from harness.config.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.registry import SOURCES
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import SOURCES, TARGETS
 from harness.targets.vision import ImageSplit, LoaderSplit, Pipeline
 

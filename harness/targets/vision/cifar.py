@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import TARGETS
 from harness.targets.base import (
     Target,

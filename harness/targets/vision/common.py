@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from harness.config.errors import HarnessError
 from harness.config.schema import Params
+from harness.errors import HarnessError
 from harness.targets.base import (
     Split,
     TargetData,

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 from harness.registry import TARGETS
 from harness.targets.base import (
     Target,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 

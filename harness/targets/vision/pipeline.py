@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harness.config.errors import HarnessError
+from harness.errors import HarnessError
 
 
 @dataclass(frozen=True)
