@@ -133,7 +133,7 @@ def harness_run(args, seed: int, workdir: Path) -> dict:
     (spec,) = expand(load_suite(suite))
     from harness.run import alloc
 
-    alloc.own_process()  # as `harness run` is: the allocator setting applies only in the harness's own processes
+    alloc.claim()  # as `harness run` is: the allocator setting applies only in the harness's own processes
     CPU_SECONDS.clear()
     rec = execute(spec, ExecOptions(cache_dir=workdir / "cache"))
     if rec.status != "ok":
@@ -367,7 +367,7 @@ def main(argv=None) -> int:
     if args.in_process:
         check_in_process_env(sides)
 
-    from harness.cli import quiet_libraries
+    from harness.run.process import quiet_libraries
 
     quiet_libraries()
     count_cpu_time()

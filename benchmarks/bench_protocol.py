@@ -175,7 +175,7 @@ def main(argv=None) -> int:
         path = Path(tmp) / "protocol-effects.yaml"
         path.write_text(yaml.safe_dump(suite, sort_keys=False))
         runs = expand(load_suite(path))
-    from harness.executors.local import run_plan
+    from harness.executors.base import run_plan
 
     options = ExecOptions(cache_dir=root / ".cache")
     executor = None

@@ -35,7 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.executors.base import Job, failed_record, run_plan  # noqa: E402
+from harness.executors.base import failed_record, run_plan  # noqa: E402
+from harness.executors.job import Job  # noqa: E402
 from harness.executors.local import LocalExecutor  # noqa: E402
 from harness.plan import RunSpec  # noqa: E402
 from harness.records import now  # noqa: E402
@@ -174,7 +175,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="makespan,overhead,cache")
     args = ap.parse_args()
-    from harness.cli import quiet_libraries
+    from harness.run.process import quiet_libraries
 
     quiet_libraries()
     parts = set(args.only.split(","))

@@ -120,9 +120,9 @@ def embed_once(rounds: int = 5) -> None:
 
 
 def allocator(rounds: int = 5) -> None:
-    from harness.run.alloc import keep_freed_memory, own_process
+    from harness.run.alloc import claim, keep_freed_memory
 
-    own_process()  # the setting applies only in the harness's own processes (as under `harness run`)
+    claim()  # the setting applies only in the harness's own processes (as under `harness run`)
     _, steps = training_steps(8, max_length=128)
     steps()
     runs: dict[str, list[tuple[float, int]]] = {"default": [steps() for _ in range(rounds)]}

@@ -92,49 +92,34 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def quiet_libraries() -> None:
-    """Library chatter (weight-load reports, download bars) would bury the run lines. Said through
-    the variables transformers and huggingface_hub read when first imported, so a process that
-    never loads a text model does not import them for this (about 1 s); a user's own setting wins."""
-    import sys
-    import warnings
+def exec_options(args, data_dir: Path | None = None):
+    """The execution options of ``run`` and ``rank`` from their arguments."""
+    from harness.run.execute import ExecOptions
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if "transformers" in sys.modules:  # imported already: the variables were read before they were set
-        from transformers.utils import logging as hf_logging
-
-        if os.environ["TRANSFORMERS_VERBOSITY"] == "error":
-            hf_logging.set_verbosity_error()
-        if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
-            hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+    # absolute: workers of another executor (a Ray task on another node) may not share this cwd
+    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache").expanduser().resolve()
+    return ExecOptions(cache_dir=cache, show_progress=not args.no_progress and sys.stderr.isatty(),
+                       results_dir=Path(args.results).expanduser().resolve(), data_dir=data_dir)
 
 
 def cmd_run(args) -> int:
     suite = _load(args.file)  # first: a bad file is refused before torch and the executors are imported
 
-    from harness.executors.local import run_plan, select
+    from harness.executors.base import run_plan, select
     from harness.plan import expand
     from harness.records import suite_dir
-    from harness.run import alloc
-    from harness.run.execute import ExecOptions
+    from harness.run.process import own_process
 
     for w in suite.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    quiet_libraries()
-    alloc.own_process()  # the CLI is the harness's own process: its speed settings may apply here
-    if args.data_dir:  # where targets find (or download) datasets; recorded with the run's env
-        os.environ["HARNESS_DATA_DIR"] = str(Path(args.data_dir).expanduser().resolve())
+    own_process()  # the CLI is the harness's own process: its speed settings may apply here
     runs = select(expand(suite, smoke=args.smoke), args.only)
     if not runs:
         raise HarnessError(f"--only {args.only!r} matches no run; see `harness plan {args.file}`")
     directory = suite_dir(args.results, suite.suite, args.smoke)
-    # absolute: workers of another executor (a Ray task on another node) may not share this cwd
-    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache").expanduser().resolve()
-    show = not args.no_progress and sys.stderr.isatty()
-    options = ExecOptions(cache_dir=cache, show_progress=show, results_dir=Path(args.results).expanduser().resolve())
+    # where targets find (or download) datasets: in the options every run gets, recorded with its env
+    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
+    options = exec_options(args, data_dir)
 
     def line(rec):
         m = rec.metrics.get(rec.primary_metric) if rec.primary_metric else None
@@ -168,15 +153,13 @@ def cmd_rank(args) -> int:
     from harness.plan import expand
     from harness.records import suite_dir
     from harness.report.transferability import write
-    from harness.run import alloc
     from harness.run.execute import pick_device
+    from harness.run.process import own_process
     from harness.run.rank import pretrain_runs, probe_spec, rank_suite, render
 
-    quiet_libraries()
-    alloc.own_process()
+    own_process()
     runs = expand(suite, smoke=args.smoke)
-    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache").expanduser().resolve()
-    show = not args.no_progress and sys.stderr.isatty()
+    options = exec_options(args)
 
     def progress(r):
         took = f"features {r.feature_s:.1f} s{' (cached)' if r.feature_cache_hit else ''}, scores {r.score_s:.2f} s"
@@ -186,20 +169,19 @@ def cmd_rank(args) -> int:
     pretrains = pretrain_runs(runs, [probe_spec(runs, p) for p in dict.fromkeys(r.pair for r in runs if r.role == "final")])
     failed: dict[str, str] = {}
     if pretrains:  # training a `pretrain:` source is part of making it: recorded, and reused by `harness run`
-        from harness.executors.local import run_plan
+        from harness.executors.base import run_plan
         from harness.plan import PRETRAIN_EXPORT
-        from harness.run.execute import ExecOptions
 
         directory = suite_dir(args.results, suite.suite, args.smoke)
         print(f"pretraining {sum(PRETRAIN_EXPORT in r.exports for r in pretrains)} source(s) first "
               f"({len(pretrains)} run(s), those on record skipped)", file=sys.stderr, flush=True)
-        done = run_plan(pretrains, directory, ExecOptions(cache_dir=cache, show_progress=show,
-                                                          results_dir=Path(args.results).expanduser().resolve()))
+        done = run_plan(pretrains, directory, options)
         failed = {r.run_id: f"{r.status}: {(r.error or {}).get('message', '')[:300]}"
                   for r in done.done if r.status != "ok"}
         for run_id, why in failed.items():
             print(f"pretrain run {run_id} {why}", file=sys.stderr)
-    results = rank_suite(runs, cache, pick_device(args.device), show, on_pair=progress, failed=failed)
+    results = rank_suite(runs, options.cache_dir, pick_device(args.device), options.show_progress, on_pair=progress,
+                         failed=failed)
     print(render(results))
     print(f"scores in {write(results, suite_dir(args.results, suite.suite, args.smoke), suite.suite)}; "
           f"`harness report` sets them beside the measured results once the suite has run")
@@ -260,55 +242,19 @@ def cmd_compare(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    """Re-baseline in one command: run the suite afresh (its own empty cache) into a directory
-    beside the baseline, show what moved against the old baseline, and only when every run is ok
-    replace the baseline's records with the new ones (records say which commit and environment
-    made them)."""
-    import shutil
-    import tempfile
+    """Re-baseline (:func:`harness.baseline.rebaseline`): the fresh run is ``harness run`` with this
+    command's execution options."""
+    from harness.baseline import rebaseline
 
-    suite = _load(args.file)
-    target = Path(args.baseline)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
-    try:
-        # `harness run FILE --results WORK` with this command's execution options; every other
-        # option of `run` keeps its default (a fresh run, its own empty cache under WORK)
-        run_args = parser().parse_args(["run", "--results", str(work / "results"), "--cache-dir", str(work / "cache"),
-                                        "--", args.file])
+    def run_suite(results: Path, cache: Path) -> int:
+        # `harness run FILE --results RESULTS --cache-dir CACHE` with this command's execution options;
+        # every other option of `run` keeps its default (a fresh run, its own empty cache)
+        run_args = parser().parse_args(["run", "--results", str(results), "--cache-dir", str(cache), "--", args.file])
         for key in (vars(run_args).keys() & vars(args).keys()) - {"command", "fn", "file"}:
             setattr(run_args, key, getattr(args, key))
-        rc = cmd_run(run_args)
-        made = work / "results" / suite.suite
-        records = sorted(made.glob("*.json"))
-        if rc != 0 or not records:
-            print(f"baseline not replaced: the run did not finish ok (exit {rc}); {target} is unchanged",
-                  file=sys.stderr)
-            return 1
-        old = sorted(target.glob("*.json")) if target.is_dir() else []
-        if old:
-            print(f"\nwhat moves against the baseline being replaced ({len(old)} records):", flush=True)
-            from harness.report.compare import GateOptions, compare_dirs, render_text
+        return cmd_run(run_args)
 
-            print(render_text(compare_dirs(target, made, GateOptions(max_slowdown=None), suite=suite.suite), "off"),
-                  end="")
-        fresh = work / "baseline"
-        fresh.mkdir()
-        for r in records:
-            shutil.copy2(r, fresh / r.name)
-        if target.exists():
-            target.rename(work / "retired")
-        fresh.rename(target)
-        print(f"baseline replaced: {len(records)} records of suite {suite.suite} in {target} (was {len(old)}); "
-              "commit them with the change that moved them")
-        shas = {str((json.loads(r.read_text()).get("env") or {}).get("git_sha")) for r in records}
-        if any(sha.endswith("-dirty") or sha == "None" for sha in shas):
-            print("warning: made from uncommitted code (git_sha " + ", ".join(sorted(shas)) + "): no commit can "
-                  "reproduce it; the nightly workflow's bit-for-bit check runs the baseline's commit, so commit "
-                  "first and re-baseline from the clean tree", file=sys.stderr)
-        return 0
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return rebaseline(args.file, Path(args.baseline), run_suite)
 
 
 def cmd_ls(args) -> int:

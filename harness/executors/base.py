@@ -20,29 +20,12 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from harness.config.schema import PLACEMENT_KEYS
+from harness.executors.job import Job
+from harness.executors.local import LocalExecutor
 from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions
 from harness.search import choose, next_point, val_score
-
-
-@dataclass(frozen=True)
-class Job:
-    """One run to execute: its resolved spec and the resolved specs of the runs it reads."""
-
-    spec: RunSpec
-    inputs: dict[str, RunSpec] = field(default_factory=dict)
-
-
-Runner = Callable[[Job, ExecOptions], RunRecord]
-
-
-def execute_job(job: Job, options: ExecOptions) -> RunRecord:
-    """What every executor does with a job unless told otherwise (a benchmark's timed stand-in, a
-    test's planted failure): train and evaluate it."""
-    from harness.run.execute import execute
-
-    return execute(job.spec, options, job.inputs)
 
 
 class Executor(Protocol):
@@ -248,8 +231,6 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
     """Execute ``runs`` (a plan, closed over its dependencies) not yet ok in ``directory``, in
     dependency order, on ``executor`` (default: in this process); with ``retry_failed``, only the
     failed ones and the runs that wait on them."""
-    from harness.executors.local import LocalExecutor
-
     executor = executor or LocalExecutor(options)
     outcome = Outcome()
     with results_lock(directory, wait=wait):

@@ -1,14 +1,13 @@
-"""The in-process executor: one run at a time, in this process (the default)."""
+"""The in-process executor: one run at a time, in this process (the default of
+:func:`harness.executors.base.run_plan`)."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from harness.executors.base import Job, Outcome, Runner, execute_job, run_plan, select
+from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
-
-__all__ = ["LocalExecutor", "Outcome", "run_plan", "select"]
 
 
 class LocalExecutor:

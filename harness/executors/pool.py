@@ -17,9 +17,11 @@ import os
 import time
 from collections import deque
 
-from harness.executors.base import Job, Runner, execute_job, failed_record
+from harness.executors.base import failed_record
+from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
+from harness.run.process import own_process
 
 # what the forkserver imports before it forks a worker; it computes nothing, so a worker inherits
 # no thread pool, no CUDA context and no allocator state
@@ -44,16 +46,7 @@ def _worker(device: str, threads: int, options: ExecOptions, run: Runner, conn) 
     # the device is pinned by what the process can see: `device: auto` then means this one
     os.environ["CUDA_VISIBLE_DEVICES"] = (device.split(":", 1)[1] if ":" in device else "0") \
         if device.startswith("cuda") else ""
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    torch.set_num_threads(threads)
-    from harness.cli import quiet_libraries
-    from harness.run import alloc
-
-    quiet_libraries()
-    alloc.own_process()
+    own_process(threads)
     while True:
         try:
             job = conn.recv()

@@ -26,9 +26,11 @@ from dataclasses import replace
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.executors.base import Job, Runner, execute_job, failed_record
+from harness.executors.base import failed_record
+from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
+from harness.run.process import own_process
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'harness[ray]' (or pip install 'ray>=2.9')"
 # what a worker needs from the driver's environment (a Ray worker does not inherit the driver's)
@@ -49,16 +51,8 @@ def run_task(job: Job, options: ExecOptions, threads: int, env: dict[str, str], 
     """The body of one Ray task: the driver's environment and the thread count, then the run."""
     for k, v in env.items():
         os.environ[k] = v
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    from harness.cli import quiet_libraries
-    from harness.run import alloc
-
-    quiet_libraries()
-    if owned:  # the driver is the harness CLI: its Ray workers are the harness's own processes
-        alloc.own_process()
+    # owned: the driver is the harness CLI, so its Ray workers are the harness's own processes
+    own_process(threads, allocator=owned)
     return run(job, options)
 
 

@@ -11,9 +11,9 @@ large blocks apart nor trims the heap, so a step reuses the last one's pages.
 The setting is for the rest of the process: glibc cannot be put back as it was (any ``mallopt``
 call also switches off its dynamic mmap threshold for good), so it is made once, by the first CPU
 run, and never "restored"; :func:`trim` hands the free heap back to the OS after each run.
-The setting belongs to processes the harness owns — its CLI and its pool and Ray workers, which
-call :func:`own_process` — never to a user's process that merely imports ``harness`` and calls
-``execute``: there nothing is changed. Nothing is changed either off glibc/Linux, with
+The setting belongs to processes the harness owns — its CLI and its pool and Ray workers, whose
+:func:`harness.run.process.own_process` calls :func:`claim` — never to a user's process that merely
+imports ``harness`` and calls ``execute``: there nothing is changed. Nothing is changed either off glibc/Linux, with
 ``HARNESS_RETAIN_FREED_MEMORY=0``, or when the user chose the allocator's behaviour (``MALLOC_*``/``GLIBC_TUNABLES`` variables, a preloaded
 jemalloc/tcmalloc/mimalloc). CUDA tensors come from PyTorch's caching allocator and are unaffected.
 """
@@ -36,13 +36,13 @@ USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRE
 OTHER_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 _state: str | None = None  # what the process got: "retained" | "default" | "environment"
-_owned = False  # whether the harness owns this process (its CLI, a worker): see own_process()
+_owned = False  # whether the harness owns this process (its CLI, a worker): see claim()
 _lock = threading.Lock()
 
 
-def own_process() -> None:
-    """Say that this process is the harness's own (the CLI, a pool or Ray worker): process-wide
-    settings made for speed may then be made in it."""
+def claim() -> None:
+    """Say that this process is the harness's own (the CLI, a pool or Ray worker): the allocator
+    setting made for speed may then be made in it. Called by :func:`harness.run.process.own_process`."""
     global _owned
     _owned = True
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from harness.config.load import load_suite
-from harness.executors.base import Job, execute_job, failed_record, run_plan
+from harness.executors.base import failed_record, run_plan
+from harness.executors.job import Job, execute_job
 from harness.executors.local import LocalExecutor
 from harness.executors.pool import PoolExecutor
 from harness.plan import expand

@@ -10,7 +10,7 @@ import pytest
 from harness import cli
 from harness.config.load import load_suite
 from harness.errors import ConfigError
-from harness.executors.local import run_plan, select
+from harness.executors.base import run_plan, select
 from harness.plan import SEARCHED, Search, expand
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from harness.config.load import load_suite
 from harness.errors import ConfigError
-from harness.executors.local import run_plan
+from harness.executors.base import run_plan
 from harness.plan import expand
 from harness.registry import SOURCES, TARGETS
 from harness.run.execute import ExecOptions, build, execute

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from harness.config.load import load_suite
-from harness.executors.local import run_plan
+from harness.executors.base import run_plan
 from harness.plan import expand
 from harness.registry import STRATEGIES, TASKS
 from harness.run.execute import ExecOptions
