@@ -12,8 +12,7 @@ import gc
 import os
 import re
 import tempfile
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -117,19 +116,25 @@ def _umask() -> int:
     return mask
 
 
+# Called by `atomic_write_bytes` with half of a file's bytes written and synced (the path it will
+# have): the crash and concurrency tests set it to hold a writer there, to be killed mid-write. The
+# harness itself never sets it.
+mid_write_hook: Callable[[Path], None] | None = None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any file written with open()
-    pause = float(os.environ.get("HARNESS_TEST_WRITE_PAUSE_S") or 0)
+    hook = mid_write_hook
     try:
         with os.fdopen(fd, "wb") as f:
-            if pause:  # test hook: half the bytes on disk, then a wide window to be killed in
+            if hook is not None:  # a test's: half the bytes on disk, then whatever it does (a window to be killed in)
                 f.write(data[: len(data) // 2])
                 f.flush()
                 os.fsync(f.fileno())
-                time.sleep(pause)
+                hook(path)
                 data = data[len(data) // 2:]
             f.write(data)
             f.flush()

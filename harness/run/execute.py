@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
 from harness.strategies.base import InputRun, RunContext
 from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
+from harness.targets.vision.common import data_root_for
 
 SUBSAMPLE_SEED = 0  # subsets are the same for every run seed: seed-paired comparisons, shared caches
 
@@ -32,6 +34,7 @@ class ExecOptions:
     cache_dir: Path | None = None
     show_progress: bool = False
     results_dir: Path | None = None
+    data_dir: Path | None = None  # the data root (`--data-dir`); None: $HARNESS_DATA_DIR or the default
 
 
 def pick_device(requested: str) -> torch.device:
@@ -254,7 +257,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
         deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
         input_runs = read_inputs(spec, inputs, options)  # before this run's meter and seeding
         host_memory = alloc.keep_freed_memory(device.type)
-        with cost.Meter(device) as meter:
+        with data_root_for(options.data_dir), cost.Meter(device) as meter:
             seed_everything(spec.seed, cfg.deterministic)
             strategy, model, data, task = build(spec, device, input_runs)
             trainable, total = count_params(model)
@@ -320,7 +323,16 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
         seed=spec.seed, smoke=spec.smoke, role=spec.role, status=status, error=error, task=task_name,
         primary_metric=task.primary if task else None, config={**spec.config(), "notes": notes},
         metrics=metrics, curve=curve, split=split, cost=run_cost, budget=budget, search=search,
-        data=data_summary(spec, split, notes) if split else {}, env=cost.environment(device),
+        data=data_summary(spec, split, notes) if split else {}, env=run_environment(device, options),
         started_at=started, finished_at=now(),
     )
     return record, exported
+
+
+def run_environment(device: torch.device, options: ExecOptions) -> dict[str, Any]:
+    """The record's environment; a data root given in ``options`` is recorded as the variable that
+    also sets it (``HARNESS_DATA_DIR``), as records said when ``--data-dir`` was passed through it."""
+    env = cost.environment(device)
+    if options.data_dir is not None:
+        env["env"] = cost.redacted_env({**os.environ, "HARNESS_DATA_DIR": str(options.data_dir)})
+    return env

@@ -1,6 +1,7 @@
 """Kill a real ``harness run`` over and over; print what happened as JSON (used by test_crash_resume).
 
     python crash_driver.py SUITE RESULTS [--kills 24] [--exec-kills 1] [--seed 0] [--first-complete GLOB]
+                           [--write-pause-s 0.05]
 
 Each round starts ``harness run SUITE --results RESULTS`` in a child process and SIGKILLs it,
 cycling through kill points:
@@ -8,8 +9,9 @@ cycling through kill points:
 - ``random``: after a random delay (any phase: loading, training, feature extraction, writing);
 - ``mid-record-write`` / ``mid-any-write``: the moment a new temp file appears in the suite's
   record directory / anywhere under RESULTS (feature cache included; sometimes the second one,
-  after a whole file). ``HARNESS_TEST_WRITE_PAUSE_S`` holds half the bytes on disk for a while,
-  so the kill lands inside ``atomic_write_bytes``;
+  after a whole file). ``--write-pause-s`` (``records.mid_write_hook``, set here and inherited by
+  the forked children) holds half the bytes on disk for a while, so the kill lands inside
+  ``atomic_write_bytes``;
 - ``exec``: a freshly exec'd ``python -m harness run`` killed at a random time (start-up included).
 
 Most children are forked from this process after the harness is imported, so a round costs
@@ -36,6 +38,7 @@ import torch
 T0 = time.monotonic()
 
 from harness import cli  # noqa: E402 - timed from before the imports
+from harness import records as record_io  # noqa: E402
 from harness.config.load import load_suite  # noqa: E402
 from harness.plan import expand  # noqa: E402
 from harness.records import TMP_SUFFIX, scan  # noqa: E402
@@ -82,6 +85,8 @@ def parse_args():
     p.add_argument("--exec-kills", type=int, default=1, help="of which exec'd `python -m harness run`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--first-complete", metavar="GLOB", help="before the kills, let `--only GLOB` finish")
+    p.add_argument("--write-pause-s", type=float, default=0.0, help="forked children: every atomic write stops "
+                   "this long with half its bytes on disk")
     return p.parse_args()
 
 
@@ -113,6 +118,8 @@ def main() -> None:
     args = parse_args()
     results, rng = args.results, random.Random(args.seed)
     argv = ["run", str(args.suite), "--results", str(results), "--no-progress"]
+    if args.write_pause_s:  # inherited by every forked child (not by an exec'd one)
+        record_io.mid_write_hook = lambda path: time.sleep(args.write_pause_s)
     runs = expand(load_suite(args.suite))  # imports every registry module before forking
     text = any(r.target.get("task") == "token-classification" for r in runs)
     for module in WARM_IMPORTS + (WARM_IMPORTS_TEXT if text else ()):

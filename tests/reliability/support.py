@@ -42,6 +42,20 @@ def harness_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness", *args]
 
 
+# `harness ARGS` whose every atomic write stops for PAUSE seconds with half its bytes on disk
+# (records.mid_write_hook, set in that process only): a window in which to find or kill the writer
+PAUSED_HARNESS = """\
+import sys, time
+from harness import cli, records
+records.mid_write_hook = lambda path: time.sleep(float(sys.argv[1]))
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def paused_harness_cmd(pause_s: float, *args: str) -> list[str]:
+    return [sys.executable, "-c", PAUSED_HARNESS, str(pause_s), *args]
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """``harness ARGS`` in a fresh interpreter (the real entry point, not an in-process call)."""
     full_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **(env or {})}

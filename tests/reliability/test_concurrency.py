@@ -12,7 +12,7 @@ from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import TMP_SUFFIX, scan
 
-from .support import CNN_PAIR, harness_cmd
+from .support import CNN_PAIR, harness_cmd, paused_harness_cmd
 
 SUITE = """\
 suite: shared
@@ -41,11 +41,12 @@ def test_second_run_refuses_with_exit_3_and_a_waiting_run_queues(tmp_path):
     suite.write_text(SUITE)
     results = tmp_path / "results"
     directory = results / "shared"
-    base_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HARNESS_TEST_WRITE_PAUSE_S": ""}
-    argv = harness_cmd("run", str(suite), "--results", str(results), "--no-progress")
+    base_env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    run_args = ("run", str(suite), "--results", str(results), "--no-progress")
+    argv = harness_cmd(*run_args)
 
     # A: holds the lock, parked inside its first record write (the test hook) until we kill it.
-    first = subprocess.Popen(argv, env={**base_env, "HARNESS_TEST_WRITE_PAUSE_S": "600"},
+    first = subprocess.Popen(paused_harness_cmd(600, *run_args), env=base_env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240

@@ -3,7 +3,7 @@ nothing is half-written, nothing finished is redone.
 
 The driver (``crash_driver.py``) runs the real CLI in child processes and kills them: at random
 delays (loading, training, feature extraction, writing) and inside ``atomic_write_bytes`` (the
-``HARNESS_TEST_WRITE_PAUSE_S`` hook keeps half a file on disk long enough to be killed there).
+``--write-pause-s`` hook, ``records.mid_write_hook``, keeps half a file on disk long enough to be killed there).
 """
 
 from __future__ import annotations
@@ -29,11 +29,10 @@ def crash_and_resume(tmp_path, kills: int, exec_kills: int, seed: int, suite_tex
     suite.write_text(suite_text)
     results = tmp_path / "results"
     plan = expand(load_suite(suite))
-    env = {**os.environ, "HARNESS_TEST_WRITE_PAUSE_S": "0.05", "HARNESS_CACHE": str(results / ".cache"),
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HARNESS_CACHE": str(results / ".cache"), "TOKENIZERS_PARALLELISM": "false"}
     driver = subprocess.run([sys.executable, str(HERE / "crash_driver.py"), str(suite), str(results),
                              "--kills", str(kills), "--exec-kills", str(exec_kills), "--seed", str(seed),
-                             "--first-complete", "*scratch.s0*"], env=env, capture_output=True, text=True, timeout=600)
+                             "--first-complete", "*scratch.s0*", "--write-pause-s", "0.05"], env=env, capture_output=True, text=True, timeout=600)
     assert driver.returncode == 0, driver.stderr[-3000:]
     report = json.loads(driver.stdout)
     log = report["log"]
@@ -54,7 +53,7 @@ def crash_and_resume(tmp_path, kills: int, exec_kills: int, seed: int, suite_tex
     before = fingerprints(results)
     ok_before = {k for k, v in before.items() if v[0] == "ok"}
     out = run_cli("run", str(suite), "--results", str(results), "--no-progress",
-                  env={"HARNESS_CACHE": str(results / ".cache"), "HARNESS_TEST_WRITE_PAUSE_S": ""})
+                  env={"HARNESS_CACHE": str(results / ".cache")})
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     m = re.search(r"(\d+) run\(s\) executed, (\d+) already done", out.stdout)
     assert m, out.stdout

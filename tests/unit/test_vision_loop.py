@@ -4,6 +4,7 @@ records; channels_last; the optional torch.compile."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -14,6 +15,7 @@ from harness.config.schema import TrainConfig
 from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
 from harness.run.loop import fit
 from harness.sources.base import TransferModel
+from harness.targets.vision.common import data_root
 from tests.unit.test_vision_targets import write_cifar10
 
 
@@ -31,7 +33,7 @@ def test_run_cifar_suite_with_data_dir(tmp_path, monkeypatch, capsys):
         strategies: [full_finetune, linear_probe]
         """))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HARNESS_DATA_DIR", "set-by-the-test")  # restored after: `run --data-dir` overwrites it
+    monkeypatch.setenv("HARNESS_DATA_DIR", "set-by-the-test")  # `run --data-dir` wins over it
     rc = main(["run", str(suite), "--results", "res", "--data-dir", str(tmp_path / "data"), "--no-progress"])
     assert rc == 0, capsys.readouterr()
     records = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("*.json")]
@@ -44,6 +46,41 @@ def test_run_cifar_suite_with_data_dir(tmp_path, monkeypatch, capsys):
         assert r["env"]["env"]["HARNESS_DATA_DIR"] == str((tmp_path / "data").resolve())
     ft = next(r for r in records if r["strategy"] == "full_finetune")
     assert ft["cost"]["steps"] == 2 and ft["config"]["train"]["channels_last"] is True
+
+
+def test_data_dir_reaches_the_target_in_the_options_and_leaves_the_environment_as_it_was(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """`--data-dir` travels in the execution options: the target reads its files from there, while
+    the process's environment (``main`` is called in-process here) is exactly what it was."""
+    write_cifar10(tmp_path / "data", per_batch=16)
+    suite = tmp_path / "v.yaml"
+    suite.write_text(textwrap.dedent("""\
+        suite: v
+        seeds: [0]
+        defaults: {epochs: 1, batch_size: 16, max_steps: 1}
+        pairs:
+          - id: tiny-cifar10
+            source: {model: test/tiny_cnn, image_size: 16}
+            target: {dataset: torchvision/cifar10, task: image-classification, download: false}
+        strategies: [full_finetune]
+        """))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "empty"))  # no CIFAR here: only --data-dir has it
+    # what a harness-owned process sets for itself when unset (own_process: setdefault), set already,
+    # so any other change to the environment shows
+    for k, v in {"TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
+                 "HF_HUB_DISABLE_PROGRESS_BARS": "1"}.items():
+        monkeypatch.setenv(k, v)
+    before = dict(os.environ)
+    rc = main(["run", str(suite), "--results", "res", "--data-dir", str(tmp_path / "data"), "--no-progress"])
+    assert rc == 0, capsys.readouterr()
+    assert dict(os.environ) == before
+    assert data_root(None) == tmp_path / "empty"  # the run's data root ended with the run
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "res").rglob("*.json")]
+    assert record["status"] == "ok", record["error"]
+    assert record["split"]["used"] == {"train": 72, "val": 8, "test": 16}
+    assert record["env"]["env"]["HARNESS_DATA_DIR"] == str((tmp_path / "data").resolve())
 
 
 def _tiny_run(tmp_path, **train):

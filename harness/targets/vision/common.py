@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,11 +27,28 @@ from harness.targets.vision.decode import Decoder, decode_all, decode_key
 from harness.targets.vision.pipeline import Pipeline
 from harness.targets.vision.splits import ImageSplit, LoaderSplit
 
+# the data root of the run being executed (its `ExecOptions.data_dir`, from `--data-dir`), set by
+# `data_root_for` around the run: a value that travels with the run, not a variable the program sets
+# in its own environment (which would outlive the run in a process that calls `main` or `execute` again)
+_DATA_ROOT: ContextVar[Path | None] = ContextVar("harness_data_root", default=None)
+
+
+@contextlib.contextmanager
+def data_root_for(path: Path | None) -> Iterator[None]:
+    """Within the block, :func:`data_root` defaults to ``path`` (``None``: as before the block)."""
+    token = _DATA_ROOT.set(Path(path)) if path is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _DATA_ROOT.reset(token)
+
 
 def data_root(data_dir: str | None) -> Path:
-    """Where datasets live: the target's ``data_dir``, else ``--data-dir``/``$HARNESS_DATA_DIR``,
-    else ``~/.cache/harness/data``."""
-    return Path(data_dir or os.environ.get("HARNESS_DATA_DIR") or Path.home() / ".cache" / "harness" / "data").expanduser()
+    """Where datasets live: the target's ``data_dir``, else the run's ``--data-dir``, else
+    ``$HARNESS_DATA_DIR``, else ``~/.cache/harness/data``."""
+    return Path(data_dir or _DATA_ROOT.get() or os.environ.get("HARNESS_DATA_DIR")
+                or Path.home() / ".cache" / "harness" / "data").expanduser()
 
 
 def owned_data_root() -> Path:
