@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.load import load_suite
 from harness.errors import ConfigError
+from harness.suite import load_suite
 from tests.conftest import TINY_SUITE
 
 
