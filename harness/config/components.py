@@ -30,7 +30,7 @@ def component(col: Collector, data: Any, path: Path_, kind: str,
     """Check a ``source:`` or ``target:`` block against its registry entry; the spec (None when it
     cannot be built) and the entry (None when the name does not resolve). A source's ``pretrain:``
     block goes to ``pretrain`` (the suite assembly's parser: a pretrain holds a strategy and its
-    search); without one it is a key the source does not take."""
+    search); without one it is an issue."""
     from harness.registry import SOURCES, TARGETS, TASKS
 
     key = "model" if kind == "source" else "dataset"
@@ -71,10 +71,14 @@ def component(col: Collector, data: Any, path: Path_, kind: str,
             col.add((*path, "task"), f"target '{ref}' does not provide task '{task}' (it provides: {', '.join(sorted(entry.tasks))})")
             task = None
     cross: dict[str, dict[str, Any]] = {}
-    if kind == "source" and "pretrain" in params and pretrain is not None:
-        block = pretrain(col, params.pop("pretrain"), (*path, "pretrain"), entry.modality(name) if name_ok else None)
-        if block is not None:
-            cross["pretrain"] = block
+    if kind == "source" and "pretrain" in params:
+        if pretrain is None:  # never into the spec unchecked
+            params.pop("pretrain")
+            col.add((*path, "pretrain"), "a pretrain: block is read only in a pair's source")
+        else:
+            block = pretrain(col, params.pop("pretrain"), (*path, "pretrain"), entry.modality(name) if name_ok else None)
+            if block is not None:
+                cross["pretrain"] = block
     if kind == "target":
         for k in ("unlabeled", "eval_domain"):
             if isinstance(params.get(k), dict):
