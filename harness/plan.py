@@ -176,7 +176,8 @@ def smoke_train(train: TrainConfig) -> TrainConfig:
 
 def resolve_cell(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: bool = False,
                  source: dict[str, Any] | None = None, role: str = "final") -> Cell:
-    """Merge the four layers by key (never by truthiness) into a cell's settings and search."""
+    """Merge the four layers (:func:`~harness.config.schema.layered_settings`, and the searches
+    the same way) into a cell's settings and search."""
     from harness.registry import STRATEGIES
 
     cls = STRATEGIES.get(strat.name)

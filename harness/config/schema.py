@@ -143,7 +143,7 @@ class SuiteSpec:
     description: str = ""
     price_per_gpu_hour: float | None = None
     search: SearchLayer = field(default_factory=SearchLayer)  # written inside `defaults:`
-    warnings: tuple[Any, ...] = ()  # config.errors.Issue: legal, probably unintended (validate prints them)
+    warnings: tuple[Any, ...] = ()  # harness.errors.Issue: legal, probably unintended (validate prints them)
 
 
 def layered_settings(defaults: Mapping[str, Any], pair: PairSpec | None = None, strategy: StrategySpec | None = None,

@@ -167,7 +167,7 @@ class Distill(Strategy):
             bad = sorted(set(params.teacher_train) - TRAIN_KEYS)
             if bad:
                 issues.append(f"teacher_train: unknown key(s) {', '.join(bad)} (training keys only)")
-            else:  # the teacher's settings as its run will have them (no override: the teacher is no label)
+            else:  # the settings rule, the teacher's own block as its strategy layer
                 train, _ = layered_settings(suite.defaults, pair, cls.inputs(params, pair, suite)["teacher"].strategy)
                 issues += model_issues(TrainConfig, train, ("teacher_train",))
         return issues
