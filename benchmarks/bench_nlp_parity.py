@@ -112,9 +112,9 @@ def token_sum_loss(data, batch_size: int) -> None:
 
 
 def harness_run(args, seed: int, workdir: Path) -> dict:
-    from harness.config.load import load_suite
     from harness.plan import expand
     from harness.run.execute import ExecOptions, execute
+    from harness.suite import load_suite
 
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "scheduler": "linear",
              "warmup_ratio": args.warmup_ratio, "weight_decay": 0.0, "max_grad_norm": 1.0,

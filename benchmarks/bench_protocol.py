@@ -42,11 +42,11 @@ from pathlib import Path
 
 import yaml
 
-from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import scan
 from harness.report.stats import paired_gain, summarize
 from harness.run.execute import ExecOptions
+from harness.suite import load_suite
 
 SUITE = Path(__file__).resolve().parent.parent / "suites" / "strategies.yaml"
 

@@ -137,9 +137,9 @@ def bench_cache(pair: str, repeat: int = 4) -> dict:
     fine-tuning trials, WNUT-16's fine-tuning finals."""
     import torch
 
-    from harness.config.load import load_suite
     from harness.plan import expand
     from harness.run import execute as ex
+    from harness.suite import load_suite
 
     torch.set_num_threads(1)
     suite = load_suite(Path(__file__).resolve().parents[1] / "suites/quickstart.yaml")

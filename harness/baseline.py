@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.config.load import load_suite
+from harness.suite import load_suite
 
 # runs the suite into (results root, cache dir) with the caller's execution options: its exit code
 SuiteRunner = Callable[[Path, Path], int]

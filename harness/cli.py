@@ -30,7 +30,7 @@ def _positive_int(text: str) -> int:
 
 
 def _load(path: str):
-    from harness.config.load import load_suite
+    from harness.suite import load_suite
 
     return load_suite(path)
 

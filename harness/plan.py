@@ -22,15 +22,22 @@ at a selection seed *is* a trial reuses that trial's record instead of training 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import __version__
-from harness.config.schema import PLACEMENT_KEYS, TRAIN_KEYS, PairSpec, StrategySpec, SuiteSpec, TrainConfig
+from harness.config.schema import (
+    PLACEMENT_KEYS,
+    TRAIN_KEYS,
+    PairSpec,
+    StrategySpec,
+    SuiteSpec,
+    TrainConfig,
+    layered_settings,
+)
+from harness.search import Search, merge_search
 
 SMOKE_STEPS = 3
 SMOKE_EVAL_SAMPLES = 64
@@ -41,67 +48,6 @@ ROLES = ("final", "trial", "aux")
 PRETRAIN_INPUT = "pretrain"  # the input by which a run reads its pretrain: source's weights
 PRETRAIN_EXPORT = "weights"  # what a pretrain run exports (harness.run.outputs)
 
-
-@dataclass(frozen=True)
-class Search:
-    """A cell's search: candidate values per key (training keys and strategy params), how points
-    are drawn, and the seeds trials run on."""
-
-    space: Mapping[str, Any]  # key → list of values (grid / categorical) or {log_uniform|uniform|int: [lo, hi]}
-    method: str = "grid"
-    trials: int | None = None
-    selection_seeds: tuple[int, ...] = (0,)
-
-    def describe(self) -> dict[str, Any]:
-        return {"space": {k: v for k, v in self.space.items()}, "method": self.method, "n_trials": self.trials,
-                "selection_seeds": list(self.selection_seeds)}
-
-    @property
-    def sequential(self) -> bool:
-        """TPE draws each point from the trials before it: its points are known only at run time."""
-        return self.method == "tpe"
-
-    def n_points(self) -> int:
-        if self.method == "grid":
-            return math.prod(len(v) for v in self.space.values())
-        return self.trials or 8
-
-    def points(self, salt: str = "") -> list[dict[str, Any]]:
-        """The points tried, in order: the grid's product (keys in the order written), or
-        ``trials`` points drawn at random with a seed derived from ``salt`` (the cell)."""
-        keys = list(self.space)
-        if self.method == "grid":
-            return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.space[k] for k in keys))]
-        if self.method == "random":
-            import numpy as np
-
-            rng = np.random.default_rng(int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16))
-            return [{k: draw(self.space[k], rng) for k in keys} for _ in range(self.n_points())]
-        raise ValueError(f"{self.method} points are drawn at run time from the trials before them")
-
-    def at_edge(self, chosen: Mapping[str, Any]) -> list[str]:
-        """Keys whose chosen value is the smallest or largest of a numeric grid of ≥ 3 values
-        (the optimum may lie outside the grid)."""
-        edge = []
-        for k, values in self.space.items():
-            if not isinstance(values, list) or len(values) < 3 or k not in chosen:
-                continue
-            nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-            if len(nums) == len(values) and chosen[k] in (min(nums), max(nums)):
-                edge.append(k)
-        return edge
-
-
-def draw(spec: Any, rng) -> Any:
-    """One value of a search key: from a list (uniformly) or a distribution."""
-    if isinstance(spec, list):
-        return spec[int(rng.integers(len(spec)))]
-    kind, (low, high) = next(iter(spec.items()))
-    if kind == "log_uniform":
-        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-    if kind == "int":
-        return int(rng.integers(low, high + 1))
-    return float(rng.uniform(low, high))
 
 
 @dataclass(frozen=True)
@@ -216,25 +162,6 @@ class Cell:
     reference: Mapping[str, Any] = field(default_factory=dict)
 
 
-def merge_search(layers: list[tuple[dict[str, Any], Any]], seeds: tuple[int, ...],
-                 allowed: set[str]) -> Search | None:
-    """The search in force after the layers (lowest first): a key set to a fixed value in a layer
-    leaves the search of the layers below; a key searched in a layer overrides the fixed value of
-    the layers below. Keys the strategy does not take (a pair-wide search over ``alpha``) are dropped."""
-    space: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    for fixed, layer in layers:
-        for k in fixed:
-            space.pop(k, None)
-        if layer:
-            space.update(layer.space)
-            options.update(layer.options)
-    space = {k: v for k, v in space.items() if k in allowed and v is not None}
-    if not space:
-        return None
-    return Search(space=space, method=options.get("method", "grid"), trials=options.get("trials"),
-                  selection_seeds=tuple(options.get("selection_seeds") or seeds[:1]))
-
 
 def smoke_train(train: TrainConfig) -> TrainConfig:
     bs = train.batch_size * train.grad_accum
@@ -249,17 +176,18 @@ def smoke_train(train: TrainConfig) -> TrainConfig:
 
 def resolve_cell(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: bool = False,
                  source: dict[str, Any] | None = None, role: str = "final") -> Cell:
-    """Merge the four layers by key (never by truthiness) into a cell's settings and search."""
+    """Merge the four layers (:func:`~harness.config.schema.layered_settings`, and the searches
+    the same way) into a cell's settings and search."""
     from harness.registry import STRATEGIES
 
     cls = STRATEGIES.get(strat.name)
     override = pair.overrides.get(strat.label)
     o_train, o_params = (override.train, override.params) if override else ({}, {})
-    layers = {**suite.defaults, **pair.train, **strat.train, **o_train}
-    train = TrainConfig.model_validate(layers)
+    train_layers, param_layers = layered_settings(suite.defaults, pair, strat, override)
+    train = TrainConfig.model_validate(train_layers)
     if smoke:
         train = smoke_train(train)
-    params = cls.Params.model_validate({**strat.params, **o_params})
+    params = cls.Params.model_validate(param_layers)
     allowed = (set(TRAIN_KEYS) - cls.unused_keys(params)) | set(cls.Params.model_fields)
     if smoke:  # a smoke run's caps are not for a search to undo
         allowed -= SMOKE_CAPS
@@ -270,7 +198,7 @@ def resolve_cell(suite: SuiteSpec, pair: PairSpec, strat: StrategySpec, smoke: b
     if search is not None:
         for k in search.space:
             (train_d if k in TRAIN_KEYS else params_d)[k] = SEARCHED
-    reference = TrainConfig.model_validate({**suite.defaults, **pair.train})
+    reference = TrainConfig.model_validate(layered_settings(suite.defaults, pair)[0])
     if smoke:
         reference = smoke_train(reference)
     source = source or pair.source.as_dict("model")
@@ -367,7 +295,9 @@ class _Builder:
         source = {k: v for k, v in cell.source.items() if k != "pretrain"}
         strat = block["strategy"]
         cls = STRATEGIES.get(strat["name"])
-        train = TrainConfig.model_validate({**self.suite.defaults, **block.get("train", {})})
+        # the pretrain's block is its strategy layer; it has no pair and no override
+        own = StrategySpec(strat["name"], strat["name"], train=block.get("train", {}))
+        train = TrainConfig.model_validate(layered_settings(self.suite.defaults, strategy=own)[0])
         if self.smoke:
             train = smoke_train(train)
         train_d = train.model_dump(mode="json")

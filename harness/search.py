@@ -1,19 +1,261 @@
-"""Choosing a search's point from its trials' records. Pure (records in, a choice out).
+"""A search, whole: its ``search:`` blocks parsed, the layers merged into a cell's :class:`Search`,
+its points drawn, and a final's point chosen from its trials' records. Pure; imports only
+the config layer (schema, issues) and records.
 
-A trial is scored by the primary metric on the validation split (``metrics.val``), averaged over
-the selection seeds; only points whose every selection seed finished ok compete. Ties go to the
-cheaper point: fewer trainable parameters, then fewer training FLOPs, then the earlier point.
+Parsing: a ``search:`` block (in ``defaults``, a pair's ``train``, a strategy block or an override)
+gives per key a non-empty list of candidates (a grid) or, for ``method: random|tpe``, a
+distribution; the suite assembly (:mod:`harness.suite`) calls :func:`parse_search` for each.
+
+Choosing: a trial is scored by the primary metric on the validation split (``metrics.val``),
+averaged over the selection seeds; only points whose every selection seed finished ok compete.
+Ties go to the cheaper point: fewer trainable parameters, then fewer training FLOPs, then the
+earlier point.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from harness.plan import RunSpec, Search
+from pydantic import BaseModel, ValidationError
+
+from harness.config.issues import Collector, Path_
+from harness.config.schema import SEARCH_OPTIONS, TRAIN_KEYS, SearchLayer, TrainConfig
+from harness.errors import did_you_mean
 from harness.records import RecordSummary
+
+SEARCH_METHODS = ("grid", "random", "tpe")
+DISTRIBUTIONS = ("log_uniform", "uniform", "int")
+MAX_GRID_POINTS = 1000
+
+
+# --------------------------------------------------------------------------- a cell's search
+
+
+@dataclass(frozen=True)
+class Search:
+    """A cell's search: candidate values per key (training keys and strategy params), how points
+    are drawn, and the seeds trials run on."""
+
+    space: Mapping[str, Any]  # key → list of values (grid / categorical) or {log_uniform|uniform|int: [lo, hi]}
+    method: str = "grid"
+    trials: int | None = None
+    selection_seeds: tuple[int, ...] = (0,)
+
+    def describe(self) -> dict[str, Any]:
+        return {"space": {k: v for k, v in self.space.items()}, "method": self.method, "n_trials": self.trials,
+                "selection_seeds": list(self.selection_seeds)}
+
+    @property
+    def sequential(self) -> bool:
+        """TPE draws each point from the trials before it: its points are known only at run time."""
+        return self.method == "tpe"
+
+    def n_points(self) -> int:
+        if self.method == "grid":
+            return math.prod(len(v) for v in self.space.values())
+        return self.trials or 8
+
+    def points(self, salt: str = "") -> list[dict[str, Any]]:
+        """The points tried, in order: the grid's product (keys in the order written), or
+        ``trials`` points drawn at random with a seed derived from ``salt`` (the cell)."""
+        keys = list(self.space)
+        if self.method == "grid":
+            return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(self.space[k] for k in keys))]
+        if self.method == "random":
+            import numpy as np
+
+            rng = np.random.default_rng(int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16))
+            return [{k: draw(self.space[k], rng) for k in keys} for _ in range(self.n_points())]
+        raise ValueError(f"{self.method} points are drawn at run time from the trials before them")
+
+    def at_edge(self, chosen: Mapping[str, Any]) -> list[str]:
+        """Keys whose chosen value is the smallest or largest of a numeric grid of ≥ 3 values
+        (the optimum may lie outside the grid)."""
+        edge = []
+        for k, values in self.space.items():
+            if not isinstance(values, list) or len(values) < 3 or k not in chosen:
+                continue
+            nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(nums) == len(values) and chosen[k] in (min(nums), max(nums)):
+                edge.append(k)
+        return edge
+
+
+def draw(spec: Any, rng) -> Any:
+    """One value of a search key: from a list (uniformly) or a distribution."""
+    if isinstance(spec, list):
+        return spec[int(rng.integers(len(spec)))]
+    kind, (low, high) = next(iter(spec.items()))
+    if kind == "log_uniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if kind == "int":
+        return int(rng.integers(low, high + 1))
+    return float(rng.uniform(low, high))
+
+
+def merge_search(layers: list[tuple[dict[str, Any], Any]], seeds: tuple[int, ...],
+                 allowed: set[str]) -> Search | None:
+    """The search in force after the layers (lowest first): a key set to a fixed value in a layer
+    leaves the search of the layers below; a key searched in a layer overrides the fixed value of
+    the layers below. Keys the strategy does not take (a pair-wide search over ``alpha``) are dropped."""
+    space: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for fixed, layer in layers:
+        for k in fixed:
+            space.pop(k, None)
+        if layer:
+            space.update(layer.space)
+            options.update(layer.options)
+    space = {k: v for k, v in space.items() if k in allowed and v is not None}
+    if not space:
+        return None
+    return Search(space=space, method=options.get("method", "grid"), trials=options.get("trials"),
+                  selection_seeds=tuple(options.get("selection_seeds") or seeds[:1]))
+
+
+# --------------------------------------------------------------------------- parsing a search: block
+
+
+def _field_adapter(model: type[BaseModel], key: str):
+    from typing import Annotated
+
+    from pydantic import TypeAdapter
+
+    info = model.model_fields[key]
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]  # a runtime-built type
+
+
+def _check_value(col: Collector, owners: list[type[BaseModel]], key: str, value: Any, path: Path_) -> Any:
+    """``value`` parsed as ``key`` of the first model in ``owners`` that accepts it (an issue when
+    none does); returns the parsed value (``"1e-3"`` → 0.001) or None."""
+    errors = []
+    for model in owners:
+        try:
+            return _field_adapter(model, key).validate_python(value)
+        except ValidationError as e:
+            errors.append(e.errors()[0]["msg"])
+    col.add(path, f"{errors[0]} (got {value!r})")
+    return None
+
+
+def parse_search(col: Collector, data: Any, path: Path_, owners: Mapping[str, type[BaseModel]]) -> SearchLayer:
+    """A ``search:`` block: per key a non-empty list of candidate values (a grid), or for
+    ``method: random|tpe`` a distribution ``{log_uniform|uniform|int: [low, high]}``; plus the
+    options ``method``, ``trials`` and ``selection_seeds``. ``owners`` maps strategy names to their
+    ``Params``: a key must be a training key or a parameter of one of them."""
+    block = col.mapping(data, path, "search")
+    if block is None:
+        return SearchLayer()
+    space: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    params = {k for cls in owners.values() for k in cls.model_fields}
+    for key, values in block.items():
+        kpath = (*path, key)
+        if key in SEARCH_OPTIONS:
+            value = _search_option(col, key, values, kpath)
+            if value is not None:
+                options[key] = value
+            continue
+        if key not in TRAIN_KEYS and key not in params:
+            col.unknown_key(path, key, sorted(TRAIN_KEYS | params | SEARCH_OPTIONS))
+            continue
+        if key in ("label", "search"):
+            col.add(kpath, f"'{key}' cannot be searched")
+            continue
+        models: list[type[BaseModel]] = [TrainConfig] if key in TRAIN_KEYS else \
+            [cls for cls in owners.values() if key in cls.model_fields]
+        if isinstance(values, dict):
+            space[key] = _distribution(col, models, key, values, kpath)
+        elif isinstance(values, list) and values:
+            parsed = [_check_value(col, models, key, v, (*kpath, i)) for i, v in enumerate(values)]
+            if len({repr(v) for v in parsed}) != len(parsed):
+                col.add(kpath, f"candidate values repeat: {values!r}")
+            space[key] = parsed
+        else:
+            col.add(kpath, f"a search key takes a non-empty list of candidate values (a grid), or a distribution "
+                    f"{{{'|'.join(DISTRIBUTIONS)}: [low, high]}} with method: random or tpe; got {values!r}")
+    method = options.get("method", "grid")
+    if method == "grid":
+        for key, values in space.items():
+            if isinstance(values, dict):
+                col.add((*path, key), f"a distribution needs method: random or tpe (method is {method!r}); "
+                        "a grid takes a list of values")
+        size = 1
+        for values in space.values():
+            size *= len(values) if isinstance(values, list) else 1
+        if size > MAX_GRID_POINTS:
+            col.add(path, f"the grid has {size} points (more than {MAX_GRID_POINTS}); use method: random or tpe "
+                    "with `trials:`")
+    return SearchLayer(space, options)
+
+
+def _search_option(col: Collector, key: str, value: Any, path: Path_) -> Any:
+    if key == "method":
+        if value not in SEARCH_METHODS:
+            close = did_you_mean(str(value), SEARCH_METHODS)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            col.add(path, f"unknown search method {value!r}.{hint} Methods: {', '.join(SEARCH_METHODS)}.")
+            return None
+        return value
+    if key == "trials":
+        if type(value) is not int or not 1 <= value <= MAX_GRID_POINTS:
+            col.add(path, f"must be a whole number from 1 to {MAX_GRID_POINTS}, got {value!r}")
+            return None
+        return value
+    if not isinstance(value, list) or not value or not all(type(s) is int and s >= 0 for s in value) \
+            or len(set(value)) != len(value):
+        col.add(path, f"must be a non-empty list of distinct non-negative integers, got {value!r}")
+        return None
+    return tuple(value)
+
+
+def _distribution(col: Collector, models: list[type[BaseModel]], key: str, spec: dict, path: Path_) -> Any:
+    if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        col.add(path, f"a distribution is one of {{{'|'.join(DISTRIBUTIONS)}: [low, high]}}, got {spec!r}")
+        return None
+    kind, bounds = next(iter(spec.items()))
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        col.add((*path, kind), f"takes [low, high], got {bounds!r}")
+        return None
+    low, high = (_check_value(col, models, key, b, (*path, kind, i)) for i, b in enumerate(bounds))
+    if low is None or high is None:
+        return None
+    if not low < high:
+        col.add((*path, kind), f"low must be below high, got {bounds!r}")
+    elif kind == "log_uniform" and low <= 0:
+        col.add((*path, kind), f"log_uniform needs low > 0, got {bounds!r}")
+    elif kind == "int" and not (type(low) is int and type(high) is int):
+        col.add((*path, kind), f"int takes whole numbers, got {bounds!r}")
+    return {kind: [low, high]}
+
+
+def pop_search(col: Collector, data: dict, path: Path_, owners: Mapping[str, type[BaseModel]]) -> tuple[dict, SearchLayer]:
+    """``data`` without its ``search:`` key, and that key parsed."""
+    if "search" not in data:
+        return data, SearchLayer()
+    rest = {k: v for k, v in data.items() if k != "search"}
+    return rest, parse_search(col, data["search"], (*path, "search"), owners)
+
+
+# --------------------------------------------------------------------------- choosing a point
+
+
+class Trial(Protocol):
+    """What choosing reads of a trial's plan node (:class:`harness.plan.RunSpec` is one)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def point(self) -> dict[str, Any] | None: ...
+    @property
+    def trial_index(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -30,10 +272,10 @@ def val_score(record: RecordSummary) -> float | None:
     return float(value) if isinstance(value, int | float) and not math.isnan(value) else None
 
 
-def choose(search: Search, trials: Sequence[RunSpec], records: Mapping[str, RecordSummary]) -> Choice:
+def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, RecordSummary]) -> Choice:
     """The best point of ``search`` given its ``trials`` (plan nodes) and their records by run_id.
     Raises ``ValueError`` when no point finished on every selection seed."""
-    by_index: dict[int, list[tuple[RunSpec, RecordSummary | None]]] = {}
+    by_index: dict[int, list[tuple[Trial, RecordSummary | None]]] = {}
     for t in trials:
         by_index.setdefault(t.trial_index or 0, []).append((t, records.get(t.run_id)))
     rows: list[dict[str, Any]] = []
@@ -72,7 +314,6 @@ def next_point(search: Search, index: int, earlier: Sequence[tuple[dict[str, Any
         import optuna
     except ImportError:
         raise ValueError("method: tpe needs Optuna: pip install 'harness[search]'") from None
-    import hashlib
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {k: distribution(v) for k, v in search.space.items()}

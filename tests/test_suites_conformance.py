@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.load import load_suite
 from harness.plan import expand
+from harness.suite import load_suite
 from tests.conftest import ROOT
 
 SUITES = sorted([*(ROOT / "suites").glob("*.yaml"), *(ROOT / "benchmarks" / "suites").glob("*.yaml")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +70,7 @@ PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom", "gpu_share")
 
 
 SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds"})
+SPLIT_KEY = "split"  # unlabeled: {dataset: …, split: …}: which split of the other target (default train)
 
 
 @dataclass(frozen=True)
@@ -141,4 +143,17 @@ class SuiteSpec:
     description: str = ""
     price_per_gpu_hour: float | None = None
     search: SearchLayer = field(default_factory=SearchLayer)  # written inside `defaults:`
-    warnings: tuple[Any, ...] = ()  # config.errors.Issue: legal, probably unintended (validate prints them)
+    warnings: tuple[Any, ...] = ()  # harness.errors.Issue: legal, probably unintended (validate prints them)
+
+
+def layered_settings(defaults: Mapping[str, Any], pair: PairSpec | None = None, strategy: StrategySpec | None = None,
+                     override: StrategySpec | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The one rule for a run's settings: ``defaults < pair.train < strategy block <
+    pair.overrides[label]``, merged key by key (a later layer's ``False``, ``0`` or ``None`` is a
+    value that replaces the one below, never skipped as falsy). Returns the training keys and the
+    strategy params as written, unvalidated; a layer left out (a pretrain has no pair, a teacher no
+    override) adds nothing."""
+    train = {**defaults, **(pair.train if pair else {}), **(strategy.train if strategy else {}),
+             **(override.train if override else {})}
+    params = {**(strategy.params if strategy else {}), **(override.params if override else {})}
+    return train, params

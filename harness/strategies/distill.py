@@ -123,7 +123,8 @@ class Distill(Strategy):
 
     @classmethod
     def check(cls, params, pair, suite):
-        from harness.config.load import Collector, _component
+        from harness.config.components import parse_component
+        from harness.registry import SOURCES
 
         issues = []
         if isinstance(params.teacher, str):
@@ -146,9 +147,9 @@ class Distill(Strategy):
             issues.append("teacher: a source-spec teacher takes no `pretrain:` block; to distil from a pretrained "
                           "source, make it the pair's source and name that pair's cell as the teacher (teacher: <label>)")
         else:
-            col = Collector(suite.path)
-            source, entry = _component(col, params.teacher, ("teacher",), "source")
-            issues += [f"{i.path}: {i.message}" for i in col.issues]
+            source, found = parse_component(params.teacher, ("teacher",), "source")
+            issues += found
+            entry = SOURCES.get(source.namespace) if source is not None else None
             if source is not None and entry.modality(source.name) != source_modality(pair):
                 issues.append(f"teacher: source '{source.ref}' is a {entry.modality(source.name)} model; "
                               f"the pair's source is a {source_modality(pair)} model")
@@ -160,15 +161,15 @@ class Distill(Strategy):
             elif any(f.is_required() for f in STRATEGIES.get(params.teacher_strategy).Params.model_fields.values()):
                 issues.append(f"teacher_strategy '{params.teacher_strategy}' needs parameters of its own; "
                               "give the teacher its own entry in the suite and name its label as `teacher:`")
-            from harness.config.schema import TRAIN_KEYS, TrainConfig
+            from harness.config.issues import model_issues
+            from harness.config.schema import TRAIN_KEYS, TrainConfig, layered_settings
 
             bad = sorted(set(params.teacher_train) - TRAIN_KEYS)
             if bad:
                 issues.append(f"teacher_train: unknown key(s) {', '.join(bad)} (training keys only)")
-            else:
-                col = Collector(suite.path)
-                col.model(TrainConfig, {**suite.defaults, **pair.train, **params.teacher_train}, ("teacher_train",))
-                issues += [f"{i.path}: {i.message}" for i in col.issues]
+            else:  # the settings rule, the teacher's own block as its strategy layer
+                train, _ = layered_settings(suite.defaults, pair, cls.inputs(params, pair, suite)["teacher"].strategy)
+                issues += model_issues(TrainConfig, train, ("teacher_train",))
         return issues
 
     @classmethod

@@ -58,26 +58,27 @@ class Multitask(Strategy):
 
     @classmethod
     def check(cls, params, pair, suite):
-        from harness.config.load import Collector, _component
+        from harness.config.components import parse_component
         from harness.registry import SOURCES
 
-        col = Collector(suite.path)
+        issues: list[str] = []
         modality = SOURCES.get(pair.source.namespace).modality(pair.source.name)
         for i, t in enumerate(params.tasks):
-            spec, entry = _component(col, t.target, ("tasks", i, "target"), "target")
+            spec, found = parse_component(t.target, ("tasks", i, "target"), "target")
+            issues += found
             if spec is None or spec.task is None:
                 continue
             if TASKS.get(spec.task).modality != modality:
-                col.add(("tasks", i, "target", "task"), f"task '{spec.task}' needs a {TASKS.get(spec.task).modality} "
-                        f"model; the pair's source is a {modality} model")
+                issues.append(f"tasks[{i}].target.task: task '{spec.task}' needs a {TASKS.get(spec.task).modality} "
+                              f"model; the pair's source is a {modality} model")
             if spec.ref == pair.target.ref:
-                split_fields = entry.Params.model_fields
+                split_fields = TARGETS.get(spec.namespace).Params.model_fields
                 mine = {k: spec.params.get(k, split_fields[k].default) for k in SPLIT_KEYS if k in split_fields}
                 main = {k: pair.target.params.get(k, split_fields[k].default) for k in SPLIT_KEYS if k in split_fields}
                 if mine != main:
-                    col.add(("tasks", i, "target"), f"same dataset as the pair's target but another split {mine} ≠ {main}: "
-                            "its training split would hold the pair's test examples")
-        return [f"{i.path}: {i.message}" for i in col.issues]
+                    issues.append(f"tasks[{i}].target: same dataset as the pair's target but another split {mine} ≠ "
+                                  f"{main}: its training split would hold the pair's test examples")
+        return issues
 
     def adapt(self, model, data, ctx):
         from harness.run.execute import SUBSAMPLE_SEED

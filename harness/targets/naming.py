@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SPLIT_KEY = "split"  # unlabeled: {dataset: …, split: …}: which split of the other target (default train)
+from harness.config.schema import SPLIT_KEY  # the suite file's key; re-exported for targets and reports
 
 
 def domain_name(value: Any) -> str | None:

@@ -11,12 +11,12 @@ import time
 import pytest
 import torch
 
-from harness.config.load import load_suite
 from harness.executors.base import run_plan
 from harness.executors.job import Job
 from harness.executors.pool import PoolExecutor
 from harness.plan import expand
 from harness.run.execute import ExecOptions
+from harness.suite import load_suite
 
 pytestmark = pytest.mark.integration
 

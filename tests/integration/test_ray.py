@@ -12,13 +12,13 @@ import time
 import pytest
 import torch
 
-from harness.config.load import load_suite
 from harness.executors.base import failed_record, run_plan
 from harness.executors.job import Job, execute_job
 from harness.executors.local import LocalExecutor
 from harness.executors.pool import PoolExecutor
 from harness.plan import expand
 from harness.run.execute import ExecOptions
+from harness.suite import load_suite
 from tests.integration.test_pool import SUITE, outcome
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need `pip install 'harness[ray]'`")

@@ -39,10 +39,10 @@ T0 = time.monotonic()
 
 from harness import cli  # noqa: E402 - timed from before the imports
 from harness import records as record_io  # noqa: E402
-from harness.config.load import load_suite  # noqa: E402
 from harness.plan import expand  # noqa: E402
 from harness.records import TMP_SUFFIX, scan  # noqa: E402
 from harness.run.cost import environment  # noqa: E402
+from harness.suite import load_suite  # noqa: E402
 
 WARM_IMPORTS = ("torch._dynamo", "torch.utils.flop_counter", "sklearn.datasets")
 WARM_IMPORTS_TEXT = ("transformers", "transformers.models.bert.modeling_bert", "tokenizers", "seqeval.metrics")

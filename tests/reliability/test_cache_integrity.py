@@ -11,11 +11,11 @@ import io
 import pytest
 import torch
 
-from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import TMP_SUFFIX
 from harness.run import cache
 from harness.run.execute import ExecOptions, execute
+from harness.suite import load_suite
 
 from .support import CNN_PAIR
 

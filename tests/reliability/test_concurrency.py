@@ -8,9 +8,9 @@ import os
 import subprocess
 import time
 
-from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import TMP_SUFFIX, scan
+from harness.suite import load_suite
 
 from .support import CNN_PAIR, harness_cmd, paused_harness_cmd
 

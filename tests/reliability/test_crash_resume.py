@@ -17,9 +17,9 @@ import sys
 
 import pytest
 
-from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import read_record, scan
+from harness.suite import load_suite
 
 from .support import CRASH_SUITE, CRASH_SUITE_TEXT, HERE, fingerprints, run_cli
 

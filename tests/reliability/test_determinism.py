@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from harness import cli
-from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import scan
 from harness.run.execute import execute
 from harness.run.seed import determinism_state, seed_everything
+from harness.suite import load_suite
 
 SUITE = """\
 suite: det

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from harness import cli
-from harness.config.load import load_suite
 from harness.plan import expand
 from harness.records import read_record, scan
 from harness.run import execute as execute_mod
 from harness.run.execute import execute
+from harness.suite import load_suite
 
 from .support import fingerprints
 

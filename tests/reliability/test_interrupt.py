@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from harness.config.load import load_suite
 from harness.plan import expand
+from harness.suite import load_suite
 from tests.integration.test_pool import SUITE as POOL_SUITE
 
 from .support import ROOT

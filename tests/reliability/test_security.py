@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 import harness
 from harness import cli
-from harness.config.load import load_suite
 from harness.errors import ConfigError, HarnessError
 from harness.plan import expand
 from harness.records import record_path, suite_dir
 from harness.run import cost
 from harness.run.execute import execute
+from harness.suite import load_suite
 
 PACKAGE = Path(harness.__file__).resolve().parent
 

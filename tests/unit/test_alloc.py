@@ -116,9 +116,9 @@ def test_off_switch_other_devices_and_other_platforms_change_nothing(fake, monke
 
 @glibc
 def test_the_record_says_what_the_allocator_does(write_suite, fake, monkeypatch):
-    from harness.config.load import load_suite
     from harness.plan import expand
     from harness.run.execute import execute
+    from harness.suite import load_suite
 
     spec = next(s for s in expand(load_suite(write_suite(TINY_SUITE))) if s.strategy == "linear_probe")
     monkeypatch.setenv(alloc.ENV, "off")

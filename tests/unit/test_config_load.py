@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config.load import load_suite
 from harness.errors import ConfigError
+from harness.suite import load_suite
 from tests.conftest import TINY_SUITE
 
 
@@ -132,3 +132,70 @@ def test_missing_data_file_is_a_validate_error(write_suite, tmp_path):
     assert f"{path}:6: pairs[0].target.dataset: CoNLL file not found: {conll}" in err
     conll.write_text("EU B-org\nrejects O\n\nPeter B-per\n")
     assert load_suite(path).pairs[0].target.ref == f"conll/{conll}"
+
+
+# --------------------------------------------------------------------------- the config layer's own pieces
+
+
+def harness_imports(path) -> set[str]:
+    """The ``harness`` modules a source file imports, at its top or inside functions."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m == "harness" or m.startswith("harness.")}
+
+
+@pytest.mark.parametrize("module, allowed", [
+    # config sits below plan and search: a suite's search blocks and cell checks are parsed and
+    # run from above it (harness.suite), never called back from config
+    ("config", ("harness.config.", "harness.errors", "harness.registry")),
+    # search is one module, importing only downward: config, records, errors
+    ("search.py", ("harness.config.", "harness.errors", "harness.records")),
+])
+def test_config_and_search_import_only_downward(module, allowed):
+    from pathlib import Path
+
+    import harness
+
+    root = Path(harness.__file__).parent / module
+    files = sorted(root.glob("*.py")) if root.is_dir() else [root]
+    assert files
+    upward = {f"{f.name}: {m}" for f in files for m in harness_imports(f) if not m.startswith(allowed)}
+    assert not upward, upward
+
+
+def test_layered_settings_later_layers_win_key_by_key_never_by_truthiness():
+    from harness.config.schema import ComponentSpec, PairSpec, StrategySpec, layered_settings
+
+    pair = PairSpec("p", ComponentSpec("test/tiny_cnn"), ComponentSpec("test/tiny_images"),
+                    train={"patience": None, "lr": 0.1, "epochs": 4})
+    strat = StrategySpec("lora", "lora", params={"r": 8, "alpha": 16}, train={"deterministic": False, "epochs": 2})
+    override = StrategySpec("lora", "lora", params={"r": 0}, train={"epochs": 1})
+    defaults = {"deterministic": True, "patience": 5, "lr": 1.0, "batch_size": 7}
+    train, params = layered_settings(defaults, pair, strat, override)
+    assert train == {"deterministic": False, "patience": None, "lr": 0.1, "batch_size": 7, "epochs": 1}
+    assert params == {"r": 0, "alpha": 16}
+    # a layer left out adds nothing: a pretrain (no pair), the pair's own budget (no strategy)
+    assert layered_settings(defaults, strategy=strat)[0] == {**defaults, "deterministic": False, "epochs": 2}
+    assert layered_settings(defaults, pair) == ({**defaults, "patience": None, "lr": 0.1, "epochs": 4}, {})
+
+
+def test_parse_component_gives_the_spec_or_every_issue_in_the_order_found():
+    from harness.config.components import parse_component
+
+    spec, issues = parse_component({"dataset": "test/tiny_images", "task": "image-classification"},
+                                   ("tasks", 0, "target"), "target")
+    assert issues == [] and spec is not None
+    assert (spec.ref, spec.task) == ("test/tiny_images", "image-classification")
+    spec, issues = parse_component({"model": "test/tiny_cnm", "colour": 1}, ("teacher",), "source")
+    assert spec is None
+    assert issues[0].startswith("teacher.model: unknown model 'tiny_cnm'. Did you mean: tiny_cnn?")
+    assert issues[1].startswith("teacher.colour: unknown key 'colour'")
+    # outside a pair's source a pretrain: block is refused, never kept unchecked (only the suite assembly parses one)
+    _, issues = parse_component({"model": "test/tiny_cnn", "pretrain": {"target": {}}}, ("teacher",), "source")
+    assert [i.split(":")[0] for i in issues] == ["teacher.pretrain"]

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from harness.config.load import load_suite
 from harness.registry import SOURCES
 from harness.sources.base import TransferModel
+from harness.suite import load_suite
 from tests.conftest import TINY_SUITE
 from tests.unit.test_config_load import errors_of
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from harness.config.load import load_suite
 from harness.plan import SMOKE_STEPS, expand
+from harness.suite import load_suite
 from tests.conftest import TINY_SUITE
 
 

@@ -8,13 +8,13 @@ import json
 import pytest
 
 from harness import cli
-from harness.config.load import load_suite
 from harness.errors import ConfigError
 from harness.executors.base import run_plan, select
-from harness.plan import SEARCHED, Search, expand
+from harness.plan import SEARCHED, expand
 from harness.records import RunRecord
 from harness.run.execute import ExecOptions
-from harness.search import choose
+from harness.search import Search, choose
+from harness.suite import load_suite
 
 SUITE = """\
 suite: tuned

@@ -130,10 +130,10 @@ def test_a_target_that_hands_out_one_split_twice_is_refused_by_content():
 
 
 def test_a_run_on_a_leaking_target_fails_with_a_record_that_says_so(write_suite, tmp_path, monkeypatch):
-    from harness.config.load import load_suite
     from harness.plan import expand
     from harness.registry import TARGETS as REG
     from harness.run.execute import ExecOptions, execute
+    from harness.suite import load_suite
 
     monkeypatch.setitem(REG._entries, "leaky", REG._entries["test"].__class__("leaky", Leaky(), "leaky"))
     path = write_suite("suite: l\nseeds: [0]\npairs:\n  - id: p\n    source: {model: test/tiny_cnn}\n"

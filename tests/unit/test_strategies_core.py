@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config.load import load_suite
 from harness.config.schema import TrainConfig
 from harness.errors import ConfigError
 from harness.plan import expand
@@ -18,6 +17,7 @@ from harness.run.loop import build_optimizer, fit
 from harness.sources.base import TransferModel, count_params
 from harness.strategies.base import RunContext
 from harness.strategies.linear_probe import ProbeParams, fit_logistic, select_c
+from harness.suite import load_suite
 from harness.targets.base import TargetData, TensorSplit
 
 CPU = torch.device("cpu")

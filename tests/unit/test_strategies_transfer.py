@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.config.load import load_suite
 from harness.errors import ConfigError
 from harness.executors.base import run_plan
 from harness.plan import expand
@@ -22,6 +21,7 @@ from harness.strategies.base import RunContext
 from harness.strategies.dann import dann_lambda, grad_reverse
 from harness.strategies.distill import SoftTokenSplit, distill_loss
 from harness.strategies.domain import pooled
+from harness.suite import load_suite
 
 CPU = torch.device("cpu")
 

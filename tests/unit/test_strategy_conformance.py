@@ -12,11 +12,11 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from harness.config.load import load_suite
 from harness.executors.base import run_plan
 from harness.plan import expand
 from harness.registry import STRATEGIES, TASKS
 from harness.run.execute import ExecOptions
+from harness.suite import load_suite
 
 PAIRS = {
     "vision": {"id": "vision", "source": {"model": "test/tiny_cnn"},

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config.load import load_suite
 from harness.errors import ConfigError
 from harness.plan import expand
 from harness.run.execute import ExecOptions, execute
+from harness.suite import load_suite
 from harness.targets.base import LeakError, TensorSplit, load_target
 from harness.targets.domains import WithoutLabels, relabel
 from tests.unit import test_splits, test_vision_targets

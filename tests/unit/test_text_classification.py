@@ -91,9 +91,9 @@ def test_transfer_model_gives_one_logit_row_per_text(tmp_path, tiny):
 
 @pytest.mark.parametrize("strategy", ["full_finetune", "linear_probe"])
 def test_a_run_from_suite_file_to_record(tmp_path, write_suite, strategy):
-    from harness.config.load import load_suite
     from harness.plan import expand
     from harness.run.execute import ExecOptions, execute
+    from harness.suite import load_suite
 
     f = write_json(tmp_path / "d.json", n=48)
     suite = write_suite(f"""

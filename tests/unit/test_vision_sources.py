@@ -30,7 +30,7 @@ def test_unknown_model_gets_did_you_mean(tv):
 
 
 def test_unknown_model_in_a_suite_names_file_line_and_key(tmp_path):
-    from harness.config.load import load_suite
+    from harness.suite import load_suite
 
     f = tmp_path / "s.yaml"
     f.write_text(textwrap.dedent("""\
