@@ -170,7 +170,7 @@ def cmd_rank(args) -> int:
     from harness.report.transferability import write
     from harness.run import alloc
     from harness.run.execute import pick_device
-    from harness.run.rank import pretrain_runs, probe_spec, rank_suite, render
+    from harness.run.transferability import pretrain_runs, probe_spec, rank_suite, render
 
     quiet_libraries()
     alloc.own_process()

@@ -10,10 +10,10 @@ from torch import nn
 
 from harness.config.load import load_suite
 from harness.plan import expand
+from harness.run.context import RunContext
 from harness.run.execute import build
 from harness.run.loop import fit, train_mode
 from harness.run.seed import seed_everything
-from harness.strategies.base import RunContext
 
 CPU = torch.device("cpu")
 
