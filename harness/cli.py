@@ -155,7 +155,7 @@ def cmd_rank(args) -> int:
     from harness.report.transferability import write
     from harness.run.execute import pick_device
     from harness.run.process import own_process
-    from harness.run.rank import pretrain_runs, probe_spec, rank_suite, render
+    from harness.run.transferability import pretrain_runs, probe_spec, rank_suite, render
 
     own_process()
     runs = expand(suite, smoke=args.smoke)

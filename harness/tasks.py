@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.registry import TASKS
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,16 @@ class Task:
     metrics: tuple[str, ...]
     primary: str
     description: str
+
+
+def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The one loss of every task: cross-entropy in fp32, positions labelled -100 ignored (token
+    logits ``(B, T, C)`` are flattened)."""
+    import torch.nn.functional as F  # here, not at the top: validating a suite never loads torch
+
+    if logits.ndim == 3:
+        logits, labels = logits.flatten(0, 1), labels.flatten()
+    return F.cross_entropy(logits.float(), labels, ignore_index=-100)
 
 
 for _t in (

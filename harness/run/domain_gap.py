@@ -12,7 +12,17 @@ before any adaptation, the same for every strategy of a pair.
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+from harness.run.features import frozen_rows
+from harness.run.logistic import fit_logistic, solver_threads
+
+if TYPE_CHECKING:
+    from harness.run.context import RunContext
+    from harness.targets.base import TargetData
 
 PAD_VERSION = 1  # bump when the estimate changes: cached gaps are recomputed
 MAX_ROWS = 4000  # per domain: token features run to tens of thousands of rows
@@ -20,22 +30,8 @@ MIN_ROWS = 20
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
-def frozen_rows(backbone, split, device, batch_size: int) -> torch.Tensor:
-    """Frozen features of a split's inputs (labels unread): one row per image, or per non-padding token."""
-    backbone.eval()
-    rows = []
-    with torch.no_grad():
-        for batch in split.batches(batch_size):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            f = backbone(batch).float()
-            rows.append((f[batch["attention_mask"].bool()] if f.ndim == 3 else f).cpu())
-    return torch.cat(rows)
-
-
 def proxy_a_distance(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> dict[str, float | int]:
     """``{"proxy_a_distance", "domain_error", "rows_per_domain", "C"}`` for two feature matrices."""
-    from harness.strategies.linear_probe import fit_logistic, solver_threads
-
     if source.ndim != 2 or target.ndim != 2 or source.shape[1] != target.shape[1]:
         raise ValueError(f"the domains' features must be matrices of one width, got {tuple(source.shape)} "
                          f"and {tuple(target.shape)}")
@@ -67,3 +63,24 @@ def proxy_a_distance(source: torch.Tensor, target: torch.Tensor, seed: int = 0) 
     eps = error(w, b, test)
     return {"proxy_a_distance": round(max(0.0, 2 * (1 - 2 * eps)), 4), "domain_error": round(eps, 4),
             "rows_per_domain": n, "C": c}
+
+
+def pair_gap(ctx: RunContext, backbone, data: TargetData, batch_size: int) -> dict[str, Any]:
+    """The notes that record the pair's gap: ``{"domain_gap": …}`` between the labelled training
+    split and the unlabeled target-domain data (``data.extra["unlabeled"]``) on the source's frozen
+    features, or ``{"domain_gap_skipped": why}`` when there are too few rows (a measurement beside
+    the run never fails it). Memoised under the pair's frozen features, so computed once per pair;
+    timed as the ``domain_gap`` phase, which :data:`harness.run.cost.NOT_CHARGED` leaves out of the
+    run's ``wall_s``: it measures the pair, it is not what the run costs."""
+    def compute() -> dict:
+        t0 = time.perf_counter()
+        gap = proxy_a_distance(frozen_rows(backbone, data.splits["train"], ctx.device, batch_size),
+                               frozen_rows(backbone, data.extra["unlabeled"], ctx.device, batch_size))
+        return {**gap, "seconds": time.perf_counter() - t0}
+
+    with ctx.phase("domain_gap"):
+        try:
+            stored, _ = ctx.memo("domain_gap", {"features": ctx.feature_key(data)}, compute, PAD_VERSION)
+        except ValueError as e:
+            return {"domain_gap_skipped": str(e)}
+    return {"domain_gap": {k: v for k, v in stored.items() if k != "seconds"}}

@@ -17,16 +17,14 @@ from harness.errors import RunTimeout
 from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS
-from harness.run import alloc, cost, outputs
+from harness.run import alloc, cost, domain_gap, outputs
 from harness.run import cache as store
+from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
-from harness.run.seed import determinism_state, seed_everything
+from harness.run.seed import SUBSAMPLE_SEED, determinism_state, seed_everything
 from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
-from harness.strategies.base import InputRun, RunContext
 from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
 from harness.targets.vision.common import data_root_for
-
-SUBSAMPLE_SEED = 0  # subsets are the same for every run seed: seed-paired comparisons, shared caches
 
 
 @dataclass(frozen=True)
@@ -213,8 +211,8 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
 def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report needs of a run's data: which examples, which domain it was trained and
     evaluated on, the unlabeled domain it adapted to (for strategies that use one) with the target
-    labels it was given, and the measured gap between the domains (a probe of a pair that has
-    unlabeled data measures it)."""
+    labels it was given, and the measured gap between the domains (the runner measures it for
+    the runs whose strategy records it, the probes, of a pair that has unlabeled data)."""
     from harness.targets.naming import domain_name, qualified
 
     domain = spec.target.get("domain") or split.get("domain") or "original"
@@ -266,6 +264,9 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
             ctx = RunContext(device, options.cache_dir, spec.source, spec.target, spec.seed, meter,
                              options.show_progress, results_dir=options.results_dir, inputs=input_runs)
             raw = data
+            if strategy.records_domain_gap and "unlabeled" in data.extra:  # a measurement of the pair
+                bs = max(64, cfg.eval_batch_size or 2 * cfg.batch_size)
+                ctx.notes.update(domain_gap.pair_gap(ctx, model.backbone.to(device), data, bs))
             trained, data = strategy.adapt(model, data, ctx)
             result = fit(trained, data, task, strategy, cfg, device, spec.seed, meter, options.show_progress,
                          deadline, desc=f"{spec.pair}/{spec.label}/s{spec.seed}")

@@ -8,7 +8,7 @@ fails the check is recomputed, never trusted.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,23 @@ FEATURE_VERSION = 2  # 2: the entry keeps the extraction time beside the splits
 
 def feature_key(parts: dict[str, Any]) -> str:
     return cache.key(parts, FEATURE_VERSION)
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureKey:
+    """What a set of features is (:func:`frozen_key`'s parts, plus any transform a strategy applied):
+    a strategy extends it (:meth:`derived`) and names it in a memoised computation's parts, and the
+    runner turns it into the cache's key (:attr:`id`), so no strategy hashes anything itself."""
+
+    parts: dict[str, Any]
+
+    def derived(self, **more: Any) -> FeatureKey:
+        """The key of features mapped from these (``transform={...}``: what mapped them)."""
+        return FeatureKey({**self.parts, **more})
+
+    @property
+    def id(self) -> str:
+        return feature_key(self.parts)
 
 
 @torch.inference_mode()
@@ -52,6 +69,18 @@ def extract(backbone: torch.nn.Module, split: Split, device: torch.device, batch
     if index:
         tensors["index"] = torch.cat(index)
     return TensorSplit(tensors, split.sequences)
+
+
+def frozen_rows(backbone, split: Split, device: torch.device, batch_size: int) -> torch.Tensor:
+    """Frozen features of a split's inputs (labels unread): one row per image, or per non-padding token."""
+    backbone.eval()
+    rows = []
+    with torch.no_grad():
+        for batch in split.batches(batch_size):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            f = backbone(batch).float()
+            rows.append((f[batch["attention_mask"].bool()] if f.ndim == 3 else f).cpu())
+    return torch.cat(rows)
 
 
 def frozen_key(source: dict[str, Any], target: dict[str, Any], data: TargetData, seed: int,

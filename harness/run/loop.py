@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -26,7 +25,7 @@ from harness.metrics import Predictions, compute
 from harness.run.cost import step_flops
 from harness.run.seed import data_generator
 from harness.targets.base import Split, TargetData
-from harness.tasks import Task
+from harness.tasks import Task, task_loss
 
 
 @dataclass
@@ -87,12 +86,6 @@ def _freeze_subtrees(module: nn.Module) -> None:
 
 def trainable_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def task_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    if logits.ndim == 3:
-        logits, labels = logits.flatten(0, 1), labels.flatten()
-    return F.cross_entropy(logits.float(), labels, ignore_index=-100)
 
 
 def autocast(device: torch.device, precision: str):
@@ -253,6 +246,18 @@ class LossTally:
         del self._pending[mark[2]:]
 
 
+def micro_batches(examples: int, batch_size: int) -> int:
+    """Micro-batches in one epoch over ``examples`` training examples (at least one)."""
+    return max(1, math.ceil(examples / batch_size))
+
+
+def planned_micro_steps(cfg: TrainConfig, examples: int) -> int:
+    """The forward passes :func:`fit` makes at most on ``examples`` training examples (each calls
+    ``extra_loss`` once): what a strategy that schedules by training progress counts in."""
+    micro = cfg.epochs * micro_batches(examples, cfg.batch_size)
+    return max(1, min(micro, cfg.max_steps * cfg.grad_accum) if cfg.max_steps else micro)
+
+
 def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device: torch.device, seed: int,
         meter=None, show_progress: bool = False, deadline: float | None = None, desc: str = "train") -> FitResult:
     """Train ``model`` on ``data['train']``, validate, test; return metrics and the curve."""
@@ -267,7 +272,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     forward = torch.compile(model) if cfg.compile else model
     eval_bs = cfg.eval_batch_size or 2 * cfg.batch_size
     optimizer = build_optimizer(strategy.param_groups(model), cfg)
-    micro_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+    micro_per_epoch = micro_batches(len(train), cfg.batch_size)
     steps_per_epoch = max(1, micro_per_epoch // cfg.grad_accum)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps:

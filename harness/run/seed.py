@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+SUBSAMPLE_SEED = 0  # subsets are the same for every run seed: seed-paired comparisons, shared caches
+
 
 def seed_everything(seed: int, deterministic: bool = False) -> int:
     """Seed python, numpy, torch (CPU and CUDA); optionally force deterministic kernels.

@@ -1,5 +1,8 @@
 """The strategy protocol: what a strategy may decide, and nothing else.
 
+A strategy uses only what its :class:`~harness.run.context.RunContext` gives it (features, memoised
+computations, data streams, …): it never imports the runner, the planner or the config loader.
+
 A strategy decides what trains (``prepare``), how the optimizer groups parameters
 (``param_groups``), any extra loss term (``extra_loss``), what changes at epoch boundaries
 (``on_epoch_start``) and, optionally, what the loop trains on (``adapt``: e.g. a head over
@@ -8,8 +11,7 @@ cached features). The training loop calls these hooks and never branches on a st
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -19,6 +21,7 @@ from harness.config.schema import Params, TrainConfig
 
 if TYPE_CHECKING:
     from harness.config.schema import PairSpec, StrategySpec, SuiteSpec
+    from harness.run.context import RunContext
     from harness.targets.base import TargetData
 
 
@@ -39,35 +42,6 @@ class Input:
     label: str | None = None
     strategy: StrategySpec | None = None
     source: dict[str, Any] | None = None
-
-
-@dataclass
-class InputRun:
-    """What a run receives of one of its inputs: the input's run_id and its outputs, by name."""
-
-    run_id: str
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-
-class RunContext:
-    """What ``adapt`` may use besides the model and data: device, cache, run identity, and the
-    outputs of the runs it reads (``inputs``, filled by the executor from the plan graph)."""
-
-    def __init__(self, device: torch.device, cache_dir, source: dict, target: dict, seed: int,
-                 meter: Any = None, show_progress: bool = False, suite: Any = None, results_dir: Any = None,
-                 inputs: dict[str, InputRun] | None = None):
-        self.device, self.cache_dir, self.source, self.target = device, cache_dir, source, target
-        self.seed, self.meter, self.show_progress = seed, meter, show_progress
-        self.suite, self.results_dir = suite, results_dir
-        self.inputs: dict[str, InputRun] = dict(inputs or {})
-        self.notes: dict[str, Any] = {}  # strategy facts for the record (e.g. feature cache hit)
-        # seconds the cached work this run reused took when it was computed (phase -> s): the cost
-        # of the result is what it takes to compute it, not what a warm cache made it
-        self.reused_s: dict[str, float] = {}
-
-    def phase(self, name: str):
-        """Time work done inside a hook as a cost phase ("feature", "train", …) when metered."""
-        return self.meter.phase(name) if self.meter else contextlib.nullcontext()
 
 
 def is_no_decay(name: str, p: nn.Parameter) -> bool:
@@ -93,6 +67,9 @@ class Strategy:
     pretrained: ClassVar[bool] = True  # load the source's pretrained weights
     uses_unlabeled: ClassVar[bool] = False  # trains on the target's unlabeled data of another domain (dann)
     uses_target_labels: ClassVar[bool] = False  # trains on a few labelled target-domain examples (target_shots)
+    # the runner measures the pair's domain gap (when it has unlabeled data) into this strategy's
+    # records: the frozen-feature probes', where the domain report has always read it
+    records_domain_gap: ClassVar[bool] = False
 
     def __init__(self, params: AnyParams, train: TrainConfig):
         self.params = params

@@ -29,7 +29,6 @@ from pydantic import Field
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
 from harness.strategies.base import Strategy
-from harness.strategies.domain import cycle
 
 TARGET_LABELED = "target_labeled"
 
@@ -82,23 +81,19 @@ class Contrastive(Strategy):
         self.last: torch.Tensor | None = None
 
     def adapt(self, model, data, ctx):
-        from harness.run.seed import data_generator
-
         split = data.extra.get(TARGET_LABELED)
         if split is not None and len(split):
             bs = self.params.target_batch_size or self.train.batch_size
-            self.target = cycle(split, bs, data_generator(ctx.seed + 104_729))
+            self.target = ctx.stream(split, bs, 104_729)
             self.mode = "across domains"
             ctx.notes["target_labeled_examples"] = len(split)
         ctx.notes["contrastive_pairs"] = self.mode
         return model, data
 
     def extra_loss(self, model, batch, out):
-        from harness.run.loop import to_device
-
         a, ya = rows(out["features"], batch)
         if self.target is not None:
-            tb = to_device(next(self.target), a.device)
+            tb = next(self.target)  # on the run's device
             b, yb = rows(model(tb)["features"], tb)
             loss = contrastive_loss(a, ya, b, yb, self.params.margin)
         else:

@@ -80,7 +80,7 @@ class Dann(UsesUnlabeled):
     def extra_loss(self, model, batch, out):
         lambd = self.params.lambda_max * dann_lambda(self.progress(), self.params.gamma)
         features = out["features"]
-        target = self.target_features(model, features.device)
+        target = self.target_features(model)
         both = torch.cat([pooled(features, batch), target])
         domain = torch.cat([torch.zeros(len(both) - len(target)), torch.ones(len(target))]).to(features.device)
         logits = self.domain_classifier(grad_reverse(both, lambd)).squeeze(-1)

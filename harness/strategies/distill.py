@@ -33,6 +33,7 @@ from harness.errors import did_you_mean
 from harness.registry import STRATEGIES
 from harness.strategies.base import Input, Strategy
 from harness.targets.base import Split, TensorSplit, TokenSplit
+from harness.tasks import task_loss
 
 
 class DistillParams(Params):
@@ -64,8 +65,6 @@ def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
                  mix: float, mask: torch.Tensor | None = None) -> torch.Tensor:
     """(1 − mix)·CE(student, labels) + mix·T²·KL(softmax(teacher/T) ‖ softmax(student/T))."""
-    from harness.run.loop import task_loss
-
     return (1 - mix) * task_loss(student, labels) + mix * kd_term(student, teacher, temperature, mask)
 
 
@@ -180,15 +179,13 @@ class Distill(Strategy):
         return {"teacher": Input(strategy=strat, source=dict(params.teacher))}
 
     def adapt(self, model, data, ctx):
-        from harness.run.outputs import align
-
         teacher = ctx.inputs.get("teacher")
         if teacher is None:
             raise ValueError("distill: no teacher given (run it from a suite plan, which makes the teacher a "
                              "dependency of the student)")
         payload = teacher.outputs["train_logits"]
         train = data.splits["train"]
-        soft = align(payload, data.keys["train"], "distill: the teacher's logits")
+        soft = ctx.align(payload, data.keys["train"], "distill: the teacher's logits")
         self.teacher_info = {"run_id": teacher.run_id, "scores": payload.get("scores"),
                              "recomputed": bool(teacher.outputs.get("regenerated"))}
         return model, replace(data, splits={**data.splits, "train": with_soft_targets(train, soft)})
@@ -196,8 +193,6 @@ class Distill(Strategy):
     def extra_loss(self, model, batch, out):
         if "teacher_logits" not in batch:  # evaluation batches carry no teacher
             return None
-        from harness.run.loop import task_loss
-
         ce = task_loss(out["logits"], batch["labels"])
         kd = kd_term(out["logits"], batch["teacher_logits"], self.params.temperature, batch.get("teacher_mask"))
         # The loop adds this to its CE: total = (1 − mix)·CE + mix·T²·KL.

@@ -14,7 +14,6 @@ its discrepancy with a domain classifier.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -24,7 +23,6 @@ from pydantic import Field
 from harness.config.schema import Params
 from harness.registry import TARGETS
 from harness.strategies.base import Strategy
-from harness.targets.base import Split
 
 UNLABELED = "unlabeled"
 
@@ -35,17 +33,6 @@ def pooled(features: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tens
         mask = batch["attention_mask"].unsqueeze(-1).to(features.dtype)
         return (features * mask).sum(1) / mask.sum(1).clamp_min(1)
     return features
-
-
-def cycle(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-    """Shuffled batches of ``split`` forever (a fresh order each pass)."""
-    while True:
-        yield from split.batches(batch_size, shuffle=True, generator=generator)
-
-
-def unlabeled_targets() -> list[str]:
-    """Target namespaces with unlabeled domains of their own (an ``unlabeled`` param)."""
-    return [e.name for e in TARGETS.entries() if UNLABELED in getattr(e.obj.Params, "model_fields", {})]
 
 
 def check_unlabeled(name: str, pair) -> list[str]:
@@ -85,17 +72,13 @@ class UsesUnlabeled(Strategy):
         return check_unlabeled(cls.name(), pair)
 
     def adapt(self, model, data, ctx):
-        from harness.run.seed import data_generator
-
         split = data.extra.get(UNLABELED)
         if split is None or not len(split):
             raise ValueError(f"{self.name()} needs unlabeled target-domain data (TargetData.extra['unlabeled']); "
                              f"set `{UNLABELED}:` on the target")
         bs = self.params.unlabeled_batch_size or self.train.batch_size
-        self.unlabeled = cycle(split, bs, data_generator(ctx.seed + self.STREAM_SALT))
-        cfg = self.train
-        micro = cfg.epochs * max(1, math.ceil(len(data.splits["train"]) / cfg.batch_size))
-        self.total = max(1, min(micro, cfg.max_steps * cfg.grad_accum) if cfg.max_steps else micro)
+        self.unlabeled = ctx.stream(split, bs, self.STREAM_SALT)
+        self.total = ctx.planned_micro_steps(self.train, len(data.splits["train"]))
         self.calls = 0
         ctx.notes["unlabeled_examples"] = len(split)
         return model, data
@@ -104,12 +87,11 @@ class UsesUnlabeled(Strategy):
         """Training progress in [0, 1] at this call (counts calls of :meth:`target_features`)."""
         return min(self.calls / self.total, 1.0)
 
-    def target_features(self, model, device) -> torch.Tensor:
-        """The pooled features of the next unlabeled batch (through the model as it trains)."""
-        from harness.run.loop import to_device
-
+    def target_features(self, model) -> torch.Tensor:
+        """The pooled features of the next unlabeled batch (through the model as it trains; the
+        stream's batches are on the run's device)."""
         assert self.unlabeled is not None, "adapt() was not called"
-        batch = to_device(next(self.unlabeled), device)
+        batch = next(self.unlabeled)
         self.calls += 1
         return pooled(model(batch)["features"], batch)
 
@@ -134,7 +116,7 @@ class FeatureAlignment(UsesUnlabeled):
 
     def extra_loss(self, model, batch, out):
         features = out["features"]
-        target = self.target_features(model, features.device)
+        target = self.target_features(model)
         source = pooled(features, batch)
         if min(len(source), len(target)) < 2:  # an epoch's last batch of one row: no covariance, no MMD
             self.skipped += 1

@@ -101,7 +101,7 @@ class ImportanceWeighting(UsesUnlabeled):
         assert self.ratio is not None, "adapt() was not called"
         source = pooled(out["features"], batch)
         with torch.no_grad():  # the target batch only trains the classifier: no graph through the model
-            target = self.target_features(model, source.device)
+            target = self.target_features(model)
         self.ratio.update(source, target)
         w = self.ratio.weights(source, len(target), self.params.clip)
         self.last_w = w

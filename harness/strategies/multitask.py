@@ -26,8 +26,7 @@ from torch import nn
 from harness.config.schema import Params
 from harness.registry import STRATEGIES, TARGETS, TASKS
 from harness.strategies.base import Strategy, decay_groups
-from harness.strategies.domain import cycle
-from harness.targets.base import load_target
+from harness.tasks import task_loss
 
 SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed")
 
@@ -81,17 +80,14 @@ class Multitask(Strategy):
         return issues
 
     def adapt(self, model, data, ctx):
-        from harness.run.execute import SUBSAMPLE_SEED
-        from harness.run.seed import data_generator
-
         backbone = model.backbone
         self.heads, self.streams, self.sizes, info = nn.ModuleList(), [], [], []
         for i, t in enumerate(self.params.tasks):
             task = t.target.get("task") or TARGETS.get(t.target["dataset"].split("/", 1)[0]).default_task
-            aux = load_target(t.target, backbone, task)
-            train = aux.splits["train"].sample(self.train.max_train_samples, SUBSAMPLE_SEED)
+            aux = ctx.load_target(t.target, backbone, task)
+            train = ctx.subsample(aux.splits["train"], self.train.max_train_samples)
             self.heads.append(backbone.new_head(len(aux.label_names), getattr(model, "head_init", "auto")))
-            self.streams.append(cycle(train, self.train.batch_size, data_generator(ctx.seed + 104_729 * (i + 1))))
+            self.streams.append(ctx.stream(train, self.train.batch_size, 104_729 * (i + 1)))
             self.sizes.append(len(train))
             info.append({"dataset": t.target["dataset"], "task": task, "weight": t.weight, "labels": len(aux.label_names),
                          "train": len(train)})
@@ -113,11 +109,9 @@ class Multitask(Strategy):
         return [live[int(torch.multinomial(sizes, 1, generator=self.pick))]]
 
     def extra_loss(self, model, batch, out):
-        from harness.run.loop import task_loss, to_device
-
         total = None
         for i in self.sampled():
-            aux = to_device(next(self.streams[i]), out["logits"].device)
+            aux = next(self.streams[i])  # on the run's device
             features = model(aux)["features"]  # the shared encoder, pooled as the model pools
             loss = task_loss(self.heads[i](model.dropout(features)), aux["labels"])
             self.last[i] = loss.detach()

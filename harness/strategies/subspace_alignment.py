@@ -22,7 +22,6 @@ import torch
 from pydantic import Field
 
 from harness.registry import STRATEGIES
-from harness.run.domain_gap import frozen_rows
 from harness.strategies.domain import UNLABELED, check_unlabeled
 from harness.strategies.linear_probe import LinearProbe, ProbeParams
 from harness.targets.base import TensorSplit
@@ -97,8 +96,7 @@ class SubspaceAlignment(LinearProbe):
 
     def transform(self, model, data, feats, key, ctx):
         with ctx.phase("feature"):
-            bs = max(64, self.train.eval_batch_size or 2 * self.train.batch_size)
-            target = frozen_rows(model.backbone.to(ctx.device), data.extra[UNLABELED], ctx.device, bs)
+            target = ctx.frozen_rows(model.backbone, data.extra[UNLABELED], self.feature_batch_size())
         train = feats.splits["train"].tensors
         with ctx.phase("train"):
             align = Alignment(train["features"], target, self.params.components)
@@ -109,4 +107,4 @@ class SubspaceAlignment(LinearProbe):
         model.head = torch.nn.Linear(align.k, model.head.out_features).to(ctx.device)  # the probe over k dims
         ctx.notes["subspace_alignment"] = {"components": align.k, "unlabeled_rows": len(target),
                                            "subspace_divergence": round(align.divergence(), 6)}
-        return replace(feats, splits=splits), {**key, "transform": {"subspace_alignment": align.k}}
+        return replace(feats, splits=splits), key.derived(transform={"subspace_alignment": align.k})

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from harness.plan import expand
+from harness.run.context import RunContext
 from harness.run.execute import build
 from harness.run.loop import fit, train_mode
 from harness.run.seed import seed_everything
-from harness.strategies.base import RunContext
 from harness.suite import load_suite
 
 CPU = torch.device("cpu")

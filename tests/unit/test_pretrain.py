@@ -14,8 +14,8 @@ from harness.cli import main
 from harness.errors import ConfigError
 from harness.plan import PRETRAIN_INPUT, expand
 from harness.registry import TARGETS
+from harness.run.context import InputRun
 from harness.run.execute import check_pretrain_leak
-from harness.strategies.base import InputRun
 from harness.suite import load_suite
 from harness.targets.base import TargetData
 

@@ -82,7 +82,7 @@ def test_the_feature_key_holds_the_seed_only_when_the_features_depend_on_it():
 def test_the_packaged_effnet_keeps_its_imagenet_head_for_leep_and_nce():
     import timm
 
-    from harness.run.rank import source_probabilities
+    from harness.run.transferability import source_probabilities
     from harness.sources.packaged import EFFNET as NAME
     from harness.sources.packaged import efficientnet_lite0_state_dict
 

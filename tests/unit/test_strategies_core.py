@@ -12,11 +12,12 @@ from harness.config.schema import TrainConfig
 from harness.errors import ConfigError
 from harness.plan import expand
 from harness.registry import SOURCES, STRATEGIES, TASKS
+from harness.run.context import RunContext
 from harness.run.execute import ExecOptions, build, execute
+from harness.run.logistic import fit_logistic, select_c
 from harness.run.loop import build_optimizer, fit
 from harness.sources.base import TransferModel, count_params
-from harness.strategies.base import RunContext
-from harness.strategies.linear_probe import ProbeParams, fit_logistic, select_c
+from harness.strategies.linear_probe import ProbeParams
 from harness.suite import load_suite
 from harness.targets.base import TargetData, TensorSplit
 

@@ -14,14 +14,15 @@ from harness.errors import ConfigError
 from harness.executors.base import run_plan
 from harness.plan import expand
 from harness.registry import SOURCES, TARGETS
+from harness.run.context import RunContext
 from harness.run.execute import ExecOptions, build, execute
-from harness.run.loop import fit, task_loss
+from harness.run.loop import fit
 from harness.run.outputs import soft_targets
-from harness.strategies.base import RunContext
 from harness.strategies.dann import dann_lambda, grad_reverse
 from harness.strategies.distill import SoftTokenSplit, distill_loss
 from harness.strategies.domain import pooled
 from harness.suite import load_suite
+from harness.tasks import task_loss
 
 CPU = torch.device("cpu")
 

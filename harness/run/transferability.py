@@ -1,5 +1,6 @@
 """``harness rank``: transferability scores of every source for each target of a suite, before any
-training, from the frozen features the linear probe caches (the same cache, keyed the same way:
+training — the run-time use of the scores (the scores themselves: :mod:`harness.transferability`;
+their report view: :mod:`harness.report.transferability`) — from the frozen features the linear probe caches (the same cache, keyed the same way:
 :func:`harness.run.features.frozen_key`), and from the source's own classifier head where it kept one
 (LEEP and NCE need the source's predictions; a truncated, random or head-less source has none).
 
