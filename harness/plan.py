@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +30,7 @@ from typing import Any
 
 from harness import __version__
 from harness.config.schema import PLACEMENT_KEYS, TRAIN_KEYS, PairSpec, StrategySpec, SuiteSpec, TrainConfig
+from harness.digest import digest
 
 SMOKE_STEPS = 3
 SMOKE_EVAL_SAMPLES = 64
@@ -187,8 +187,7 @@ def resolved_config(pair, source, target, strategy, params, train, seed, smoke) 
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return digest(config, 10, compact=True)
 
 
 def make_run_id(pair: str, label: str, seed: int, config: dict[str, Any], trial: int | None = None) -> str:

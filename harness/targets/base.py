@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,6 +12,7 @@ import torch
 from pydantic import Field
 
 from harness.config.schema import Params
+from harness.digest import content_key, digest_bytes
 from harness.errors import HarnessError, did_you_mean
 
 SPLITS = ("train", "val", "test")
@@ -72,33 +72,6 @@ def sample_indices(size: int, n: int | None, seed: int) -> np.ndarray | None:
     if n is None or n >= size:
         return None
     return np.sort(np.random.default_rng(seed).permutation(size)[:n])
-
-
-def content_key(*parts: Any) -> str:
-    """A 128-bit digest of an example's content (strings, bytes, arrays, nested lists of them)."""
-    h = hashlib.blake2b(digest_size=16)
-
-    def feed(x: Any) -> None:
-        if isinstance(x, bytes | bytearray):
-            h.update(b"b%d:" % len(x))
-            h.update(x)
-        elif isinstance(x, str):
-            feed(x.encode())
-        elif isinstance(x, np.ndarray | torch.Tensor):
-            a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
-            feed(f"{a.dtype}{a.shape}".encode())
-            feed(np.ascontiguousarray(a).tobytes())
-        elif isinstance(x, list | tuple):
-            h.update(b"[%d" % len(x))
-            for y in x:
-                feed(y)
-            h.update(b"]")
-        else:
-            feed(repr(x))
-
-    for p in parts:
-        feed(p)
-    return h.hexdigest()
 
 
 def keys_of_rows(*tensors: torch.Tensor) -> np.ndarray:
@@ -229,10 +202,7 @@ class LeakError(HarnessError):
 
 def fingerprint(keys: Iterable[str]) -> str:
     """Identifies a set of examples (order-free): SHA-256 of the sorted content keys."""
-    h = hashlib.sha256()
-    for k in sorted(keys):
-        h.update(k.encode())
-    return h.hexdigest()[:16]
+    return digest_bytes("".join(sorted(keys)), 16)
 
 
 def audit(data: TargetData, ref: str) -> TargetData:
