@@ -22,7 +22,8 @@ from harness.run.loop import fit, place
 from harness.run.seed import determinism_state, seed_everything
 from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
 from harness.strategies.base import InputRun, RunContext
-from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
+from harness.targets.base import TargetData, fingerprint, sample_indices
+from harness.targets.load import load_target
 
 SUBSAMPLE_SEED = 0  # subsets are the same for every run seed: seed-paired comparisons, shared caches
 

@@ -27,7 +27,7 @@ from harness.config.schema import Params
 from harness.registry import STRATEGIES, TARGETS, TASKS
 from harness.strategies.base import Strategy, decay_groups
 from harness.strategies.domain import cycle
-from harness.targets.base import load_target
+from harness.targets.load import load_target
 
 SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed")
 
