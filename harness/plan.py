@@ -21,8 +21,6 @@ at a selection seed *is* a trial reuses that trial's record instead of training 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +35,7 @@ from harness.config.schema import (
     TrainConfig,
     layered_settings,
 )
+from harness.digest import digest
 from harness.search import Search, merge_search
 
 SMOKE_STEPS = 3
@@ -133,8 +132,7 @@ def resolved_config(pair, source, target, strategy, params, train, seed, smoke) 
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return digest(config, 10, compact=True)
 
 
 def make_run_id(pair: str, label: str, seed: int, config: dict[str, Any], trial: int | None = None) -> str:

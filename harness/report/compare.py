@@ -246,11 +246,6 @@ def load_records(path: str | Path, what: str, suites: Iterable[str] | None = Non
     return records
 
 
-def load_rows(path: str | Path, what: str, suites: Iterable[str] | None = None) -> list[Row]:
-    """Aggregated rows of the records under ``path`` (restricted to ``suites`` when given)."""
-    return aggregate(load_records(path, what, suites))
-
-
 def compare_dirs(baseline: str | Path, results: str | Path, options: GateOptions | None = None,
                  suite: str | None = None, exact: bool = True) -> Comparison:
     """Compare the records under ``results`` with those under ``baseline`` (same suite(s)); with

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 from harness.report.aggregate import Row
-from harness.report.markdown import DASH, ci, gain, pct, strategy_name, table
+from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.stats import Summary, paired_gain
 from harness.targets.naming import qualified
 

@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
 from harness.report.aggregate import GAIN_BASELINES, PARETO_COST, Row
-from harness.report.stats import Summary
+from harness.report.domain import render_domain
+from harness.report.format import DASH, bold, ci, gain, human, num, pct, strategy_name, table, value
 
 PCT_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
-DASH = "–"
 
 LEGEND = (
     "Metrics in %: mean ± sample std over seeds, [95% CI] from Student's t, clipped to the metric's range. "
@@ -41,55 +41,8 @@ MARKS = (("↗", "not converged"), ("≠", "budget differs"), ("⇥", "grid edge
          ("∅", "collapsed"))
 
 
-def pct(s: Summary | None, with_std: bool = True) -> str:
-    if s is None or s.n == 0 or math.isnan(s.mean):
-        return DASH
-    if not with_std or s.n < 2:
-        return f"{100 * s.mean:.2f}"
-    return f"{100 * s.mean:.2f} ± {100 * s.std:.2f}"
-
-
-def ci(s: Summary | None, low: float = 0.0, high: float = 1.0) -> str:
-    """``[low, high]`` in points, clipped to the metric's range, or a dash when there is no
-    interval (n < 2)."""
-    if s is None or s.n < 2 or math.isnan(s.ci95):
-        return DASH
-    return f"[{100 * max(s.low, low):.2f}, {100 * min(s.high, high):.2f}]"
-
-
-def num(s: Summary | None, fmt: str = "{:.1f}") -> str:
-    if s is None or s.n == 0 or math.isnan(s.mean):
-        return DASH
-    return fmt.format(s.mean)
-
-
-def human(n: float | None) -> str:
-    if n is None:
-        return DASH
-    for unit, size in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:.0f}" if isinstance(n, float) else str(n)
-
-
-def gain(g: Summary | None) -> str:
-    """A difference of two metrics in [0, 1], its interval clipped to [−100, +100] points."""
-    if g is None or g.n == 0:
-        return DASH
-    interval = "" if g.n < 2 or math.isnan(g.ci95) else f" [{100 * max(g.low, -1):+.2f}, {100 * min(g.high, 1):+.2f}]"
-    return f"{100 * g.mean:+.2f}{interval}"
-
-
-def strategy_name(r: Row) -> str:
-    return f"`{r.label}`" if r.label == r.strategy else f"`{r.label}` ({r.strategy})"
-
-
 def seeds(r: Row) -> str:
     return f"{r.n_ok}/{r.n_ok + r.n_failed}" + (" ⚠" if r.n_failed else "")
-
-
-def bold(text: str, on: bool) -> str:
-    return f"**{text}**" if on and text != DASH else text
 
 
 # Cost columns: header, formatter. A column no row has a non-zero value for is left out and named
@@ -122,14 +75,6 @@ def params_cell(r: Row) -> str:
     tr, tot = r.params
     frac = f" ({100 * tr / tot:.2f}%)" if tr is not None and tot else ""
     return f"{human(tr)} / {human(tot)}{frac}"
-
-
-def table(head: list[str], body: list[list[str]], left: int = 1) -> list[str]:
-    """A GitHub table; the first ``left`` columns left-aligned, the rest right-aligned."""
-    out = ["| " + " | ".join(head) + " |",
-           "|" + "|".join(":---" if i < left else "---:" for i in range(len(head))) + "|"]
-    out += ["| " + " | ".join(cells) + " |" for cells in body]
-    return out
 
 
 def metric_order(rows: list[Row]) -> list[str]:
@@ -176,12 +121,6 @@ def notes(r: Row) -> str:
     if r.superseded:
         out.append(f"{r.superseded} older final(s) of this cell left out for later ones (the suite was edited)")
     return "; ".join(out)
-
-
-def value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return DASH if v is None else str(v)
 
 
 def budget_cells(r: Row) -> list[str]:
@@ -369,8 +308,6 @@ def render(rows: list[Row], title: str | None = None,
     for r in rows:
         by_group[r.group].append(r)
     lines += render_summary(by_group)
-    from harness.report.domain import render_domain  # it formats with this module's helpers
-
     lines += render_domain(rows)
     lines += list(sections)  # views made elsewhere (transferability), before the per-pair detail
     lines += ["## Per pair", ""]

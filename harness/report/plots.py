@@ -7,7 +7,6 @@ never through pyplot's global state, one per plot kind and thread, reused from p
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from harness.digest import digest_bytes
 from harness.report.aggregate import PARETO_COST, Row
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -274,7 +274,8 @@ def digest(kind: str, rows: list[Row], styles: Styles) -> str:
     """What a plot shows, hashed: the same digest means the same picture."""
     data = [(r.label, styles.get(r.label), r.primary, r.pareto, r.score, r.cost.get(PARETO_COST),
              sorted(r.curve.items())) for r in sorted(rows, key=lambda r: r.label)]
-    return hashlib.sha256(repr((PLOT_VERSION, kind, rows[0].group if rows else "", data)).encode()).hexdigest()[:20]
+    # the repr, not JSON: the plot index written by earlier reports holds keys made this way
+    return digest_bytes(repr((PLOT_VERSION, kind, rows[0].group if rows else "", data)), 20)
 
 
 def _draw(job: tuple[str, list[Row], Path, Styles]) -> Path | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,13 +19,13 @@ from typing import Any
 
 import torch
 
+from harness.digest import digest
 from harness.records import atomic_write_bytes
 
 
 def key(parts: Any, version: int = 1) -> str:
     """A stable key for ``parts`` (JSON-able; dict order does not matter)."""
-    blob = json.dumps({"parts": parts, "version": version}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return digest({"parts": parts, "version": version}, 20)
 
 
 def entry(cache_dir: str | Path | None, kind: str, name: str) -> Path | None:

@@ -24,7 +24,8 @@ import torch
 from harness.config.schema import TrainConfig
 from harness.plan import PRETRAIN_INPUT
 from harness.run import cache, features, logistic, loop, outputs, seed
-from harness.targets.base import Split, TargetData, load_target
+from harness.targets.base import Split, TargetData
+from harness.targets.load import load_target
 from harness.tasks import Task
 
 

@@ -23,7 +23,8 @@ from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
 from harness.run.seed import SUBSAMPLE_SEED, determinism_state, seed_everything
 from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
-from harness.targets.base import TargetData, fingerprint, load_target, sample_indices
+from harness.targets.base import TargetData, fingerprint, sample_indices
+from harness.targets.load import load_target
 from harness.targets.vision.common import data_root_for
 
 

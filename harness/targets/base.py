@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 from pydantic import Field
 
 from harness.config.schema import Params
+from harness.digest import content_key, digest_bytes
 from harness.errors import HarnessError, did_you_mean
 
 SPLITS = ("train", "val", "test")
@@ -72,33 +71,6 @@ def sample_indices(size: int, n: int | None, seed: int) -> np.ndarray | None:
     if n is None or n >= size:
         return None
     return np.sort(np.random.default_rng(seed).permutation(size)[:n])
-
-
-def content_key(*parts: Any) -> str:
-    """A 128-bit digest of an example's content (strings, bytes, arrays, nested lists of them)."""
-    h = hashlib.blake2b(digest_size=16)
-
-    def feed(x: Any) -> None:
-        if isinstance(x, bytes | bytearray):
-            h.update(b"b%d:" % len(x))
-            h.update(x)
-        elif isinstance(x, str):
-            feed(x.encode())
-        elif isinstance(x, np.ndarray | torch.Tensor):
-            a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
-            feed(f"{a.dtype}{a.shape}".encode())
-            feed(np.ascontiguousarray(a).tobytes())
-        elif isinstance(x, list | tuple):
-            h.update(b"[%d" % len(x))
-            for y in x:
-                feed(y)
-            h.update(b"]")
-        else:
-            feed(repr(x))
-
-    for p in parts:
-        feed(p)
-    return h.hexdigest()
 
 
 def keys_of_rows(*tensors: torch.Tensor) -> np.ndarray:
@@ -229,60 +201,7 @@ class LeakError(HarnessError):
 
 def fingerprint(keys: Iterable[str]) -> str:
     """Identifies a set of examples (order-free): SHA-256 of the sorted content keys."""
-    h = hashlib.sha256()
-    for k in sorted(keys):
-        h.update(k.encode())
-    return h.hexdigest()[:16]
-
-
-def audit(data: TargetData, ref: str) -> TargetData:
-    """Check that the splits are disjoint by content; return ``data`` with the keys of every split
-    and, in ``split_info``, the splits' fingerprints and the duplicates counted across pools.
-
-    Every target's data passes through here (:func:`load_target`), whatever the target returns.
-    """
-    missing = [k for k in SPLITS if k not in data.splits]
-    if missing:
-        raise HarnessError(f"{ref}: the target returned no {', '.join(missing)} split")
-    keys = {}
-    for k, split in data.splits.items():
-        given = data.keys.get(k)
-        keys[k] = np.asarray(given if given is not None else split.example_keys(), dtype=object)
-        if len(keys[k]) != len(split):
-            raise HarnessError(f"{ref}: {len(keys[k])} content keys for the {len(split)} examples of split '{k}'")
-    origins = {k: data.origins.get(k, "pool") for k in data.splits}
-    duplicates = {}
-    for a, b in itertools.combinations(SPLITS, 2):
-        shared = set(keys[a]).intersection(keys[b])
-        if not shared:
-            continue
-        if origins[a] == origins[b]:
-            raise LeakError(
-                f"{ref}: {len(shared)} example(s) of the '{b}' split are also in '{a}' (compared by content), "
-                f"though both come from '{origins[a]}': {b} would not be held out. A target carves splits with "
-                "harness.targets.base.split_indices(..., keys=...), which keeps identical examples together.")
-        duplicates[f"{a}~{b}"] = len(shared)
-    info = {**data.split_info, "origins": origins, "fingerprint": {k: fingerprint(v) for k, v in keys.items()},
-            "duplicates_across_splits": duplicates}
-    return replace(data, keys=keys, origins=origins, split_info=info)
-
-
-def load_target(target: dict[str, Any], backbone, task: str | None = None) -> TargetData:
-    """Load a target block (``{dataset: ns/name, task: …, **params}``) through its registry entry
-    and check its splits (:func:`audit`). The one place a target is loaded."""
-    from harness.registry import TARGETS
-    from harness.targets.domains import crossing, with_domains
-
-    ref = target["dataset"]
-    ns, name = ref.split("/", 1)
-    entry = TARGETS.get(ns)
-    cross = crossing(target)  # other targets standing for the target domain: loaded after this one
-    params = {k: v for k, v in target.items() if k not in ("dataset", "task", *cross)}
-    task = task or target.get("task") or entry.default_task
-    data = entry.load(name, params, task, backbone)
-    if cross:
-        data = with_domains(data, target, backbone, task, ref)
-    return audit(data, ref)
+    return digest_bytes("".join(sorted(keys)), 16)
 
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int,
@@ -312,7 +231,7 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int,
 
 def describe_split(parts: dict[str, np.ndarray], **how: Any) -> dict[str, Any]:
     """What a record keeps of how a split was made: the sizes, and what the target says (seed,
-    fractions, source). Which examples: ``fingerprint``, added by :func:`audit`."""
+    fractions, source). Which examples: ``fingerprint``, added by :func:`harness.targets.load.audit`."""
     return {**how, "sizes": {k: len(v) for k, v in parts.items()}}
 
 

@@ -18,13 +18,13 @@ load the other target with the pair's source (its resolution, tokenizer) and tas
 needs the same label names (in any order: labels are remapped to the pair's). The one target
 block (with every key the other target takes) is what the run's identity hashes, so another
 domain is another run. The record's ``data`` says which domain a run trained, adapted to and was
-scored on; the splits still pass the content check of :func:`harness.targets.base.audit` after the
+scored on; the splits still pass the content check of :func:`harness.targets.load.audit` after the
 swap, so a "domain" that shares examples with the training split is refused as a leak.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -105,17 +105,18 @@ def replace_labels(split: Split, labels: torch.Tensor) -> Split:
     return clone
 
 
-def with_domains(data: TargetData, target: dict[str, Any], backbone, task: str, ref: str) -> TargetData:
-    """``data`` (the pair's own target, loaded) given the other targets its block names."""
-    from harness.targets.base import load_target
-
+def with_domains(data: TargetData, target: dict[str, Any], ref: str,
+                 load: Callable[[dict[str, Any]], TargetData]) -> TargetData:
+    """``data`` (the pair's own target, loaded) given the other targets its block names; ``load``
+    loads and checks another target block with the pair's source and task (the caller's loader:
+    loading is the layer above this module)."""
     cross = crossing(target)
     extra, splits, keys, origins = dict(data.extra), dict(data.splits), dict(data.keys), dict(data.origins)
     info = dict(data.split_info)
     if "unlabeled" in cross:
         block = dict(cross["unlabeled"])
         which = block.pop(SPLIT_KEY, "train")
-        other = load_target({**block, "task": task}, backbone, task)
+        other = load(block)
         extra["unlabeled"] = WithoutLabels(other.splits[which])
         info["unlabeled_domain"] = domain_name(cross["unlabeled"])
         info["unlabeled_split"] = {"dataset": block["dataset"], "split": which, "size": len(other.splits[which]),
@@ -125,7 +126,7 @@ def with_domains(data: TargetData, target: dict[str, Any], backbone, task: str, 
         unlabeled_keys = set(other.keys[which])
     if "eval_domain" in cross:
         block = cross["eval_domain"]
-        other = load_target({**block, "task": task}, backbone, task)
+        other = load(block)
         mapping = label_mapping(data.label_names, other.label_names, ref, block["dataset"])
         for k in ("val", "test"):
             splits[k] = relabel(other.splits[k], mapping)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from harness.digest import content_key
 from harness.errors import HarnessError
 from harness.registry import TARGETS
 from harness.targets.base import (
@@ -30,7 +31,6 @@ from harness.targets.base import (
     Target,
     TargetData,
     TokenSplit,
-    content_key,
     describe_split,
     split_indices,
 )

@@ -13,7 +13,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.registry import TARGETS
-from harness.targets.base import load_target
+from harness.targets.load import load_target
 from harness.targets.vision.mnist import read_idx, read_usps
 from tests.unit import test_vision_targets
 

@@ -11,7 +11,8 @@ import pytest
 
 from harness.records import RunRecord
 from harness.report.aggregate import aggregate
-from harness.report.markdown import ci, gain, render
+from harness.report.format import ci, gain
+from harness.report.markdown import render
 from harness.report.stats import Summary
 
 REF = {"epochs": 2, "max_steps": None, "max_train_samples": None, "batch_size": 32, "grad_accum": 1}

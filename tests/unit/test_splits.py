@@ -17,11 +17,10 @@ from harness.targets.base import (
     Target,
     TargetData,
     TensorSplit,
-    audit,
     fingerprint,
-    load_target,
     split_indices,
 )
+from harness.targets.load import audit, load_target
 from tests.unit.test_vision_targets import _write_folder, write_cifar10
 
 datasets = pytest.importorskip("datasets")

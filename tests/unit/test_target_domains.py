@@ -12,8 +12,9 @@ from harness.errors import ConfigError
 from harness.plan import expand
 from harness.run.execute import ExecOptions, execute
 from harness.suite import load_suite
-from harness.targets.base import LeakError, TensorSplit, load_target
+from harness.targets.base import LeakError, TensorSplit
 from harness.targets.domains import WithoutLabels, relabel
+from harness.targets.load import load_target
 from tests.unit import test_splits, test_vision_targets
 from tests.unit.test_splits import EXAMPLES, write_lines
 from tests.unit.test_vision_targets import _write_folder, write_cifar10

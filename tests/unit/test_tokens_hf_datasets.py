@@ -10,7 +10,7 @@ import pytest
 datasets = pytest.importorskip("datasets")
 
 from harness.registry import SOURCES, TARGETS  # noqa: E402
-from harness.targets.base import load_target  # noqa: E402
+from harness.targets.load import load_target  # noqa: E402
 from harness.targets.text import HFDataError  # noqa: E402
 from harness.targets.tokens import ConllError  # noqa: E402
 

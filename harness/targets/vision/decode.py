@@ -9,9 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.targets.base import (
-    content_key,
-)
+from harness.digest import content_key, digest
 
 
 class Decoder:
@@ -54,10 +52,8 @@ def decode_all(decode: Decoder, n: int, cache: Path | None) -> torch.Tensor:
 
 
 def decode_key(*parts: Any) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    """The key of a decoded dataset's cache entry (what was decoded, at which size, how)."""
+    return digest(parts, 24)
 
 
 def image_size(path: str) -> tuple[int, int]:
