@@ -42,10 +42,10 @@ float64.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -465,3 +465,36 @@ def score_all(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray
     inputs = _Inputs(labels, features=features, source_probs=source_probs)
     available = {"features", "source_probs"} if source_probs is not None else {"features"}
     return {name: _finite(name, _KERNELS[name](inputs)) for name, spec in SCORES.items() if spec.needs in available}
+
+
+# `harness rank`'s finding per source: computed by run/transferability.py, shown by report/transferability.py
+@dataclass
+class SourceScores:
+    pair: str
+    source: dict[str, Any]
+    target: dict[str, Any]
+    n: int
+    dim: int
+    classes: int
+    scores: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # score → why it was not computed
+    feature_s: float = 0.0  # the extraction's time (as measured when it ran, on a cache hit too)
+    feature_cache_hit: bool = False
+    score_s: float = 0.0
+
+
+PREPROCESSING = ("image_size",)  # each source's input resolution: the same examples, labels and splits
+
+
+def target_name(target: dict[str, Any]) -> str:
+    """A target as a user reads it: the dataset and its settings, but not the resolution a source
+    reads it at (sources of several resolutions rank on one target: the same examples and labels)."""
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(target.items()) if k not in ("dataset", "task", *PREPROCESSING))
+    return f"{target['dataset']}" + (f" ({rest})" if rest else "")
+
+
+def by_target(results: Sequence[SourceScores]) -> dict[str, list[SourceScores]]:
+    groups: dict[str, list[SourceScores]] = {}
+    for r in results:
+        groups.setdefault(target_name(r.target), []).append(r)
+    return groups

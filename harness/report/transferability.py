@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+
+from harness.transferability import SourceScores, by_target, target_name  # noqa: F401 - the scores file's rows
 
 SCORES_FILE = Path(".transferability") / "scores.json"
 FORMAT_VERSION = 1
@@ -25,38 +26,6 @@ PUBLISHED = ("Published, for scale: mean weighted τ over 11 ImageNet models × 
              "architectures trained on one dataset: a zoo that varies depth, initialisation or pretraining task "
              "of a few architectures is another ranking problem, and usually an easier one.")
 STRATEGIES = (("linear_probe", "probe"), ("full_finetune", "fine-tune"))
-
-
-@dataclass
-class SourceScores:
-    pair: str
-    source: dict[str, Any]
-    target: dict[str, Any]
-    n: int
-    dim: int
-    classes: int
-    scores: dict[str, float] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # score → why it was not computed
-    feature_s: float = 0.0  # the extraction's time (as measured when it ran, on a cache hit too)
-    feature_cache_hit: bool = False
-    score_s: float = 0.0
-
-
-PREPROCESSING = ("image_size",)  # each source's input resolution: the same examples, labels and splits
-
-
-def target_name(target: dict[str, Any]) -> str:
-    """A target as a user reads it: the dataset and its settings, but not the resolution a source
-    reads it at (sources of several resolutions rank on one target: the same examples and labels)."""
-    rest = ", ".join(f"{k}={v}" for k, v in sorted(target.items()) if k not in ("dataset", "task", *PREPROCESSING))
-    return f"{target['dataset']}" + (f" ({rest})" if rest else "")
-
-
-def by_target(results: Sequence[SourceScores]) -> dict[str, list[SourceScores]]:
-    groups: dict[str, list[SourceScores]] = {}
-    for r in results:
-        groups.setdefault(target_name(r.target), []).append(r)
-    return groups
 
 
 def write(results: Sequence[SourceScores], suite_directory: Path, suite: str) -> Path:

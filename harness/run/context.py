@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import cache
 from harness.config.schema import TrainConfig
 from harness.plan import PRETRAIN_INPUT
-from harness.run import cache, features, logistic, loop, outputs, seed
+from harness.run import features, logistic, loop, outputs, seed
 from harness.targets.base import Split, TargetData
 from harness.targets.load import load_target
 from harness.tasks import Task

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
+from harness import cache as store
 from harness.errors import RunTimeout
 from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run import alloc, cost, domain_gap, outputs
-from harness.run import cache as store
 from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
 from harness.run.seed import SUBSAMPLE_SEED, determinism_state, seed_everything

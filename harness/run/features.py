@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from harness.run import cache
+from harness import cache
 from harness.sources.base import pool_features
 from harness.targets.base import Split, TargetData, TensorSplit
 

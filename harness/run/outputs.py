@@ -6,7 +6,7 @@ one ``(1, C)`` row per image or text, one ``(words, C)`` block per sentence, wit
 of every example — a reader (``distill``) matches its own examples to the teacher's by key, so a
 teacher with another source (other preprocessing, another tokeniser) lines up all the same.
 
-Outputs live in the cache (:mod:`harness.run.cache`) under the run's ``compute_key``: the trial
+Outputs live in the cache (:mod:`harness.cache`) under the run's ``compute_key``: the trial
 and the final that compute the same thing share them.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.run import cache
+from harness import cache
 from harness.targets.base import Split, TargetData
 
 OUTPUT_VERSION = 1

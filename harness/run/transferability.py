@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.report.transferability import SourceScores, by_target
+from harness.transferability import SourceScores, by_target
 
 
 def probe_spec(runs, pair: str):

@@ -11,9 +11,9 @@ import io
 import pytest
 import torch
 
+from harness import cache
 from harness.plan import expand
 from harness.records import TMP_SUFFIX
-from harness.run import cache
 from harness.run.execute import ExecOptions, execute
 from harness.suite import load_suite
 

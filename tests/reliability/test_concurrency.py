@@ -138,7 +138,7 @@ def test_load_or_compute_computes_once_and_rejects_what_does_not_fit(tmp_path):
 
     import torch
 
-    from harness.run import cache
+    from harness import cache
 
     path = cache.entry(tmp_path, "x", "k")
     cache.save(path, torch.zeros(2))  # readable, but not what the caller needs

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.cache import key
 from harness.digest import content_key, digest, digest_bytes
 from harness.plan import config_hash, make_run_id
 from harness.report.aggregate import Row
 from harness.report.plots import digest as plot_digest
 from harness.report.plots import styles_for
 from harness.report.stats import summarize
-from harness.run.cache import key
 from harness.targets.base import TokenSplit, fingerprint, keys_of_rows
 from harness.targets.vision.decode import decode_key
 

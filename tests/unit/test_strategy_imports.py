@@ -12,11 +12,8 @@ import pytest
 
 STRATEGIES = Path(__file__).resolve().parents[2] / "harness" / "strategies"
 ALLOWED_RUN = {"harness.run.context"}  # the type of what a strategy is given
-FORBIDDEN = ("harness.run", "harness.plan", "harness.config.load", "harness.executors", "harness.search")
-KEY_BUILDERS = {"key", "entry", "frozen_key", "feature_key", "load_or_compute"}  # harness.run.cache / .features
-# Lines another part of issue 26 replaces with public config functions (config.load's Collector and
-# _component); each must still be here, so the entry goes when the line does.
-PENDING = {("distill.py", "harness.config.load"), ("multitask.py", "harness.config.load")}
+FORBIDDEN = ("harness.run", "harness.plan", "harness.config.load", "harness.executors", "harness.search", "harness.cache")
+KEY_BUILDERS = {"key", "entry", "frozen_key", "feature_key", "load_or_compute"}  # harness.cache / harness.run.features
 
 
 def modules() -> list[Path]:
@@ -62,7 +59,7 @@ def key_calls(path: Path) -> list[str]:
 def test_the_rule_sees_what_it_forbids():
     bad = ast.parse("import harness.plan\nfrom harness.run import cache\nfrom harness.run.loop import evaluate\n"
                     "def f():\n    from harness.config.load import Collector\n    from harness.executors import base\n")
-    assert {forbidden(n) for n in imported(bad)} == set(FORBIDDEN) - {"harness.search"}
+    assert {forbidden(n) for n in imported(bad)} == set(FORBIDDEN) - {"harness.search", "harness.cache"}
     assert forbidden("harness.search.choose") == "harness.search"
     fine = ast.parse("from harness.run.context import RunContext\nfrom harness.run import context\n"
                      "from harness.config.schema import Params\nfrom harness.registry import STRATEGIES\n")
@@ -78,15 +75,10 @@ def test_the_rule_sees_key_builders(tmp_path):
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: p.name)
 def test_a_strategy_imports_nothing_above_it_but_its_context(path):
-    found = violations(path) - PENDING
+    found = violations(path)
     assert not found, f"{path.name} imports {sorted(r for _, r in found)}: take it from the RunContext instead"
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: p.name)
 def test_a_strategy_builds_no_cache_key(path):
     assert not key_calls(path), f"ask ctx.memo / ctx.features instead: {key_calls(path)}"
-
-
-def test_pending_exceptions_are_still_needed():
-    still = set().union(*(violations(p) for p in modules()))
-    assert still >= PENDING, f"no longer imported, remove from PENDING: {sorted(PENDING - still)}"

@@ -43,7 +43,7 @@ class Decoder:
 def decode_all(decode: Decoder, n: int, cache: Path | None) -> torch.Tensor:
     """All ``n`` images as one uint8 tensor — read from ``cache`` when a previous run wrote it
     (decoding thousands of files costs minutes; every run of a suite needs the same tensor)."""
-    from harness.run import cache as store  # the harness's one cache: atomic, SHA-256 checked
+    from harness import cache as store  # the harness's one cache: atomic, SHA-256 checked
 
     images, _ = store.load_or_compute(
         cache, lambda: torch.stack([decode(i) for i in range(n)]),
