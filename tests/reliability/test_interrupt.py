@@ -74,10 +74,12 @@ def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_resumes(tmp_path, executo
     assert before and all(r["status"] == "ok" for r in before.values())
     plan = expand(load_suite(suite))
     assert len(before) < len(plan)  # it was interrupted mid-plan
+    kept = finished_records(directory)
 
     rerun = harness_run(suite, results, executor)
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-3000:]
+    assert_kept(directory, kept)
     assert f"{len(before)} already done (skipped)" in out
     after = {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
     assert sorted(r["run_id"] for r in after.values()) == sorted(r.run_id for r in plan)  # each once
@@ -126,6 +128,18 @@ def living(pids) -> list[int]:
     return sorted(p for p in pids if state(p) not in ("", "Z"))
 
 
+def finished_records(directory) -> dict[str, tuple[bytes, int]]:
+    """Every record file under ``directory``: name → (its bytes, its mtime); a rewrite changes the mtime
+    even with the same bytes."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in directory.glob("*.json")}
+
+
+def assert_kept(directory, before: dict[str, tuple[bytes, int]]) -> None:
+    """The records finished before the driver was stopped are still there, untouched by the rerun."""
+    after = finished_records(directory)
+    assert before and {name: after.get(name) for name in before} == before
+
+
 def pool_run_past_its_first_record(tmp_path):
     """`harness run --executor pool` started on the long suite and caught mid-plan, just after its
     first record: (suite, results, records directory, driver process, the forkserver and workers)."""
@@ -152,9 +166,11 @@ def test_a_killed_driver_takes_its_pool_workers_with_it_and_a_rerun_resumes(tmp_
         time.sleep(0.2)
     alive = [w for w in workers if os.path.exists(f"/proc/{w}") and state(w) != "Z"]
     assert alive == []  # no orphan goes on training
+    before = finished_records(directory)
     rerun = harness_run(suite, results, "pool")
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-3000:]
+    assert_kept(directory, before)
     after = [json.loads(p.read_text())["run_id"] for p in directory.glob("*.json")]
     assert sorted(after) == sorted(r.run_id for r in expand(load_suite(suite)))
 
@@ -175,22 +191,35 @@ def test_sigterm_stops_the_pool_and_its_workers_like_ctrl_c(tmp_path):
     assert [w for w in workers if os.path.exists(f"/proc/{w}") and state(w) != "Z"] == []
     leftover = [p.name for p in directory.iterdir() if not p.name.endswith(".json") and p.name != ".lock"]
     assert leftover == []
+    before = finished_records(directory)
     rerun = harness_run(suite, results, "pool")
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-3000:]
+    assert_kept(directory, before)
     after = [json.loads(p.read_text())["run_id"] for p in directory.glob("*.json")]
     assert sorted(after) == sorted(r.run_id for r in expand(load_suite(suite)))
 
 
+# SIGKILL is the hard case (the driver runs no code of its own); SIGTERM and Ctrl-C go through its
+# handlers, which the shorter tests above cover in the default run
+STOPS = {
+    "SIGKILL": lambda proc: proc.kill(),  # the driver alone, as the OOM killer or a lost session would
+    "SIGTERM": lambda proc: proc.terminate(),  # the driver alone, as a cancelled CI job
+    "Ctrl-C": lambda proc: os.killpg(proc.pid, signal.SIGINT),  # the whole foreground job
+}
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_a_killed_driver_takes_its_pool_with_it_however_long_the_run(tmp_path):
+@pytest.mark.parametrize("stop", [pytest.param("SIGKILL"), pytest.param("SIGTERM", marks=pytest.mark.slow),
+                                  pytest.param("Ctrl-C", marks=pytest.mark.slow)])
+def test_a_dead_driver_takes_its_pool_with_it_however_long_the_run(tmp_path, stop):
     """The worker is minutes from the end of its run, so it never reads its job pipe again: only
-    a signal from the driver's death can stop it. SIGKILL the driver mid-run: its forkserver,
-    resource tracker and worker must all be gone within seconds (a death signal tied to the
-    forkserver never fires: the forkserver waits for its workers)."""
+    the driver's death can stop it. Stop the driver mid-run: its forkserver, resource tracker and
+    worker must all be gone within seconds (a death signal tied to the forkserver never fired:
+    the forkserver waits for its workers)."""
     suite = tmp_path / "endless.yaml"
     suite.write_text(ENDLESS_SUITE)
-    proc = harness_run(suite, tmp_path / "results", "pool")
+    proc = harness_run(suite, tmp_path / "results", "pool", start_new_session=True)
     everyone: set[int] = set()
     try:
         deadline, workers = time.monotonic() + 90, set()
@@ -203,12 +232,12 @@ def test_a_killed_driver_takes_its_pool_with_it_however_long_the_run(tmp_path):
             time.sleep(0.2)
         assert proc.poll() is None and any(cpu_seconds(w) > 2.0 for w in workers), "no worker started training"
         everyone |= descendants(proc.pid)
-        proc.kill()  # the driver alone, as the OOM killer or a lost session would
+        STOPS[stop](proc)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 15
         while living(everyone) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert living(everyone) == [], "orphans of the killed driver still run"
+        assert living(everyone) == [], f"orphans of the driver stopped by {stop} still run"
     finally:
         for pid in living(everyone):  # a failed run of this test must not leave them training
             os.kill(pid, signal.SIGKILL)
