@@ -245,8 +245,8 @@ def main() -> None:
                 row.exact_rc, row.exact = gate(baseline, results / suite_name, exact=True)
                 row.cells = cells(baseline, results / suite_name)
             rows.append(row)
-            print(f"{name:<26} run {secs:5.0f} s (exit {rc})  statistical {_verdict(row.statistical_rc, row.statistical)}  "
-                  f"exact {_verdict(row.exact_rc, row.exact)}", flush=True)
+            print(f"{name:<26} run {secs:5.0f} s (exit {rc})  statistical {verdict(row.statistical_rc, row.statistical)}  "
+                  f"exact {verdict(row.exact_rc, row.exact)}", flush=True)
         for i, given in enumerate(args.results):
             given = Path(given).resolve()
             given = given / suite_name if (given / suite_name).is_dir() else given
@@ -255,40 +255,81 @@ def main() -> None:
             row.exact_rc, row.exact = gate(baseline, given, exact=True)
             row.cells = cells(baseline, given)
             rows.append(row)
-            print(f"{row.name:<26} statistical {_verdict(row.statistical_rc, row.statistical)}  "
-                  f"exact {_verdict(row.exact_rc, row.exact)}  ({given})", flush=True)
-    planted = [r for r in rows if r.area not in RERUNS]
-    clean = [r for r in rows if r.area == "clean rerun"]
-    perturbed = [r for r in rows if r.area == "perturbed rerun"]
+            print(f"{row.name:<26} statistical {verdict(row.statistical_rc, row.statistical)}  "
+                  f"exact {verdict(row.exact_rc, row.exact)}  ({given})", flush=True)
     print()
     print(f"{'bug':<26} {'area':<20} {'statistical':<12} {'exact':<8} what")
     for r in rows:
-        print(f"{r.name:<26} {r.area:<20} {_verdict(r.statistical_rc, r.statistical):<12} "
-              f"{_verdict(r.exact_rc, r.exact):<8} {r.what}")
-    for kind in ("statistical", "exact"):
-        caught = sum(getattr(r, f"{kind}_rc") not in (0, None) for r in planted)
-        flagged = sum(_verdict(getattr(r, f"{kind}_rc"), getattr(r, kind)) == "FLAGGED" for r in planted)
-        alarms = sum(_verdict(getattr(r, f"{kind}_rc"), getattr(r, kind)) != "pass" for r in clean)
-        print(f"{kind}: caught {caught}/{len(planted)} planted bugs (+{flagged} passed with a warning to review an "
-              f"unexplained improvement); false alarms {alarms}/{len(clean)} clean runs")
-    if perturbed:  # another environment: exact mode defers to the statistical gate, which must pass
-        alarms = sum(r.statistical_rc not in (0, None) or r.exact_rc not in (0, None) for r in perturbed)
-        print(f"perturbed environment (AVX2 kernels, 1 worker × 2 threads): false alarms {alarms}/{len(perturbed)} reruns")
-    given = [r for r in rows if r.area == "given records"]
-    if given:  # clean runs made elsewhere: any failure or warning is a false alarm
-        alarms = sum(_verdict(r.statistical_rc, r.statistical) != "pass" or r.exact_rc not in (0, None) for r in given)
-        print(f"given records (clean runs made elsewhere): false alarms {alarms}/{len(given)}")
+        print(f"{r.name:<26} {r.area:<20} {verdict(r.statistical_rc, r.statistical):<12} "
+              f"{verdict(r.exact_rc, r.exact):<8} {r.what}")
+    for line in summary(tally(rows)):
+        print(line)
     resolution(rows)
     if args.out:
         Path(args.out).write_text(json.dumps([asdict(r) for r in rows], indent=1))
 
 
-def _verdict(rc: int | None, line: str = "") -> str:
-    """CAUGHT: the gate failed; FLAGGED: it passed with a warning to review an improvement nobody
-    explained (never a silent pass); pass: silent."""
-    if rc == 0 and "WARNING:" in line:
-        return "FLAGGED"
-    return {None: "no records", 0: "pass", 1: "CAUGHT"}.get(rc, f"exit {rc}")
+CAUGHT, FLAGGED, PASS = "CAUGHT", "FLAGGED", "pass"
+ALARMS = (CAUGHT, FLAGGED)  # what a reviewer is made to look at: a failure, or a pass with a warning
+KINDS = ("statistical", "exact")
+
+
+def verdict(rc: int | None, line: str = "") -> str:
+    """One gate's verdict from ``harness compare``'s exit code and its last verdict line.
+
+    CAUGHT: the gate failed (exit 1, a regression); FLAGGED: it passed with a warning to review an
+    improvement nobody explained (never a silent pass); pass: silent; "no records": the run left
+    nothing to judge; "error (exit N)": the gate could not judge (2 = bad input), which is neither
+    a catch nor a pass."""
+    if rc is None:
+        return "no records"
+    if rc == 0:
+        return FLAGGED if "WARNING:" in line else PASS
+    return CAUGHT if rc == 1 else f"error (exit {rc})"
+
+
+@dataclass
+class Count:
+    """One group of rows under one gate: ``alarms`` are the gate's failures (CAUGHT) for planted
+    bugs, and its failures or warnings (CAUGHT or FLAGGED) for reruns that changed nothing."""
+
+    rows: int = 0
+    alarms: int = 0
+    flagged: int = 0
+    errors: int = 0
+
+
+def tally(rows: list[Outcome]) -> dict[tuple[str, str], Count]:
+    """(group, gate) → its Count; groups: "planted" and each kind of rerun (RERUNS), gates: KINDS.
+
+    Every kind of rerun is judged by the same rule: a FLAGGED pass is an alarm, as a failure is. A
+    verdict that is neither an alarm nor a pass (the gate errored, or nothing was recorded) is an
+    error, counted apart: never a catch, never a clean pass."""
+    counts: dict[tuple[str, str], Count] = {}
+    for r in rows:
+        group = r.area if r.area in RERUNS else "planted"
+        for kind in KINDS:
+            v = verdict(getattr(r, f"{kind}_rc"), getattr(r, kind))
+            c = counts.setdefault((group, kind), Count())
+            c.rows += 1
+            c.flagged += v == FLAGGED
+            c.alarms += v == CAUGHT if group == "planted" else v in ALARMS
+            c.errors += v not in (*ALARMS, PASS)
+    return counts
+
+
+def summary(counts: dict[tuple[str, str], Count]) -> list[str]:
+    """The lines the benchmark ends with: per gate, planted bugs caught, then false alarms per kind of rerun."""
+    lines = []
+    for (group, kind), c in counts.items():
+        errors = f"; {c.errors} error(s): the gate could not judge" if c.errors else ""
+        if group == "planted":
+            lines.append(f"{kind}: caught {c.alarms}/{c.rows} planted bugs (+{c.flagged} passed with a warning to "
+                         f"review an unexplained improvement){errors}")
+        else:
+            lines.append(f"{kind}, {group}: false alarms {c.alarms}/{c.rows} ({c.flagged} of them a pass with a "
+                         f"warning){errors}")
+    return lines
 
 
 if __name__ == "__main__":

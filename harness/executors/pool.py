@@ -7,7 +7,8 @@ for a dead one a fork — not a fresh interpreter's 2–3 s of imports and each 
 to an idle worker and so always knows which worker holds which run. A worker that dies mid-run
 (SIGKILL, the OOM killer) takes nothing down with it — no shared queue lock, no lost job: it is
 replaced and its run retried, up to ``retries`` times, then recorded as failed with the cause;
-the other runs go on.
+the other runs go on. Workers die with their driver, however it dies and however long their run
+(see ``_die_with_driver``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from harness.run.process import own_process
 PRELOAD = ["torch", "harness.executors.pool", "harness.run.execute"]
 
 
-def _worker(device: str, threads: int, options: ExecOptions, run: Runner, conn) -> None:
+def _worker(device: str, threads: int, options: ExecOptions, run: Runner, conn, lifeline) -> None:
     """A worker's life: pin the device and the threads, then run the jobs it is sent until None."""
     import signal
 
     # Ctrl-C reaches the whole process group: the driver handles it (and terminates busy workers),
     # a worker would only print a traceback of its own
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_driver(lifeline)
     import threading
 
     from tqdm.auto import tqdm
@@ -57,23 +58,33 @@ def _worker(device: str, threads: int, options: ExecOptions, run: Runner, conn) 
         conn.send(run(job, options))
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when the driver dies (SIGKILL, a lost session), so no
-    orphan goes on training for a driver that will never read its record."""
-    import ctypes
-    import ctypes.util
-    import signal
-    import sys
+def _die_with_driver(lifeline) -> None:
+    """Kill this worker as soon as the driver's process is gone, whatever killed it (SIGKILL, the
+    OOM killer, a lost session), so no orphan goes on training for a driver that will never read
+    its record.
 
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    ``lifeline`` is the read end of a pipe whose write end only the driver holds: the kernel closes
+    it when the driver dies, and a thread blocked reading it wakes to EOF. A death signal
+    (PR_SET_PDEATHSIG) would not do: it follows the parent, here the forkserver, and the forkserver
+    waits for its workers (each holds a copy of its "alive" descriptor), so the chain never fires.
+    Reading the job pipe would not do either: a worker reads it only between runs."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                lifeline.recv_bytes()  # the driver never writes: this returns only at EOF
+        os.kill(os.getpid(), signal.SIGKILL)  # at once: no exit handler may block on a dead driver
+
+    threading.Thread(target=watch, name="harness-driver-watch", daemon=True).start()
 
 
 class _Worker:
-    def __init__(self, ctx, device: str, threads: int, options: ExecOptions, run: Runner, name: str):
+    def __init__(self, ctx, device: str, threads: int, options: ExecOptions, run: Runner, name: str, lifeline):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(device, threads, options, run, child), daemon=True, name=name)
+        self.proc = ctx.Process(target=_worker, args=(device, threads, options, run, child, lifeline),
+                                daemon=True, name=name)
         self.proc.start()
         child.close()  # the parent keeps only its end: a dead child then reads as EOF
         self.job: Job | None = None
@@ -98,6 +109,7 @@ class PoolExecutor:
             self.ctx.set_forkserver_preload(PRELOAD)
         else:
             self.ctx = multiprocessing.get_context("spawn")
+        self._lifeline = self._driver_alive = None  # made by start(), closed by close()
         self.workers: list[_Worker] = []
         self.waiting: deque[Job] = deque()
         self.tries: dict[str, int] = {}
@@ -105,12 +117,17 @@ class PoolExecutor:
 
     def start(self) -> None:
         """Start the workers (at the first job, so a rerun with nothing left to do starts none)."""
+        if self._lifeline is None:
+            # every worker gets the read end and watches it; the write end never leaves this
+            # process (a pipe is not inherited across exec, and the forkserver is exec'd)
+            self._lifeline, self._driver_alive = self.ctx.Pipe(duplex=False)
         while self.spawned < self.slots:
             self._spawn()
 
     def _spawn(self) -> _Worker:
         device = self.devices[self.spawned % len(self.devices)]
-        w = _Worker(self.ctx, device, self.threads, self.options, self.run, f"harness-worker-{self.spawned}")
+        w = _Worker(self.ctx, device, self.threads, self.options, self.run, f"harness-worker-{self.spawned}",
+                    self._lifeline)
         self.spawned += 1
         self.workers.append(w)
         return w
@@ -211,3 +228,7 @@ class PoolExecutor:
             w.conn.close()
         self.workers.clear()
         self.waiting.clear()
+        if self._lifeline is not None:  # a worker that outlived the joins above dies now
+            self._driver_alive.close()
+            self._lifeline.close()
+            self._lifeline = self._driver_alive = None

@@ -4,6 +4,7 @@ mid-run retried and recorded once; failures reach the dependants on every execut
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -57,10 +58,37 @@ def test_ray_gives_the_local_records_in_dependency_order(cluster, write_suite, t
     assert all(r.env["device"] == "cpu" for r in done)  # no CUDA here: `auto` fell back to the CPU
 
 
+def meet(job: Job, options: ExecOptions, expected: int, wait_s: float = 45.0):
+    """A run that only meets the others: it says where it runs, then waits until ``expected`` runs
+    have started (or ``wait_s`` passed) and writes how many it saw. Tasks that Ray cannot run at
+    once would each wait out ``wait_s`` and see fewer."""
+    here = options.cache_dir
+    here.mkdir(parents=True, exist_ok=True)
+    (here / f"{job.spec.run_id}.start").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    deadline = time.monotonic() + wait_s
+    while len(list(here.glob("*.start"))) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (here / f"{job.spec.run_id}.met").write_text(str(len(list(here.glob("*.start")))))
+    return failed_record(job.spec, "not run: it only met the others", "Probe")
+
+
 def test_a_gpu_share_packs_small_runs_onto_one_gpu(cluster, write_suite, tmp_path):
-    runs = expand(load_suite(write_suite(SUITE.replace("device: cpu", "gpu_share: 0.25"))))
-    executor = RayExecutor(ExecOptions(cache_dir=tmp_path))
+    """Four runs of a quarter GPU each run at once on two logical GPUs: some GPU holds several."""
+    # four runs of the plan, each a quarter GPU (the executor runs what it is given: dependencies
+    # are the driver's business, and these runs only meet)
+    runs = expand(load_suite(write_suite(SUITE.replace("device: cpu", "gpu_share: 0.25"))))[:4]
+    assert len(runs) == 4
+    options = ExecOptions(cache_dir=tmp_path / "met")
+    executor = RayExecutor(options, run=functools.partial(meet, expected=len(runs)))
     assert executor.resources(Job(runs[0]))["num_gpus"] == 0.25
+    for r in runs:
+        executor.submit(Job(r))
+    done = [executor.next_finished() for _ in runs]
+    assert sorted(r.run_id for r in done) == sorted(r.run_id for r in runs)
+    met = {r.run_id: int((options.cache_dir / f"{r.run_id}.met").read_text()) for r in runs}
+    assert met == {r.run_id: len(runs) for r in runs}  # every run was in flight while the others were
+    gpus = [(options.cache_dir / f"{r.run_id}.start").read_text() for r in runs]
+    assert set(gpus) <= {"0", "1"} and max(gpus.count(g) for g in set(gpus)) >= 2, gpus  # one GPU, several runs
     cpu_only = expand(load_suite(write_suite(SUITE, "cpu.yaml")))
     assert executor.resources(Job(cpu_only[0])) == {"num_gpus": 0, "num_cpus": 1, "threads": 1}
 
