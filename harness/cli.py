@@ -344,6 +344,17 @@ def ls_tag(what: str, obj) -> str:
     return ""
 
 
+def cmd_schema(args) -> int:
+    from harness.config.jsonschema import schema_text
+
+    if args.out:
+        Path(args.out).write_text(schema_text(), encoding="utf-8")
+        print(args.out)
+    else:
+        sys.stdout.write(schema_text())
+    return 0
+
+
 def execution_options(sp) -> None:
     """Where and how a suite's runs execute (``run`` and ``baseline``)."""
     sp.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
@@ -442,6 +453,10 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list what the registries hold")
     ls.add_argument("what", choices=["sources", "targets", "strategies", "metrics", "tasks"])
     ls.set_defaults(fn=cmd_ls)
+
+    sch = sub.add_parser("schema", help="write the JSON Schema of suite files (editors complete and check keys)")
+    sch.add_argument("--out", metavar="FILE", help="write it to FILE (default: stdout); suites/ use docs/suite.schema.json")
+    sch.set_defaults(fn=cmd_schema)
     return p
 
 
