@@ -361,7 +361,7 @@ def execution_options(sp) -> None:
                     "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     sp.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
                     help="local: one run at a time in this process (default); pool: --workers processes on this "
-                    "machine; ray: one Ray task per run (pip install 'harness[ray]'; docs/scaling.md)")
+                    "machine; ray: one Ray task per run (pip install 'transfer-harness[ray]'; docs/scaling.md)")
     sp.add_argument("--workers", type=_positive_int, default=2, help="pool: worker processes (default 2)")
     sp.add_argument("--devices", help="pool: devices the workers are pinned to, in turn (cpu, or cuda:0,cuda:1,…)")
     sp.add_argument("--threads", type=_positive_int, help="pool: CPU threads per worker (default: CPUs / workers)")

@@ -25,7 +25,7 @@ SUITE = POOL_SUITE.replace("suite: pooled", "suite: interrupted").replace("epoch
 # On Ray the whole path (two Ray start-ups, ~30 s) is slow; its own part, cancelling what is in
 # flight, is in the default run: tests/integration/test_ray.py::test_close_cancels_the_runs_in_flight…
 EXECUTORS = ["local", "pool", pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None, reason="needs `pip install 'harness[ray]'`")])]
+    importlib.util.find_spec("ray") is None, reason="needs `pip install 'transfer-harness[ray]'`")])]
 
 
 def as_a_terminal_job() -> None:
