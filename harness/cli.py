@@ -344,6 +344,26 @@ def ls_tag(what: str, obj) -> str:
     return ""
 
 
+def cmd_export(args) -> int:
+    from harness.records import RunRecord
+    from harness.report.export import scan_results
+    from harness.report.trackers import export_mlflow, export_tensorboard, select
+
+    records, corrupt = scan_results(args.results, RunRecord)
+    for p in corrupt:
+        print(f"warning: skipping corrupt record {p}", file=sys.stderr)
+    chosen = select(records, args.suite)
+    if not chosen:
+        raise HarnessError(f"no run records under {args.results}" + (f" for suite {args.suite!r}" if args.suite else ""))
+    if args.tracker == "mlflow":
+        counts = export_mlflow(chosen, args.tracking_uri, args.experiment)
+    else:
+        counts = export_tensorboard(chosen, args.logdir)
+    print(f"{args.tracker}: {counts.logged} run(s) logged ({counts.replaced} replacing older records), "
+          f"{counts.skipped} already exported")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from harness.config.jsonschema import schema_text
 
@@ -453,6 +473,17 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list what the registries hold")
     ls.add_argument("what", choices=["sources", "targets", "strategies", "metrics", "tasks"])
     ls.set_defaults(fn=cmd_ls)
+
+    ex = sub.add_parser("export", help="log the records to an experiment tracker: one parent run per suite, one "
+                        "run per cell and seed; re-exporting adds nothing twice")
+    ex.add_argument("tracker", choices=["mlflow", "tensorboard"])
+    ex.add_argument("--results", default="results", help="results root to read (default: results/)")
+    ex.add_argument("--suite", help="only this suite")
+    ex.add_argument("--tracking-uri", help="mlflow: the tracking server (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
+    ex.add_argument("--experiment", default="harness", help="mlflow: the experiment (default: harness)")
+    ex.add_argument("--logdir", default="runs", help="tensorboard: the log directory (default: runs/, as "
+                    "`tensorboard --logdir runs` reads)")
+    ex.set_defaults(fn=cmd_export)
 
     sch = sub.add_parser("schema", help="write the JSON Schema of suite files (editors complete and check keys)")
     sch.add_argument("--out", metavar="FILE", help="write it to FILE (default: stdout); suites/ use docs/suite.schema.json")
