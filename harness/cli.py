@@ -238,6 +238,10 @@ def cmd_report(args) -> int:
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
+        if args.html:  # the browsable page beside the markdown
+            from harness.report.html import write_html
+
+            print(f"  html: {write_html(group, out.with_suffix('.html'))}", file=sys.stderr)
         if len(written) > 1:
             print(f"  also wrote {len(written) - 1} file(s): {', '.join(str(p) for p in written[1:])}", file=sys.stderr)
     return 0
@@ -447,6 +451,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--suite", help="only this suite")
     rep.add_argument("--no-plots", action="store_true", help="skip the per-pair Pareto and learning-curve PNGs")
     rep.add_argument("--no-export", action="store_true", help="skip the CSV and Parquet exports")
+    rep.add_argument("--html", action="store_true", help="also write a self-contained HTML page per suite "
+                     "(REPORTS/<suite>.html: sortable, filterable tables and a Pareto plot per pair; works offline)")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)
