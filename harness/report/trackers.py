@@ -149,11 +149,15 @@ def export_mlflow(records: Iterable[RunRecord], tracking_uri: str | None = None,
         rid, stamp = run.info.run_id, _millis(rec.finished_at)
         metrics = [Metric(k, v, stamp, 0) for k, v in final_metrics(rec).items()]
         metrics += [Metric(k, v, stamp, step) for step, k, v in curve_points(rec)]
-        for batch in _chunks([Param(k, v) for k, v in params(rec).items()], 100):  # MLflow's batch limits
-            client.log_batch(rid, params=batch)
+        # as few requests as MLflow's batch limits allow (100 params, 1000 entities): one for a usual record
+        param_batches = list(_chunks([Param(k, v) for k, v in params(rec).items()], 100)) or [[]]
+        for i, batch in enumerate(param_batches):
+            room = 1000 - len(batch) - 1
+            client.log_batch(rid, params=batch, metrics=metrics[:room],
+                             tags=[RunTag("mlflow.note.content", f"harness record {rec.run_id}")] if i == 0 else [])
+            metrics = metrics[room:]
         for batch in _chunks(metrics, 1000):
             client.log_batch(rid, metrics=batch)
-        client.log_batch(rid, tags=[RunTag("mlflow.note.content", f"harness record {rec.run_id}")])
         client.log_text(rid, rec.model_dump_json(indent=2) + "\n", f"record/{rec.run_id}.json")
         client.set_terminated(rid, "FINISHED" if rec.status == "ok" else "FAILED", end_time=stamp)
         logged += 1
