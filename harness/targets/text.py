@@ -61,7 +61,7 @@ def load_splits(ref: str, name: str, p: HFDatasetParams,
     try:
         import datasets
     except ImportError:
-        raise HFDataError(f"{ref}: the 'datasets' package is needed: pip install 'harness[nlp]'") from None
+        raise HFDataError(f"{ref}: the 'datasets' package is needed: pip install 'transfer-harness[nlp]'") from None
     try:
         from_disk = Path(name).is_dir() and (Path(name) / "dataset_dict.json").exists()
         if from_disk:

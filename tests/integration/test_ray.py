@@ -22,7 +22,7 @@ from harness.run.execute import ExecOptions
 from harness.suite import load_suite
 from tests.integration.test_pool import SUITE, outcome
 
-ray = pytest.importorskip("ray", reason="the Ray executor's tests need `pip install 'harness[ray]'`")
+ray = pytest.importorskip("ray", reason="the Ray executor's tests need `pip install 'transfer-harness[ray]'`")
 from harness.executors.ray_executor import RayExecutor  # noqa: E402
 
 pytestmark = pytest.mark.integration

@@ -34,7 +34,7 @@ strategies:
   - full_finetune
 """
 EXECUTORS = ["local", "pool", pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None, reason="needs `pip install 'harness[ray]'`")])]
+    importlib.util.find_spec("ray") is None, reason="needs `pip install 'transfer-harness[ray]'`")])]
 
 
 def as_a_terminal_job() -> None:

@@ -75,7 +75,7 @@ def test_executor_ray_without_ray_says_how_to_install_it(write_suite, tmp_path, 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: `import ray` raises ImportError
     code = main(["run", str(write_suite(TINY_SUITE)), "--executor", "ray", "--results", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert code == 1 and "pip install 'harness[ray]'" in err and "Traceback" not in err
+    assert code == 1 and "pip install 'transfer-harness[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()  # nothing written
 
 

@@ -340,7 +340,7 @@ def test_without_matplotlib_the_report_says_so_and_links_no_plot(tmp_path, monke
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
     out = tmp_path / "board.md"
     written, warnings = write_report(aggregate(full_records()), out, exports=False)
-    assert written == [out] and warnings == ["plots skipped: matplotlib is not installed (pip install 'harness[report]')"]
+    assert written == [out] and warnings == ["plots skipped: matplotlib is not installed (pip install 'transfer-harness[report]')"]
     assert "![" not in out.read_text() and not (tmp_path / "board").exists()
     monkeypatch.undo()
 

@@ -73,7 +73,7 @@ class HFImages(Target):
         try:
             import datasets
         except ImportError as e:
-            raise HarnessError("hfimages targets need the `datasets` package: pip install 'harness[vision]'") from e
+            raise HarnessError("hfimages targets need the `datasets` package: pip install 'transfer-harness[vision]'") from e
         p = HFImageParams.model_validate(params)
         ref = f"hfimages/{name}"
         try:
