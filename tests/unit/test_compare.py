@@ -5,20 +5,17 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.records import RunRecord, write_record
+from harness.records import write_record
 from harness.report.aggregate import aggregate
 from harness.report.compare import GateOptions, compare_rows
+from tests.factories import make_record
 
 BASE_ACC = {"scratch": [0.60, 0.61, 0.62], "full_finetune": [0.80, 0.82, 0.84]}  # σ 0.01 and 0.02
 
 
 def rec(label, seed, acc, wall=10.0, status="ok", suite="nightly"):
-    return RunRecord(
-        run_id=f"p.{label}.s{seed}-x", suite=suite, pair="p", strategy=label, label=label, seed=seed,
-        status=status, task="image-classification", primary_metric="accuracy", config={},
-        metrics={"accuracy": acc, "macro_f1": acc - 0.05} if status == "ok" else {},
-        error=None if status == "ok" else {"type": "Diverged", "message": "loss is nan"},
-        cost={"wall_s": wall}, started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:00:00+00:00")
+    return make_record(label, seed, acc, run_id=f"p.{label}.s{seed}-x", suite=suite, status=status,
+                       extra={"macro_f1": acc - 0.05}, cost={"wall_s": wall})
 
 
 def write(directory, records):

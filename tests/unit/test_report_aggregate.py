@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.records import RunRecord
 from harness.report.aggregate import aggregate
+from tests.factories import T0, make_record
 
 
-def rec(label, seed, acc, wall=10.0, status="ok", strategy=None, finished="2026-01-01T00:00:00+00:00", curve=()):
-    return RunRecord(
-        run_id=f"p.{label}.s{seed}", suite="s", pair="p", strategy=strategy or label, label=label, seed=seed,
-        status=status, task="image-classification", primary_metric="accuracy", config={},
-        metrics={"accuracy": acc} if status == "ok" else {}, curve=list(curve),
-        error=None if status == "ok" else {"type": "RuntimeError", "message": "boom"},
-        cost={"wall_s": wall}, started_at=finished, finished_at=finished)
+def rec(label, seed, acc, wall=10.0, status="ok", strategy=None, finished=T0, curve=()):
+    return make_record(label, seed, acc, strategy=strategy, status=status, curve=list(curve),
+                       error=None if status == "ok" else {"type": "RuntimeError", "message": "boom"},
+                       cost={"wall_s": wall}, at=finished)
 
 
 def by_label(records):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from harness.records import RunRecord
 from harness.report.aggregate import aggregate
 from harness.report.domain import ADAPTED, REFERENCE, SOURCE_ONLY, role, shifts
 from harness.report.markdown import render
+from tests.factories import make_record
 
 GAP = {"proxy_a_distance": 1.42, "domain_error": 0.145, "rows_per_domain": 900, "C": 0.1}
 
@@ -13,11 +13,8 @@ GAP = {"proxy_a_distance": 1.42, "domain_error": 0.145, "rows_per_domain": 900, 
 def rec(pair, label, strategy, seed, acc, train="original", evaluated="shifted", unlabeled=None, gap=None,
         shots=None):
     # the fields run/execute.data_summary writes (a contrastive run with shots: no unlabeled_domain)
-    return RunRecord(
-        run_id=f"{pair}.{label}.s{seed}", suite="domain", pair=pair, strategy=strategy, label=label, seed=seed,
-        status="ok", task="image-classification", primary_metric="accuracy", config={},
-        metrics={"accuracy": acc}, cost={"wall_s": 1.0}, started_at="2026-01-01T00:00:00+00:00",
-        finished_at="2026-01-01T00:00:00+00:00",
+    return make_record(
+        label, seed, acc, pair=pair, suite="domain", strategy=strategy, cost={"wall_s": 1.0},
         data={"fingerprint": f"{pair}-{train}", "train_domain": train, "eval_domain": evaluated,
               "unlabeled_domain": unlabeled, "target_shots": shots, "target_shots_domain": "shifted" if shots else None,
               "domain_gap": gap,

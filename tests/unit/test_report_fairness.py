@@ -9,11 +9,11 @@ import math
 
 import pytest
 
-from harness.records import RunRecord
 from harness.report.aggregate import aggregate
 from harness.report.format import ci, gain
 from harness.report.markdown import render
 from harness.report.stats import Summary
+from tests.factories import make_record
 
 REF = {"epochs": 2, "max_steps": None, "max_train_samples": None, "batch_size": 32, "grad_accum": 1}
 
@@ -22,14 +22,12 @@ def rec(label, seed, acc, *, role="final", fingerprint="aaaa", budget=None, sear
         data=None, strategy=None, pair="p", stopped_early=False):
     budget = {**REF, "steps": 80, "examples_seen": 2560, "optimizer": "adamw", "lr": 1e-3, "precision": "fp32",
               "reference": REF, "differs": [], **(budget or {})}
-    return RunRecord(
-        run_id=f"{pair}.{label}.s{seed}.{role}.{fingerprint}", suite="s", pair=pair, strategy=strategy or label,
-        label=label, seed=seed, role=role, status="ok", task="image-classification", primary_metric="accuracy",
-        config={}, metrics={"accuracy": acc, "val": {"accuracy": acc}},
+    return make_record(
+        label, seed, acc, run_id=f"{pair}.{label}.s{seed}.{role}.{fingerprint}", pair=pair, strategy=strategy,
+        role=role, extra={"val": {"accuracy": acc}},
         curve=curve if curve is not None else [{"epoch": 1, "val_accuracy": acc - 0.0005}, {"epoch": 2, "val_accuracy": acc}],
         cost={"wall_s": 10.0, "stopped_early": stopped_early}, budget=budget, search=search,
-        data={"fingerprint": fingerprint, **(data or {})},
-        started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:00:00+00:00")
+        data={"fingerprint": fingerprint, **(data or {})})
 
 
 def test_only_finals_enter_the_leaderboard():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.records import RunRecord
 from harness.report.aggregate import aggregate
 from harness.report.markdown import render
+from tests.factories import make_record
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 GOLDEN = ASSETS / "leaderboard_golden.md"
@@ -16,16 +16,14 @@ GOLDEN_FULL = ASSETS / "leaderboard_full_golden.md"
 
 def rec(pair, label, seed, acc, status="ok", task="image-classification", primary="accuracy", cost=None,
         per_label=None, curve=(), strategy=None, smoke=False, budget=None, search=None, **metrics):
-    return RunRecord(budget=budget or {}, search=search,
-        run_id=f"{pair}.{label}.s{seed}-0", suite="golden", pair=pair, strategy=strategy or label, label=label,
-        seed=seed, status=status, task=task, primary_metric=primary, config={}, smoke=smoke,
-        metrics={} if status != "ok" else {primary: acc, **metrics, **({"per_label": per_label} if per_label else {})},
-        curve=list(curve),
+    return make_record(
+        label, seed, acc, run_id=f"{pair}.{label}.s{seed}-0", pair=pair, suite="golden", strategy=strategy,
+        status=status, task=task, primary_metric=primary, smoke=smoke, budget=budget or {}, search=search,
+        extra={**metrics, **({"per_label": per_label} if per_label else {})}, curve=list(curve),
         error=None if status == "ok" else {"type": "Diverged", "message": "loss is nan at step 7"},
         cost=cost if cost is not None else {
             "train_s": 10.0 + seed, "peak_rss_mb": 900.0, "trainable_params": 1000 if label == "linear_probe" else 50_000,
-            "total_params": 50_000},
-        started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:00:00+00:00")
+            "total_params": 50_000})
 
 
 def records():

@@ -15,6 +15,7 @@ from harness.records import RunRecord
 from harness.run.execute import ExecOptions
 from harness.search import Search, choose
 from harness.suite import load_suite
+from tests.factories import make_record
 
 SUITE = """\
 suite: tuned
@@ -105,10 +106,10 @@ def test_search_points_are_checked_like_the_cells_own_values(write_suite):
 
 
 def record(spec, val: float, test: float, status: str = "ok", trainable: int = 10, point=None) -> RunRecord:
-    return RunRecord(run_id=spec.run_id, suite="s", pair=spec.pair, strategy=spec.strategy, label=spec.label,
-                     seed=spec.seed, status=status, role="trial", primary_metric="accuracy", config={},
-                     metrics={"accuracy": test, "val": {"accuracy": val}}, cost={"trainable_params": trainable},
-                     search={"point": point or spec.point}, started_at="t", finished_at="t")
+    return make_record(spec.label, spec.seed, run_id=spec.run_id, pair=spec.pair, strategy=spec.strategy,
+                       status=status, error=None, role="trial", task=None,
+                       metrics={"accuracy": test, "val": {"accuracy": val}}, cost={"trainable_params": trainable},
+                       search={"point": point or spec.point}, at="t")
 
 
 def test_choice_is_made_on_validation_never_on_test(write_suite):
