@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from harness.cli import main
@@ -275,3 +278,72 @@ def test_records_carry_what_exact_mode_reads():
     made_here = rec("scratch", 0, 0.5).model_copy(update={"env": env})
     assert environment(made_here) is not None  # a record made now can be checked bit for bit
     assert environment(rec("scratch", 0, 0.5)) is None  # one with no environment never is
+
+
+# --- the paired test at its smallest size, and the gate's own threshold against scipy -------------
+
+
+@pytest.mark.parametrize(("base", "new", "status"), [
+    # every seed 3 points lower: paired (sd 0), the threshold is the tolerance → regression, where
+    # the k·σ fallback (2 · 0.0283 = 0.057) would let it pass
+    ((0.80, 0.84), (0.77, 0.81), "regression"),
+    # per-seed changes that disagree (−7, +3): paired, t₀.₉₇₅(1) · sd/√2 = 0.64 → ok, where the k·σ
+    # fallback on a noiseless baseline (the 1-point tolerance) would call the 2-point mean drop
+    ((0.80, 0.80), (0.73, 0.83), "ok"),
+])
+def test_two_shared_seeds_are_decided_by_the_paired_test(tmp_path, capsys, base, new, status):
+    write(tmp_path / "baseline", [rec("full_finetune", s, a) for s, a in enumerate(base)])
+    write(tmp_path / "results", [rec("full_finetune", s, a) for s, a in enumerate(new)])
+    cmp = compare_rows(aggregate([rec("full_finetune", s, a) for s, a in enumerate(base)]),
+                       aggregate([rec("full_finetune", s, a) for s, a in enumerate(new)]),
+                       GateOptions(metrics=("accuracy",), max_slowdown=None))
+    (change,) = cmp.changes
+    assert (change.method, change.seeds, change.status) == ("paired", 2, status)
+    assert gate(tmp_path) == (1 if status == "regression" else 0)  # macro_f1 moves with accuracy
+    line = next(x for x in capsys.readouterr().out.splitlines() if "full_finetune  accuracy" in x)
+    assert "paired, 2 seeds" in line
+
+
+def test_the_gate_threshold_calls_a_change_exactly_when_the_paired_t_test_does():
+    """``gate_threshold`` (what compare_rows decides by) with no tolerance: |mean d| beyond the
+    threshold ⇔ p < 0.05 in scipy's paired t-test, from 2 seeds up; counted, so that a generator
+    whose examples all end before the assertion cannot pass it."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from harness.report.compare import gate_threshold
+    from harness.report.stats import summarize, t975
+
+    stats = pytest.importorskip("scipy.stats")
+    reached, edge = [], []
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(st.integers(2, 25).flatmap(lambda n: st.tuples(
+        st.lists(st.floats(0, 1), min_size=n, max_size=n), st.integers(0, 2**32 - 1))))
+    def check(sample):
+        base_values, seed = sample
+        rng = np.random.default_rng(seed)
+        n = len(base_values)
+        # per-seed changes d with sd 0.01 and a t statistic (mean·√n / sd) drawn uniformly within
+        # ±2.5 × its critical value: many near the decision, where a threshold off by one degree of
+        # freedom or by a factor decides otherwise (hypothesis's own numbers cluster at a few values;
+        # a seed's stream does not)
+        z = rng.standard_normal(n)
+        z = (z - z.mean()) / z.std(ddof=1)
+        mean = rng.uniform(-2.5, 2.5) * t975(n - 1) * 0.01 / math.sqrt(n)
+        base = dict(enumerate(base_values))
+        new = {s: v + mean + 0.01 * z[s] for s, v in base.items()}
+        threshold, method, paired, shared = gate_threshold(base, new, summarize(base_values),
+                                                           GateOptions(tolerance=0.0))
+        assert (method, shared) == ("paired", n)
+        assert paired == pytest.approx(mean, abs=1e-9)
+        p = stats.ttest_rel(list(new.values()), base_values).pvalue
+        if abs(p - 0.05) < 0.002:
+            edge.append(p)  # t₀.₉₇₅'s table has 3 decimals: the razor's edge may go either way
+            return
+        assert (abs(paired) > threshold) == (p < 0.05), (n, p, paired, threshold)
+        reached.append(n)
+
+    check()
+    assert len(reached) >= 0.9 * (len(reached) + len(edge)) and len(reached) >= 100, (len(reached), len(edge))
+    assert 2 in reached  # the smallest paired case is among them
