@@ -297,3 +297,59 @@ def test_a_symlinked_suite_directory_cannot_send_records_outside_the_results_dir
     assert cli.main(["run", str(f), "--results", str(results), "--no-progress"]) != 0
     assert "is a symlink or leads outside the results directory" in capsys.readouterr().err
     assert list(elsewhere.iterdir()) == []
+
+
+# --- CIFAR's pickles: exact names only, not "anything from numpy" -------------------------------------
+
+
+class _Reduce:
+    """Pickles as ``fn(*args)``: what a tampered file can ask an unpickler to call."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def _numpy_gadgets(tmp_path: Path, marker: Path) -> dict[str, bytes]:
+    """Pickles that run code through a numpy global a real CIFAR file never names."""
+    import pickle
+
+    import numpy as np
+    from numpy.testing._private import utils as np_testing
+
+    # np.load(path, None, True) unpickles a second file without any restriction
+    inner = tmp_path / "inner.pkl"
+    inner.write_bytes(pickle.dumps(_Reduce(open, str(marker), "w")))
+    return {"numpy.testing._private.utils.runstring":
+            pickle.dumps({b"data": _Reduce(np_testing.runstring, f"open({str(marker)!r}, 'w').close()", {})},
+                         protocol=3),
+            "numpy.load": pickle.dumps({b"data": _Reduce(np.load, str(inner), None, True)}, protocol=3)}
+
+
+@pytest.mark.parametrize("gadget", ["numpy.testing._private.utils.runstring", "numpy.load"])
+def test_a_cifar_batch_calling_a_numpy_gadget_is_refused_and_a_real_one_loads(tmp_path, monkeypatch, gadget):
+    from harness.registry import SOURCES, TARGETS
+    from tests.unit.test_vision_targets import write_cifar10
+
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data-root"))  # the decode cache, never ~/.cache
+    tiny = SOURCES.get("test").build("tiny_cnn", {}, pretrained=True)
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    real = batch.read_bytes()
+    payload = _numpy_gadgets(tmp_path, marker)[gadget]
+    module, name = gadget.rsplit(".", 1)
+    assert f"c{module}\n{name}\n".encode() in payload  # the pickle names the gadget itself
+    batch.write_bytes(payload)
+
+    def load():
+        return TARGETS.get("torchvision").load("cifar10", {"data_dir": str(tmp_path), "download": False},
+                                               "image-classification", tiny)
+
+    with pytest.raises(HarnessError, match=rf"data_batch_2: not a CIFAR batch \(UnpicklingError: refuses {re.escape(gadget)}"):
+        load()
+    assert not marker.exists()
+    batch.write_bytes(real)  # the same folder in CIFAR's real format (numpy arrays inside) loads
+    assert {k: len(s) for k, s in load().splits.items()} == {"train": 54, "val": 6, "test": 12}

@@ -272,3 +272,55 @@ def test_records_carry_what_exact_mode_reads():
     made_here = rec("scratch", 0, 0.5).model_copy(update={"env": env})
     assert environment(made_here) is not None  # a record made now can be checked bit for bit
     assert environment(rec("scratch", 0, 0.5)) is None  # one with no environment never is
+
+
+# --- the paired test at its smallest size, and the gate's own threshold against scipy -------------
+
+
+@pytest.mark.parametrize(("base", "new", "status"), [
+    # every seed 3 points lower: paired (sd 0), the threshold is the tolerance → regression, where
+    # the k·σ fallback (2 · 0.0283 = 0.057) would let it pass
+    ((0.80, 0.84), (0.77, 0.81), "regression"),
+    # per-seed changes that disagree (−7, +3): paired, t₀.₉₇₅(1) · sd/√2 = 0.64 → ok, where the k·σ
+    # fallback on a noiseless baseline (the 1-point tolerance) would call the 2-point mean drop
+    ((0.80, 0.80), (0.73, 0.83), "ok"),
+])
+def test_two_shared_seeds_are_decided_by_the_paired_test(tmp_path, capsys, base, new, status):
+    write(tmp_path / "baseline", [rec("full_finetune", s, a) for s, a in enumerate(base)])
+    write(tmp_path / "results", [rec("full_finetune", s, a) for s, a in enumerate(new)])
+    cmp = compare_rows(aggregate([rec("full_finetune", s, a) for s, a in enumerate(base)]),
+                       aggregate([rec("full_finetune", s, a) for s, a in enumerate(new)]),
+                       GateOptions(metrics=("accuracy",), max_slowdown=None))
+    (change,) = cmp.changes
+    assert (change.method, change.seeds, change.status) == ("paired", 2, status)
+    assert gate(tmp_path) == (1 if status == "regression" else 0)  # macro_f1 moves with accuracy
+    line = next(x for x in capsys.readouterr().out.splitlines() if "full_finetune  accuracy" in x)
+    assert "paired, 2 seeds" in line
+
+
+def test_the_gate_threshold_calls_a_change_exactly_when_the_paired_t_test_does():
+    """``gate_threshold`` (what compare_rows decides by) with no tolerance: |mean d| beyond the
+    threshold ⇔ p < 0.05 in scipy's paired t-test, from 2 seeds up, near the decision."""
+    from harness.report.compare import gate_threshold
+    from harness.report.stats import summarize
+    from tests.unit.test_stats import counted
+
+    stats = pytest.importorskip("scipy.stats")
+    sizes = set()
+
+    def check(sample) -> bool:
+        new_values, base_values = sample
+        base, new = dict(enumerate(base_values)), dict(enumerate(new_values))
+        threshold, method, paired, shared = gate_threshold(base, new, summarize(base_values),
+                                                           GateOptions(tolerance=0.0))
+        assert (method, shared) == ("paired", len(base))
+        assert paired == pytest.approx(sum(new_values) / len(new) - sum(base_values) / len(base), abs=1e-9)
+        p = stats.ttest_rel(new_values, base_values).pvalue
+        if abs(p - 0.05) < 0.002:
+            return False  # t₀.₉₇₅'s table has 3 decimals: the razor's edge may go either way
+        assert (abs(paired) > threshold) == (p < 0.05), (len(base), p, paired, threshold)
+        sizes.add(len(base))
+        return True
+
+    counted(150, check)
+    assert 2 in sizes  # the smallest paired case is among them

@@ -164,6 +164,22 @@ def test_a_pretrain_that_trained_on_a_held_out_example_fails_the_run():
     check_pretrain_leak(Spec, data, None)
 
 
+@pytest.mark.parametrize(("held", "split"), [("k3", "val"), ("k4", "test")])
+def test_a_pretrain_leak_into_either_held_out_split_alone_is_refused(held, split):
+    # one leaked example in one split only: a check that skipped the validation split (where
+    # the run tunes and selects) would pass the val case
+    keys = {"train": np.array(["k1", "k2"], dtype=object), "val": np.array(["k3"], dtype=object),
+            "test": np.array(["k4"], dtype=object)}
+    data = TargetData(label_names=["a", "b"], splits={}, keys=keys, split_info={}, preprocessing={})
+
+    class Spec:
+        run_id = "p.linear_probe.s0-x"
+
+    leak = {"pretrain": InputRun("pre.scratch.s0-y", {"weights": {"train_keys": ["k1", held]}})}
+    with pytest.raises(ValueError, match=f"trained on 1 example.* of this run's {split} split"):
+        check_pretrain_leak(Spec, data, leak)
+
+
 def _digits(**params) -> TargetData:
     from harness.sources.base import build_backbone
 

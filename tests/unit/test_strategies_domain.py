@@ -4,6 +4,7 @@ answer is known, and every strategy end to end on images and text (tiny models, 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -312,3 +313,66 @@ def test_too_few_rows_for_the_gap_skip_the_measurement_not_the_run(write_suite, 
     assert record.status == "ok", record.error
     assert record.data["domain_gap"] is None
     assert "at least 20 examples" in record.config["notes"]["domain_gap_skipped"]
+
+
+# -------------------------------------------------------- the extra loss reaches the backbone
+
+# Every DA loss that is meant to move the backbone: detached, the strategy silently becomes plain
+# fine-tuning, and every end-to-end test above still passes (issue 29). subspace_alignment trains
+# no backbone (closed form on frozen features) and has no extra loss.
+BACKBONE_LOSSES = ["coral", "mmd", "dann", "contrastive", "importance_weighting"]
+TWO_DOMAINS = {"coral", "mmd", "dann"}  # their loss compares the labelled batch with an unlabeled one
+
+
+def _adapted(write_suite, pair: str, strategy: str):
+    """A strategy after ``adapt`` with a fixed unlabeled batch, past its warm-up, and its model."""
+    from harness.strategies.base import RunContext
+
+    runs = plan(write_suite, f"  - {strategy}\n")
+    strat, model, data, _ = build(one(runs, pair, strategy), CPU)
+    strat.adapt(model, data, RunContext(CPU, None, {}, {}, 0))
+    labelled = next(data.splits["train"].batches(8))
+    unlabeled = None
+    if getattr(strat, "uses_unlabeled", False):
+        unlabeled = next(data.extra["unlabeled"].batches(8))
+        strat.unlabeled = itertools.repeat(unlabeled)
+        strat.calls = strat.total  # dann: λ at its end value; at progress 0 the reversal scales by 0
+    if strategy == "importance_weighting":
+        # the density ratio starts at 1 for every example (its output layer is zero): give it a slope,
+        # as it has once trained, so the re-weighting is more than the plain mean
+        with torch.no_grad():
+            for p in strat.ratio.net.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    model.eval()  # no dropout: the gradient is the loss's, not noise
+    return strat, model, labelled, unlabeled
+
+
+@pytest.mark.parametrize("strategy", BACKBONE_LOSSES)
+@pytest.mark.parametrize("pair", ["cnn", "bert"])
+def test_the_extra_loss_alone_moves_the_backbone(write_suite, pair, strategy):
+    strat, model, labelled, _ = _adapted(write_suite, pair, strategy)
+    model.zero_grad()
+    loss = strat.extra_loss(model, labelled, model(labelled))
+    assert loss.requires_grad, f"{strategy}'s extra loss is cut from the graph"
+    loss.backward()
+    def moved(params) -> int:
+        return sum(1 for p in params if p.grad is not None and float(p.grad.abs().sum()) > 0)
+
+    assert moved(model.backbone.parameters()), \
+        f"{strategy}'s extra loss gives the backbone no gradient (loss {float(loss):.3g})"
+    # not one stray parameter: the last block, which the features come out of, is reached
+    assert moved(model.backbone.blocks()[-1].parameters())
+
+
+@pytest.mark.parametrize("strategy", sorted(TWO_DOMAINS))
+def test_the_discrepancy_flows_through_both_domains(write_suite, strategy):
+    """The unlabeled batch's features are in the graph too: detaching either side of CORAL, MMD or
+    DANN leaves a loss that still moves the backbone, through the labelled side alone."""
+    strat, model, labelled, unlabeled = _adapted(write_suite, "cnn", strategy)
+    labelled = {**labelled, "pixel_values": labelled["pixel_values"].clone().requires_grad_(True)}
+    unlabeled = {**unlabeled, "pixel_values": unlabeled["pixel_values"].clone().requires_grad_(True)}
+    strat.unlabeled = itertools.repeat(unlabeled)
+    strat.extra_loss(model, labelled, model(labelled)).backward()
+    for name, batch in (("labelled", labelled), ("unlabeled", unlabeled)):
+        g = batch["pixel_values"].grad
+        assert g is not None and float(g.abs().sum()) > 0, f"no gradient reaches the {name} batch's inputs"

@@ -128,6 +128,17 @@ def test_a_domain_that_shares_examples_with_the_training_split_is_a_leak(tmp_pat
         load_target({"dataset": "test/tiny_images", "eval_domain": other, "unlabeled": {**other, "split": "test"}}, cnn)
 
 
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_unlabeled_data_holding_either_held_out_split_is_a_leak(cnn, split):
+    # the unlabeled domain is the eval domain's own val (test) split: only that split is shared, so a
+    # check that looked at the test split alone would let adaptation to the validation inputs pass
+    other = {"dataset": "test/tiny_images", "split_seed": 4}
+    with pytest.raises(LeakError, match=f"are in the {split} split the pair is tuned or scored on"):
+        load_target({"dataset": "test/tiny_images", "eval_domain": other, "unlabeled": {**other, "split": split}}, cnn)
+    # its train split (the default) holds neither
+    load_target({"dataset": "test/tiny_images", "eval_domain": other, "unlabeled": dict(other)}, cnn)
+
+
 # ------------------------------------------------------------------------------ validate, run
 
 SUITE = """\

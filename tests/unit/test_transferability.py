@@ -314,34 +314,50 @@ VALUES = st.one_of(st.sampled_from([0.0, 1.0, -1.0, 0.5]), st.floats(-1e3, 1e3),
 
 @st.composite
 def small_problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tiny targets with repeated rows, a constant column, extreme magnitudes and zero probabilities."""
-    n, d, z = draw(st.integers(1, 8)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    """Tiny targets that every score must accept — at least two classes, more examples than
+    classes, a feature column that varies — with repeated rows, a constant column, extreme
+    magnitudes, sparse class ids and zero probabilities."""
+    n, d, z = draw(st.integers(5, 9)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
     features = draw(arrays(np.float64, (n, d), elements=VALUES))
     features = features[draw(st.lists(st.integers(0, n - 1), min_size=n, max_size=n))]  # repeats rows
     if draw(st.booleans()):
         features[:, draw(st.integers(0, d - 1))] = draw(VALUES)
+    varies = draw(st.integers(0, d - 1))  # one column keeps two distinct values
+    features[:, varies] = draw(st.lists(VALUES, min_size=n, max_size=n).filter(lambda c: len(set(c)) > 1))
     labels = draw(arrays(np.int64, n, elements=st.sampled_from([0, 1, 2, 9])))
+    labels[:2] = draw(st.sampled_from([(0, 1), (1, 9), (2, 0), (9, 2)]))  # two classes; ≤ 4 < n
     weights = draw(arrays(np.float64, (n, z), elements=st.one_of(st.just(0.0), st.floats(1e-300, 1.0))))
     weights[:, 0] += weights.sum(axis=1) == 0
     return features, labels, weights / weights.sum(axis=1, keepdims=True)
 
 
-@given(small_problems())
-@settings(max_examples=200, deadline=None)
-def test_every_score_is_finite_or_a_score_error(problem):
-    features, labels, probs = problem
-    calls = {
-        "logme": lambda: logme(features, labels), "h_score": lambda: h_score(features, labels),
-        "gbc": lambda: gbc(features, labels), "gbc (axes)": lambda: gbc(features, labels, pca_dim=None),
-        "leep": lambda: leep(probs, labels), "nce": lambda: nce(probs.argmax(axis=1), labels),
-        "score_all": lambda: score_all(features, labels, probs),
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an overflow or 0/0 on the way is a bug even if guarded later
-        for name, call in calls.items():
-            try:
-                out = call()
-            except ScoreError:
-                continue
-            values = list(out.values()) if isinstance(out, dict) else [out]
-            assert all(type(v) is float and math.isfinite(v) for v in values), (name, out)
+def test_every_score_is_finite_or_a_score_error():
+    """Counted: most examples (valid inputs by construction) reach the finiteness assertion for
+    every score, so a generator whose examples all end in ScoreError cannot pass."""
+    outcomes = []
+
+    @given(small_problems())
+    @settings(max_examples=200, deadline=None, database=None)
+    def check(problem):
+        features, labels, probs = problem
+        calls = {
+            "logme": lambda: logme(features, labels), "h_score": lambda: h_score(features, labels),
+            "gbc": lambda: gbc(features, labels), "gbc (axes)": lambda: gbc(features, labels, pca_dim=None),
+            "leep": lambda: leep(probs, labels), "nce": lambda: nce(probs.argmax(axis=1), labels),
+            "score_all": lambda: score_all(features, labels, probs),
+        }
+        checked = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an overflow or 0/0 on the way is a bug even if guarded later
+            for name, call in calls.items():
+                try:
+                    out = call()
+                except ScoreError:
+                    continue
+                values = list(out.values()) if isinstance(out, dict) else [out]
+                assert all(type(v) is float and math.isfinite(v) for v in values), (name, out)
+                checked += 1
+        outcomes.append(checked == len(calls))
+
+    check()
+    assert sum(outcomes) >= 0.8 * len(outcomes), f"{sum(outcomes)} of {len(outcomes)} examples scored by every score"
