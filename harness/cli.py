@@ -315,7 +315,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from harness.config.jsonschema import schema_text
+    from harness.suite_schema import schema_text
 
     if args.out:
         Path(args.out).write_text(schema_text(), encoding="utf-8")

@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from harness.config.load import DISTRIBUTIONS, PAIR_KEYS, PRETRAIN_KEYS, SEARCH_METHODS, TOP_KEYS
 from harness.config.schema import SEARCH_OPTIONS, SLUG, TRAIN_KEYS, TrainConfig
+from harness.search import DISTRIBUTIONS, SEARCH_METHODS
+from harness.suite import PAIR_KEYS, PRETRAIN_KEYS, TOP_KEYS
 
 SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema"
 MODELINE = "# yaml-language-server: $schema=../docs/suite.schema.json"
