@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.config.load import load_suite
 from harness.errors import ConfigError
+from harness.suite import load_suite
 from harness.suite_schema import MODELINE, load_yaml12, schema_text, suite_schema
 
 ROOT = Path(__file__).resolve().parents[2]
