@@ -70,7 +70,10 @@ def test_an_alias_bomb_is_rejected_quickly(tmp_path, capsys):
 
 # Reviewed exceptions: (file, finding) → why it is acceptable. Keep this short (CIFAR's pickles go
 # through a restricted unpickler, harness/targets/vision/cifar.py: BatchUnpickler, not pickle.load).
-ALLOWED: dict[tuple[str, str], str] = {}
+ALLOWED: dict[tuple[str, str], str] = {
+    ("harness/suite_schema.py", "yaml.load without SafeLoader"):
+        "Yaml12Loader subclasses SafeLoader and adds only a float resolver (YAML 1.2 numbers)",
+}
 
 
 def unsafe_calls(package: Path) -> list[tuple[str, int, str]]:

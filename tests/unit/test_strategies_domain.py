@@ -326,7 +326,7 @@ TWO_DOMAINS = {"coral", "mmd", "dann"}  # their loss compares the labelled batch
 
 def _adapted(write_suite, pair: str, strategy: str):
     """A strategy after ``adapt`` with a fixed unlabeled batch, past its warm-up, and its model."""
-    from harness.strategies.base import RunContext
+    from harness.run.context import RunContext
 
     runs = plan(write_suite, f"  - {strategy}\n")
     strat, model, data, _ = build(one(runs, pair, strategy), CPU)
