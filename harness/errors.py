@@ -15,7 +15,8 @@ class HarnessError(Exception):
 
 @dataclass(frozen=True)
 class Issue:
-    """One problem in a suite file, located by file, line and key path."""
+    """One problem in a suite file, located by file, line and key path; line 0: a value the command
+    line set (``file`` then names the ``--set``)."""
 
     file: str
     line: int
@@ -23,7 +24,8 @@ class Issue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path or '<root>'}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '<root>'}: {self.message}"
 
 
 class ConfigError(HarnessError):
