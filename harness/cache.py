@@ -28,12 +28,14 @@ def default_cache_dir() -> Path:
     ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``. Outside the results directory, so
     results can be shared (copied, committed, uploaded) without megabytes of features."""
     explicit = os.environ.get("HARNESS_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
+    return Path(explicit).expanduser() if explicit else user_cache_home() / "harness"
+
+
+def user_cache_home() -> Path:
+    """The user's cache directory by the XDG convention: ``$XDG_CACHE_HOME``, else ``~/.cache``."""
     xdg = os.environ.get("XDG_CACHE_HOME")
     # the XDG spec: a relative value is invalid and is ignored
-    base = Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
-    return base / "harness"
+    return Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
 
 
 SALT_FILE = "hostname-salt"

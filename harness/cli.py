@@ -285,7 +285,7 @@ def cmd_schema(args) -> int:
 def execution_options(sp) -> None:
     """Where and how a suite's runs execute (``run`` and ``baseline``)."""
     sp.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
-                    "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
+                    "(default: $HARNESS_DATA_DIR, else $XDG_CACHE_HOME/harness/data, else ~/.cache/harness/data)")
     sp.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
                     help="local: one run at a time in this process (default); pool: --workers processes on this "
                     "machine; ray: one Ray task per run (pip install 'transfer-harness[ray]'; docs/scaling.md)")

@@ -71,3 +71,13 @@ def test_an_older_record_with_a_plain_hostname_still_reads(tmp_path):
     (tmp_path / "s" / "p.s.s0-0123456789.json").write_text(json.dumps(record))
     assert read_record(tmp_path / "s" / "p.s.s0-0123456789.json").env["hostname"] == "old-box"
     assert api.load_records(tmp_path)["primary"].tolist() == [0.5]
+
+
+def test_the_data_root_follows_xdg_too(tmp_path, monkeypatch):
+    from harness.targets.vision.common import data_root
+
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_root(None) == tmp_path / "xdg" / "harness" / "data"
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "data"))
+    assert data_root(None) == tmp_path / "data"
