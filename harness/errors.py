@@ -15,16 +15,17 @@ class HarnessError(Exception):
 
 @dataclass(frozen=True)
 class Issue:
-    """One problem in a suite file, located by file, line and key path; line 0: a value the command
-    line set (``file`` then names the ``--set``)."""
+    """One problem in a suite file, located by file, line and key path; or, for a value the command
+    line set, by its ``origin`` (``--set KEY.PATH=VALUE``) in place of a line."""
 
     file: str
     line: int
     path: str
     message: str
+    origin: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
+        where = f"{self.file}: {self.origin}" if self.origin else f"{self.file}:{self.line}"
         return f"{where}: {self.path or '<root>'}: {self.message}"
 
 

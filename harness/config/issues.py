@@ -51,7 +51,7 @@ class Collector:
 
     def add_at(self, origin: str, path: str, message: str) -> None:
         """An issue of a value that came from ``origin`` (a ``--set``), not from a line of the file."""
-        self.issues.append(Issue(f"{self.file}: {origin}", 0, path, message))
+        self.issues.append(Issue(self.file, 0, path, message, origin))
 
     def unknown_key(self, path: Path_, key: str, allowed: Iterable[str]) -> None:
         allowed = sorted(allowed)

@@ -86,3 +86,4 @@ def test_every_bad_set_is_reported_at_once_with_the_files_own_issues(write_suite
     assert f"{suite}:3: defaults.batch_sise: unknown key" in err
     assert "--set pairs[1].id=x: pairs[1].id: no pair 1 (the suite has 1)" in err
     assert "--set defaults.epochs=-1: defaults.epochs:" in err
+    assert "3 error(s) in 1 file(s)" in err  # a --set is part of the file it changes
