@@ -23,6 +23,62 @@ from harness.digest import digest
 from harness.records import atomic_write_bytes
 
 
+def default_cache_dir() -> Path:
+    """Where the cache lives unless ``--cache-dir`` says: ``$HARNESS_CACHE``, else
+    ``$XDG_CACHE_HOME/harness``, else ``~/.cache/harness``. Outside the results directory, so
+    results can be shared (copied, committed, uploaded) without megabytes of features."""
+    explicit = os.environ.get("HARNESS_CACHE")
+    return Path(explicit).expanduser() if explicit else user_cache_home() / "harness"
+
+
+def user_cache_home() -> Path:
+    """The user's cache directory by the XDG convention: ``$XDG_CACHE_HOME``, else ``~/.cache``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # the XDG spec: a relative value is invalid and is ignored
+    return Path(xdg).expanduser() if xdg and Path(xdg).expanduser().is_absolute() else Path.home() / ".cache"
+
+
+SALT_FILE = "hostname-salt"
+
+
+def user_salt() -> bytes | None:
+    """This user's random salt for the hostname hash records carry (made once, 32 bytes, readable
+    by the user only, in :func:`default_cache_dir` — never in a ``--cache-dir`` a team may share);
+    None when it can be neither read nor made."""
+    import secrets
+
+    path = default_cache_dir() / SALT_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError):
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{SALT_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic, and refused when another process made it first: both then read one salt
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def hostname_hash(hostname: str) -> str | None:
+    """The hostname as records store it by default: ``sha256:`` and 16 hex digits of the hash of
+    :func:`user_salt` and the name (the same machine of the same user always hashes alike, and a
+    reader of the records cannot test guessed names against it); None without a salt."""
+    salt = user_salt()
+    return None if salt is None else "sha256:" + hashlib.sha256(salt + hostname.encode()).hexdigest()[:16]
+
+
 def key(parts: Any, version: int = 1) -> str:
     """A stable key for ``parts`` (JSON-able; dict order does not matter)."""
     return digest({"parts": parts, "version": version}, 20)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,17 +28,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _load(path: str):
-    from harness.suite import load_suite
+def _load(path: str, overrides: Sequence[str] = ()):
+    from harness.api import load_suite
 
-    return load_suite(path)
+    return load_suite(path, overrides)
 
 
 def cmd_validate(args) -> int:
     issues = []
     for f in args.files:
         try:
-            spec = _load(f)
+            spec = _load(f, args.set)
         except ConfigError as e:
             issues += e.issues
         else:
@@ -71,13 +70,14 @@ def describe_node(r) -> str:
 
 
 def cmd_plan(args) -> int:
-    from harness.plan import count, expand
+    from harness.api import plan
+    from harness.plan import count
 
-    runs = expand(_load(args.file), smoke=args.smoke)
+    runs = plan(_load(args.file, args.set), smoke=args.smoke)
     if args.json:
         print(json.dumps([{"run_id": r.run_id, "pair": r.pair, "strategy": r.strategy, "label": r.label,
                            "seed": r.seed, "role": r.role, "depends_on": list(r.depends_on), "inputs": dict(r.inputs),
-                           "config": r.config()} for r in runs], indent=2))
+                           "config": r.config()} for r in runs], indent=2))  # config: overrides included
         return 0
     width = max(len(r.run_id) for r in runs)
     print(f"{'run_id':<{width}}  pair / strategy / seed")
@@ -92,54 +92,45 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def exec_options(args, data_dir: Path | None = None):
+def exec_options(args, data_dir: str | None = None):
     """The execution options of ``run`` and ``rank`` from their arguments."""
-    from harness.run.execute import ExecOptions
+    from harness.api import exec_options as options
 
-    # absolute: workers of another executor (a Ray task on another node) may not share this cwd
-    cache = Path(args.cache_dir or os.environ.get("HARNESS_CACHE") or Path(args.results) / ".cache").expanduser().resolve()
-    return ExecOptions(cache_dir=cache, show_progress=not args.no_progress and sys.stderr.isatty(),
-                       results_dir=Path(args.results).expanduser().resolve(), data_dir=data_dir)
+    return options(args.results, args.cache_dir, data_dir, record_hostname=getattr(args, "record_hostname", False),
+                   show_progress=not args.no_progress and sys.stderr.isatty())
 
 
 def cmd_run(args) -> int:
-    suite = _load(args.file)  # first: a bad file is refused before torch and the executors are imported
+    # first: a bad file (or --set) is refused before torch and the executors are imported
+    suite = _load(args.file, getattr(args, "set", ()))
 
-    from harness.executors.base import run_plan, select
-    from harness.plan import expand
+    from harness import api
     from harness.records import suite_dir
     from harness.run.process import own_process
 
     for w in suite.warnings:
         print(f"warning: {w}", file=sys.stderr)
     own_process()  # the CLI is the harness's own process: its speed settings may apply here
-    runs = select(expand(suite, smoke=args.smoke), args.only)
-    if not runs:
-        raise HarnessError(f"--only {args.only!r} matches no run; see `harness plan {args.file}`")
+    try:
+        runs = api.plan(suite, smoke=args.smoke, only=args.only)
+    except HarnessError:
+        if not args.only:
+            raise
+        raise HarnessError(f"--only {args.only!r} matches no run; see `harness plan {args.file}`") from None
     directory = suite_dir(args.results, suite.suite, args.smoke)
     # where targets find (or download) datasets: in the options every run gets, recorded with its env
-    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
-    options = exec_options(args, data_dir)
+    options = exec_options(args, args.data_dir)
 
     def line(rec):
         m = rec.metrics.get(rec.primary_metric) if rec.primary_metric else None
         shown = f"{rec.primary_metric}={m:.4f}" if isinstance(m, float) else (rec.error or {}).get("message", "")[:120]
         print(f"[{rec.status:>7}] {rec.run_id}  {shown}  ({rec.cost.get('wall_s', 0):.1f}s)", flush=True)
 
-    executor = None
-    if args.executor == "pool":
-        from harness.executors.pool import PoolExecutor
-
-        devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
-        executor = PoolExecutor(options, workers=args.workers, devices=devices, threads=args.threads,
-                                retries=args.retries)
-    elif args.executor == "ray":
-        from harness.executors.ray_executor import RayExecutor
-
-        executor = RayExecutor(options, address=args.address, cpus_per_run=args.cpus_per_run, retries=args.retries,
-                               owned=True)
-    outcome = run_plan(runs, directory, options, executor=executor, retry_failed=args.retry_failed, wait=args.wait,
-                       on_record=line)
+    devices = tuple(d.strip() for d in args.devices.split(",")) if args.devices else None
+    settings = api.ExecutorSettings(workers=args.workers, devices=devices, threads=args.threads, address=args.address,
+                                    cpus_per_run=args.cpus_per_run, retries=args.retries, owned=True)
+    outcome = api.run(runs, args.executor, args.results, options=options, settings=settings,
+                      retry_failed=args.retry_failed, wait=args.wait, on_record=line)
     bad = [r for r in outcome.done if r.status != "ok"]
     print(f"{len(outcome.done)} run(s) executed, {len(outcome.skipped)} already done (skipped), {len(bad)} failed; "
           f"records in {directory}")
@@ -189,43 +180,19 @@ def cmd_rank(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from harness.report.aggregate import aggregate
-    from harness.report.export import scan_results
+    from harness.api import report
 
-    records, corrupt = scan_results(args.results)  # results/baselines/ is the reference, not more seeds
-    for p in corrupt:
-        print(f"warning: skipping corrupt record {p}", file=sys.stderr)
-    if args.suite:  # the suite's name, or its smoke results' (`domain-smoke`, as the directory and report are named)
-        smoke = args.suite.endswith("-smoke")
-        name = args.suite.removesuffix("-smoke") if smoke else args.suite
-        records = [r for r in records if r.suite == name and (r.smoke or not smoke)]
-    if not records:
-        raise HarnessError(f"no run records under {args.results}" + (f" for suite {args.suite!r}" if args.suite else ""))
-    rows = aggregate(records)
-    groups: dict[tuple, list] = {}
-    for row in rows:
-        groups.setdefault((row.suite, row.smoke), []).append(row)
-    if args.out and len(groups) > 1:
-        names = ", ".join(f"{s}{'-smoke' if k else ''}" for s, k in groups)
-        raise HarnessError(f"--out names one file but the records hold several suites ({names}); add --suite")
-    from harness.report.export import write_report
-    from harness.report.transferability import read as read_scores
-    from harness.report.transferability import render_section
-
-    for (suite, smoke), group in sorted(groups.items()):
-        out = Path(args.out) if args.out else Path(args.reports) / f"{suite}{'-smoke' if smoke else ''}.md"
-        scores = read_scores(Path(args.results) / f"{suite}{'-smoke' if smoke else ''}")  # `harness rank`'s
-        written, warnings = write_report(group, out, plots=not args.no_plots, exports=not args.no_export,
-                                         jobs=args.jobs, sections=render_section(group, scores) if scores else ())
-        for w in warnings:
-            print(f"warning: {w}", file=sys.stderr)
-        print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
-        if args.html:  # the browsable page beside the markdown
-            from harness.report.html import write_html
-
-            print(f"  html: {write_html(group, out.with_suffix('.html'))}", file=sys.stderr)
-        if len(written) > 1:
-            print(f"  also wrote {len(written) - 1} file(s): {', '.join(str(p) for p in written[1:])}", file=sys.stderr)
+    written = report(args.results, args.out, reports_dir=args.reports, suite=args.suite, plots=not args.no_plots,
+                     exports=not args.no_export, html=args.html, jobs=args.jobs,
+                     on_corrupt=lambda p: print(f"warning: skipping corrupt record {p}", file=sys.stderr))
+    for w in written:
+        for warning in w.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(w.markdown)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
+        if w.html is not None:
+            print(f"  html: {w.html}", file=sys.stderr)
+        if w.also:
+            print(f"  also wrote {len(w.also)} file(s): {', '.join(str(p) for p in w.also)}", file=sys.stderr)
     return 0
 
 
@@ -262,16 +229,17 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    from harness.registry import METRICS, SOURCES, STRATEGIES, TARGETS, TASKS
+    from harness.api import registry
 
-    reg = {"sources": SOURCES, "targets": TARGETS, "strategies": STRATEGIES, "metrics": METRICS, "tasks": TASKS}[args.what]
-    entries = list(reg.entries())
-    width = max(len(e.name) for e in entries)
-    tags = {e.name: ls_tag(args.what, e.obj) for e in entries}
-    tag_width = max(len(t) for t in tags.values())
+    entries = registry(args.what)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    width = max(len(e["name"]) for e in entries)
+    tag_width = max(len(e["tag"]) for e in entries)
     for e in entries:
-        tag = f"{tags[e.name]:<{tag_width}}  " if tag_width else ""
-        print(f"{e.name:<{width}}  {tag}{e.description}")
+        tag = f"{e['tag']:<{tag_width}}  " if tag_width else ""
+        print(f"{e['name']:<{width}}  {tag}{e['description']}")
     if tag_width:
         print(f"\n{LS_TAGS[args.what]}")
     return 0
@@ -281,17 +249,6 @@ LS_TAGS = {"strategies": "[unlabeled]: needs the target domain's unlabeled data 
                          "`harness validate` says when a pair has none)",
            "targets": "[domains]: offers other domains (`unlabeled:`, `eval_domain:` on the target; "
                       "docs/strategies.md, Domain adaptation)"}
-
-
-def ls_tag(what: str, obj) -> str:
-    """What ``harness ls`` marks an entry with: the strategies that need unlabeled target-domain
-    data, the targets that offer domains."""
-    if what == "strategies":
-        return "[unlabeled]" if getattr(obj, "uses_unlabeled", False) else ""
-    if what == "targets":
-        fields = getattr(getattr(obj, "Params", None), "model_fields", {})
-        return "[domains]" if "unlabeled" in fields else ""
-    return ""
 
 
 def cmd_export(args) -> int:
@@ -328,7 +285,7 @@ def cmd_schema(args) -> int:
 def execution_options(sp) -> None:
     """Where and how a suite's runs execute (``run`` and ``baseline``)."""
     sp.add_argument("--data-dir", help="datasets root: CIFAR etc. are downloaded here on first use "
-                    "(default: $HARNESS_DATA_DIR or ~/.cache/harness/data)")
+                    "(default: $HARNESS_DATA_DIR, else $XDG_CACHE_HOME/harness/data, else ~/.cache/harness/data)")
     sp.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
                     help="local: one run at a time in this process (default); pool: --workers processes on this "
                     "machine; ray: one Ray task per run (pip install 'transfer-harness[ray]'; docs/scaling.md)")
@@ -343,6 +300,20 @@ def execution_options(sp) -> None:
                     help="pool, ray: times a run lost with its worker (killed, out of memory, node lost) is "
                     "started again before it is recorded as failed (default 1)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.add_argument("--record-hostname", action="store_true", help="records name the machine they ran on "
+                    "(default: a salted hash of its name, env.hostname_hash, since records are meant to be shared)")
+
+
+CACHE_DEFAULT = "$HARNESS_CACHE, else $XDG_CACHE_HOME/harness, else ~/.cache/harness"
+
+
+def overrides_option(sp) -> None:
+    """``--set KEY.PATH=VALUE``: a suite value changed without editing the file (``validate``,
+    ``plan``, ``run``)."""
+    sp.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="change one value of the suite before it is checked, e.g. --set defaults.epochs=5 --set "
+                    "pairs[0].train.lr=1e-4 (repeatable; a YAML value; checked as the file is; recorded in each "
+                    "run's config.overrides)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -352,12 +323,14 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check suite files; print every error as FILE:LINE: key: message")
     v.add_argument("files", nargs="+", metavar="FILE")
+    overrides_option(v)
     v.set_defaults(fn=cmd_validate)
 
     pl = sub.add_parser("plan", help="show the expanded pair × strategy × seed matrix with run_ids")
     pl.add_argument("file", metavar="FILE")
     pl.add_argument("--json", action="store_true", help="machine-readable, with each resolved config")
     pl.add_argument("--smoke", action="store_true", help="plan the smoke variant")
+    overrides_option(pl)
     pl.set_defaults(fn=cmd_plan)
 
     r = sub.add_parser("run", help="execute a suite; reruns skip run_ids that already have an ok record")
@@ -366,8 +339,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--only", metavar="GLOB", help="run only run_ids (or pair/label) matching GLOB")
     r.add_argument("--smoke", action="store_true", help="a few steps per cell to check the suite end to end")
     r.add_argument("--retry-failed", action="store_true", help="rerun only runs whose record is failed/timeout")
-    r.add_argument("--cache-dir", help="feature cache (default: $HARNESS_CACHE or RESULTS/.cache)")
+    r.add_argument("--cache-dir", help=f"feature cache (default: {CACHE_DEFAULT})")
     r.add_argument("--wait", action="store_true", help="queue behind another run using the same results dir")
+    overrides_option(r)
     execution_options(r)
     r.set_defaults(fn=cmd_run)
 
@@ -384,8 +358,7 @@ def parser() -> argparse.ArgumentParser:
     rk.add_argument("file", metavar="FILE")
     rk.add_argument("--results", default="results", help="results root: the scores go beside the suite's records")
     rk.add_argument("--smoke", action="store_true", help="on the smoke run's data limits")
-    rk.add_argument("--cache-dir", help="feature cache, shared with the linear probe (default: $HARNESS_CACHE or "
-                    "RESULTS/.cache)")
+    rk.add_argument("--cache-dir", help=f"feature cache, shared with the linear probe (default: {CACHE_DEFAULT})")
     rk.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda:N")
     rk.add_argument("--no-progress", action="store_true", help="no progress bars")
     rk.set_defaults(fn=cmd_rank)
@@ -424,6 +397,7 @@ def parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("ls", help="list what the registries hold")
     ls.add_argument("what", choices=["sources", "targets", "strategies", "metrics", "tasks"])
+    ls.add_argument("--json", action="store_true", help="one JSON document: a list of {name, description, tag}")
     ls.set_defaults(fn=cmd_ls)
 
     ex = sub.add_parser("export", help="log the records to an experiment tracker: one parent run per suite, one "

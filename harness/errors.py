@@ -15,15 +15,18 @@ class HarnessError(Exception):
 
 @dataclass(frozen=True)
 class Issue:
-    """One problem in a suite file, located by file, line and key path."""
+    """One problem in a suite file, located by file, line and key path; or, for a value the command
+    line set, by its ``origin`` (``--set KEY.PATH=VALUE``) in place of a line."""
 
     file: str
     line: int
     path: str
     message: str
+    origin: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path or '<root>'}: {self.message}"
+        where = f"{self.file}: {self.origin}" if self.origin else f"{self.file}:{self.line}"
+        return f"{where}: {self.path or '<root>'}: {self.message}"
 
 
 class ConfigError(HarnessError):

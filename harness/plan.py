@@ -74,6 +74,9 @@ class RunSpec:
     inputs: Mapping[str, str] = field(default_factory=dict)  # name → run_id whose output the strategy reads
     exports: tuple[str, ...] = ()  # outputs other runs read (not hashed: they don't change this run)
     reference: Mapping[str, Any] = field(default_factory=dict)  # the pair's budget (defaults < pair.train)
+    # the suite's `--set` texts: recorded, not hashed — their values are in train/params/source/target
+    # (hashed there), and a value set on the command line computes what the same value in the file does
+    overrides: tuple[str, ...] = ()
 
     @property
     def resolved(self) -> bool:
@@ -93,6 +96,8 @@ class RunSpec:
         and the point tried or chosen)."""
         cfg = self.base_config()
         cfg["placement"] = {k: self.train[k] for k in PLACEMENT_KEYS if k in self.train}
+        if self.overrides:
+            cfg["overrides"] = list(self.overrides)
         if self.search is not None:
             cfg["search"] = {**self.search.describe(), "role": self.role, "point": self.point,
                              "trial_index": self.trial_index}
@@ -364,8 +369,9 @@ def expand(suite: SuiteSpec, smoke: bool = False) -> list[RunSpec]:
     for run_id in list(b.nodes):
         place(run_id)
     exporting = b.exporting
-    return [replace(n, exports=tuple(dict.fromkeys([*n.exports, "train_logits"]))) if (n.pair, n.label) in exporting else n
-            for n in (b.nodes[i] for i in order)]
+    nodes = [replace(n, exports=tuple(dict.fromkeys([*n.exports, "train_logits"]))) if (n.pair, n.label) in exporting
+             else n for n in (b.nodes[i] for i in order)]
+    return [replace(n, overrides=suite.overrides) for n in nodes] if suite.overrides else nodes
 
 
 def closure(runs: list[RunSpec], chosen: list[RunSpec]) -> list[RunSpec]:

@@ -11,7 +11,7 @@ error carries ``file:line`` and the dotted key path. Nothing here imports torch 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from harness.config.components import component, pretrain_leak, task_for
 from harness.config.issues import Collector, Path_, set_fields
 from harness.config.load import read_yaml
+from harness.config.overrides import apply as apply_overrides
+from harness.config.overrides import parse as parse_override
 from harness.config.schema import TRAIN_KEYS, PairSpec, SearchLayer, StrategySpec, SuiteSpec, TrainConfig
 from harness.errors import ConfigError, UnknownNameError, did_you_mean
 from harness.plan_checks import check_cells
@@ -299,14 +301,19 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
     return replace(suite_spec, warnings=tuple(warnings))
 
 
-def load_suite(path: str | Path) -> SuiteSpec:
-    """Load and check a suite file; raise :class:`ConfigError` with every issue found."""
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> SuiteSpec:
+    """Load and check a suite file, with ``overrides`` (``--set`` texts, ``KEY.PATH=VALUE``)
+    applied to its data first and checked as the file is; raise :class:`ConfigError` with every
+    issue found (an overridden value's issues name its ``--set``)."""
     path = Path(path)
     col = Collector(str(path))
+    parsed = [ov for ov in (parse_override(text, col) for text in overrides) if ov is not None]
     data = read_yaml(path, col)
+    if data is not None and parsed:
+        data = apply_overrides(data, parsed, col)
     spec = None if data is None else parse_suite(data, col)  # go on after e.g. duplicate keys: report all
     if spec is None:
         if not col.issues:
             col.add((), "empty suite file")
         raise ConfigError(col.issues)
-    return spec
+    return replace(spec, overrides=tuple(overrides)) if overrides else spec

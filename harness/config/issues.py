@@ -33,6 +33,8 @@ class Collector:
         self.lines = dict(lines or {})
         self.issues: list[Issue] = []
         self.exhausting = False  # an issue said the file is built to exhaust time or memory
+        # key paths a `--set` wrote (harness.config.overrides): issues at or below one name it, not a line
+        self.origins: dict[Path_, str] = {}
 
     def line(self, path: Path_) -> int:
         for n in range(len(path), -1, -1):
@@ -41,7 +43,15 @@ class Collector:
         return 1
 
     def add(self, path: Path_, message: str) -> None:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.origins:
+                self.add_at(self.origins[path[:n]], format_path(path), message)
+                return
         self.issues.append(Issue(self.file, self.line(path), format_path(path), message))
+
+    def add_at(self, origin: str, path: str, message: str) -> None:
+        """An issue of a value that came from ``origin`` (a ``--set``), not from a line of the file."""
+        self.issues.append(Issue(self.file, 0, path, message, origin))
 
     def unknown_key(self, path: Path_, key: str, allowed: Iterable[str]) -> None:
         allowed = sorted(allowed)

@@ -144,6 +144,7 @@ class SuiteSpec:
     price_per_gpu_hour: float | None = None
     search: SearchLayer = field(default_factory=SearchLayer)  # written inside `defaults:`
     warnings: tuple[Any, ...] = ()  # harness.errors.Issue: legal, probably unintended (validate prints them)
+    overrides: tuple[str, ...] = ()  # the `--set KEY.PATH=VALUE` texts applied to the file's data, in order
 
 
 def layered_settings(defaults: Mapping[str, Any], pair: PairSpec | None = None, strategy: StrategySpec | None = None,

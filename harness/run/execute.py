@@ -34,6 +34,7 @@ class ExecOptions:
     show_progress: bool = False
     results_dir: Path | None = None
     data_dir: Path | None = None  # the data root (`--data-dir`); None: $HARNESS_DATA_DIR or the default
+    record_hostname: bool = False  # records are shared: by default they carry a salted hash of the hostname
 
 
 def pick_device(requested: str) -> torch.device:
@@ -333,8 +334,12 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
 
 def run_environment(device: torch.device, options: ExecOptions) -> dict[str, Any]:
     """The record's environment; a data root given in ``options`` is recorded as the variable that
-    also sets it (``HARNESS_DATA_DIR``), as records said when ``--data-dir`` was passed through it."""
+    also sets it (``HARNESS_DATA_DIR``), as records said when ``--data-dir`` was passed through it.
+    The hostname is replaced by ``hostname_hash`` (:func:`harness.cache.hostname_hash`) unless
+    ``options.record_hostname``."""
     env = cost.environment(device)
+    if not options.record_hostname:
+        env["hostname_hash"] = store.hostname_hash(env.pop("hostname", "") or "")
     if options.data_dir is not None:
         env["env"] = cost.redacted_env({**os.environ, "HARNESS_DATA_DIR": str(options.data_dir)})
     return env

@@ -46,14 +46,16 @@ def data_root_for(path: Path | None) -> Iterator[None]:
 
 def data_root(data_dir: str | None) -> Path:
     """Where datasets live: the target's ``data_dir``, else the run's ``--data-dir``, else
-    ``$HARNESS_DATA_DIR``, else ``~/.cache/harness/data``."""
+    ``$HARNESS_DATA_DIR``, else ``$XDG_CACHE_HOME/harness/data`` (``~/.cache/harness/data``)."""
+    from harness.cache import user_cache_home
+
     return Path(data_dir or _DATA_ROOT.get() or os.environ.get("HARNESS_DATA_DIR")
-                or Path.home() / ".cache" / "harness" / "data").expanduser()
+                or user_cache_home() / "harness" / "data").expanduser()
 
 
 def owned_data_root() -> Path:
     """The data root the harness writes to (downloads, decoded-image caches): ``--data-dir``,
-    ``$HARNESS_DATA_DIR`` or ``~/.cache/harness/data`` — chosen by whoever runs the harness, never
+    ``$HARNESS_DATA_DIR`` or ``$XDG_CACHE_HOME/harness/data`` — chosen by whoever runs the harness, never
     by a suite file. A suite's ``data_dir:`` is read from; the harness writes there only when it
     lies inside this root once symlinks and ``..`` are resolved."""
     return data_root(None).resolve()
@@ -77,7 +79,8 @@ def guard_download(root: Path, what: str) -> None:
 
 
 class VisionParams(Params):
-    data_dir: str | None = Field(None, description="dataset root (default: --data-dir, $HARNESS_DATA_DIR or ~/.cache/harness/data)")
+    data_dir: str | None = Field(None, description="dataset root (default: --data-dir, $HARNESS_DATA_DIR or "
+                                    "$XDG_CACHE_HOME/harness/data, ~/.cache/harness/data)")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize to this (default: the source's resolution)")
     augment: bool = Field(True, description="random crop with padding + horizontal flip on training batches")
     crop_padding: int = Field(4, ge=0, le=64, description="zero padding of the random crop (pixels, at stored resolution)")
