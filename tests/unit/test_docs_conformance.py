@@ -1,6 +1,7 @@
 """Every registered strategy, source and target is documented and listed: a new one that skips its
 docs page or `harness ls` fails here. Every benchmark has its figures in docs/benchmarks.md, and
-README's figures about the test suite are the ones measured there."""
+README's figures about the test suite are the ones measured there. Every module, path and name the
+pages mention exists, and docs/architecture.md draws the layers tests/unit/test_layers.py defines."""
 
 from __future__ import annotations
 
@@ -177,3 +178,39 @@ def test_the_reference_check_sees_moved_and_renamed_code():
 def test_every_module_and_name_a_page_mentions_exists(page):
     stale = stale_references(page.read_text(encoding="utf-8"))
     assert not stale, f"{page.name} names code that is not there (moved or renamed?):\n" + "\n".join(stale)
+
+
+def drawn_layers() -> list[tuple[str, str]]:
+    """architecture.md's drawing of the layers, top to bottom: (layer name, the text listing its modules)."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = page.split("\n## Layers\n", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    layers: list[tuple[str, str]] = []
+    for line in block.splitlines():
+        if line[:1].strip():  # a layer's first line; its continuation lines are indented
+            name, _, rest = line.partition(" ")
+            layers.append((name, rest))
+        elif layers:
+            layers[-1] = (layers[-1][0], f"{layers[-1][1]} {line}")
+    return layers
+
+
+def test_architecture_draws_the_layers_test_layers_defines():
+    """The drawing and tests/unit/test_layers.py's LAYERS name the same layers in the same order,
+    and each module of harness/ is listed in the layer it belongs to (a strategy's own module is
+    "one module per strategy")."""
+    from tests.unit.test_layers import LAYERS, MODULES, layer_of
+
+    drawn = drawn_layers()
+    assert [name for name, _ in drawn] == [name for name, _ in reversed(LAYERS)]
+    text = dict(drawn)
+    assert "one module per strategy" in text["strategies"]
+    strategy_modules = {f"harness.strategies.{e.name}" for e in STRATEGIES.entries()}
+    misplaced = []
+    for module in MODULES:
+        if module == "harness" or module in strategy_modules:
+            continue
+        last = module.rpartition(".")[2]
+        listed = text[LAYERS[layer_of(module)][0]]
+        if not re.search(rf"(?<![\w.]){re.escape(last)}(?![\w])", listed):
+            misplaced.append(f"{module} (layer {LAYERS[layer_of(module)][0]})")
+    assert not misplaced, "modules architecture.md's layer drawing does not list in their layer:\n" + "\n".join(misplaced)
