@@ -1,9 +1,11 @@
 """Every registered strategy, source and target is documented and listed: a new one that skips its
 docs page or `harness ls` fails here. Every benchmark has its figures in docs/benchmarks.md, and
-README's figures about the test suite are the ones measured there."""
+README's figures about the test suite are the ones measured there. Every module, path and name the
+pages mention exists, and docs/architecture.md draws the layers tests/unit/test_layers.py defines."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -64,3 +66,151 @@ def test_readme_states_the_test_suite_as_benchmarks_md_measured_it():
     assert set(re.findall(r"(\d+) s on a fresh clone", README)) <= {seconds}
     minutes = re.findall(r"about (\d+) minutes on 2 CPU cores", README)
     assert minutes and {int(m) for m in minutes} == {round(int(seconds) / 60)}, (minutes, seconds)
+
+
+# --- code the docs name exists: a move or rename that leaves a page behind fails here -------------
+
+HARNESS = ROOT / "harness"
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PACKAGES = {p.name for p in HARNESS.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+FILE_MODULES = {p.stem for p in HARNESS.glob("*.py") if not p.name.startswith("_")}
+# README's "adding a strategy" example names the module a reader would write
+NEW_MODULE_EXAMPLES = {"harness/strategies/bitfit_like.py"}
+ENTRY_POINT_GROUPS = {"harness.plugins"}  # dotted, but the name of a group plugins register in, not a module
+# a path of the repository (`harness/…`, `tests/…`, `benchmarks/…`) or of the package (`run/loop.py`)
+# (``executors/base.py:run_plan`` or ``tests/unit/test_x.py::test_y`` names a function in it, checked too)
+PATH = re.compile(r"(?<![\w./-])((?:[A-Za-z_][\w-]*/)+[A-Za-z_][\w-]*\.(?:py|sh))\b(?:::?([A-Za-z_]\w*))?")
+# a dotted name: `harness.run.loop.fit`, `targets.load.audit`, `search.choose`
+DOTTED = re.compile(r"(?<![\w./-])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)(?![\w/-]|\.\w)")
+FILE_SUFFIXES = {"py", "md", "yaml", "yml", "json", "png", "html", "csv", "txt", "sh", "parquet", "toml", "pt"}
+
+
+def module_file(dotted: str) -> Path | None:
+    """The source file of ``harness.<dotted>`` (a module or a package's ``__init__``), if there is one."""
+    base = HARNESS.joinpath(*dotted.split(".")) if dotted else HARNESS
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def defined_names(path: Path) -> set[str]:
+    """Names a module defines or imports at its top level (what ``module.name`` can mean)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def path_problem(path: str, name: str | None = None) -> str | None:
+    """Why a path a page names (and the ``name`` after its colon) does not exist (``None``: it does).
+    Paths under a harness package (``run/loop.py``) are read inside ``harness/``; others
+    (``tests/…``, ``benchmarks/…``) at the root."""
+    first = path.split("/", 1)[0]
+    if first in PACKAGES:
+        path = f"harness/{path}"
+    elif first not in {"harness", "tests", "benchmarks"}:
+        return None  # not code of this repository (a dataset's file, a user's script)
+    if path in NEW_MODULE_EXAMPLES:
+        return None
+    if not (ROOT / path).exists():
+        return f"{path} does not exist"
+    if name and path.endswith(".py") and name not in defined_names(ROOT / path):
+        return f"{path}:{name}: {path} has no {name!r}"
+    return None
+
+
+def dotted_problem(name: str) -> str | None:
+    """Why a dotted name a page uses names no code (``None``: it does, or it is not a code name).
+
+    ``harness.a.b.c`` is always code. Without the prefix, a name counts as code when it starts with a
+    package of harness (``targets.load.audit``) or a top-level module (``search.choose``); the record's
+    fields that share a module's name (``config.notes.precision``, ``metrics.val``) are not code
+    unless their second part is a module (``config.load.x``)."""
+    parts = name.split(".")
+    if parts[-1] in FILE_SUFFIXES or name in ENTRY_POINT_GROUPS:
+        return None
+    prefixed = parts[0] == "harness"
+    rest = parts[1:] if prefixed else parts
+    if not rest:
+        return None
+    if not prefixed:
+        if rest[0] == "metrics" or (rest[0] == "config" and module_file(".".join(rest[:2])) is None):
+            return None  # a record's field
+        if rest[0] not in PACKAGES | FILE_MODULES:
+            return None
+    # the longest prefix that is a module; the next part must be a name it defines
+    for cut in range(len(rest), -1, -1):
+        if (source := module_file(".".join(rest[:cut]))) is not None:
+            break
+    if cut == len(rest):
+        return None
+    if rest[cut] not in defined_names(source):
+        where = ".".join(["harness", *rest[:cut]])
+        return f"{name}: {where} has no {rest[cut]!r}"
+    return None
+
+
+def stale_references(text: str) -> list[str]:
+    found = [p for m in PATH.finditer(text) if (p := path_problem(m.group(1), m.group(2)))]
+    return found + [p for m in DOTTED.finditer(text) if (p := dotted_problem(m.group(1)))]
+
+
+def test_the_reference_check_sees_moved_and_renamed_code():
+    old = ("`targets.base.load_target` → `audit`; `config/errors.py`; `harness/run/rank.py`; "
+           "`strategies.base.RunContext`; `cli.quiet_libraries`; `harness.config.load._component`; "
+           "`tests/unit/test_nothing.py`; `executors/base.py:execute_job`; `tests/unit/test_layers.py::test_gone`")
+    assert len(stale_references(old)) == 9, stale_references(old)
+    now = ("`targets.load.load_target` → `audit`; `harness/errors.py`; `run/transferability.py`; "
+           "`run.context.RunContext`; `run/process.own_process`; `harness.config.components`; "
+           "`harness.run.loop.LossTally`; `search.choose`; `tests/unit/test_layers.py`; `benchmarks/gpu_figures.sh`; "
+           "`executors/base.py:run_plan`, `tests/unit/test_layers.py::test_no_import_cycles[x]`, `config.notes.precision` and `metrics.val` (a record's fields), `harness.plugins`")
+    assert stale_references(now) == []
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: p.name)
+def test_every_module_and_name_a_page_mentions_exists(page):
+    stale = stale_references(page.read_text(encoding="utf-8"))
+    assert not stale, f"{page.name} names code that is not there (moved or renamed?):\n" + "\n".join(stale)
+
+
+def drawn_layers() -> list[tuple[str, str]]:
+    """architecture.md's drawing of the layers, top to bottom: (layer name, the text listing its modules)."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = page.split("\n## Layers\n", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    layers: list[tuple[str, str]] = []
+    for line in block.splitlines():
+        if line[:1].strip():  # a layer's first line; its continuation lines are indented
+            name, _, rest = line.partition(" ")
+            layers.append((name, rest))
+        elif layers:
+            layers[-1] = (layers[-1][0], f"{layers[-1][1]} {line}")
+    return layers
+
+
+def test_architecture_draws_the_layers_test_layers_defines():
+    """The drawing and tests/unit/test_layers.py's LAYERS name the same layers in the same order,
+    and each module of harness/ is listed in the layer it belongs to (a strategy's own module is
+    "one module per strategy")."""
+    from tests.unit.test_layers import LAYERS, MODULES, layer_of
+
+    drawn = drawn_layers()
+    assert [name for name, _ in drawn] == [name for name, _ in reversed(LAYERS)]
+    text = dict(drawn)
+    assert "one module per strategy" in text["strategies"]
+    strategy_modules = {f"harness.strategies.{e.name}" for e in STRATEGIES.entries()}
+    misplaced = []
+    for module in MODULES:
+        if module == "harness" or module in strategy_modules:
+            continue
+        last = module.rpartition(".")[2]
+        listed = text[LAYERS[layer_of(module)][0]]
+        if not re.search(rf"(?<![\w.]){re.escape(last)}(?![\w])", listed):
+            misplaced.append(f"{module} (layer {LAYERS[layer_of(module)][0]})")
+    assert not misplaced, "modules architecture.md's layer drawing does not list in their layer:\n" + "\n".join(misplaced)
