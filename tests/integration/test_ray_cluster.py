@@ -22,6 +22,7 @@ from harness.run import outputs
 from harness.run.execute import ExecOptions
 from harness.suite import load_suite
 from tests.integration.test_pool import outcome
+from tests.unit.test_recovered_inputs import SUITE  # pretrain (exports weights) → teacher → student
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need `pip install 'transfer-harness[ray]'`")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -32,23 +33,6 @@ from harness.executors.ray_executor import NODE_CACHE_ENV, RayExecutor  # noqa: 
 # about 45 s on 2 CPUs (three raylets, a torch import per task): in the default run, which is what
 # guards that the plan's edges need no shared disk
 pytestmark = pytest.mark.integration
-
-# a pretrain run (aux, exports its weights) → the teacher (reads them, exports its logits) → the
-# student (reads both)
-SUITE = """\
-suite: edges
-seeds: [0]
-defaults: {epochs: 1, batch_size: 16, lr: 1e-2, max_train_samples: 48, max_eval_samples: 16, device: cpu}
-pairs:
-  - id: cnn
-    source:
-      model: test/tiny_cnn
-      pretrain: {id: cnn-on-four, target: {dataset: test/tiny_images, num_classes: 4}, strategy: scratch}
-    target: {dataset: test/tiny_images, task: image-classification}
-strategies:
-  - full_finetune
-  - distill: {teacher: full_finetune}
-"""
 
 
 @pytest.fixture(scope="module")
