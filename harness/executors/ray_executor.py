@@ -12,6 +12,16 @@ CPU count, not the GPUs; it uses its node's CPUs divided among the node's GPUs a
 Ray sets each task's ``CUDA_VISIBLE_DEVICES``, so ``device: auto`` is that task's GPU. Other runs
 ask for ``cpus_per_run`` CPU slots and use as many threads.
 
+What one run hands another (a teacher's logits, a ``pretrain:`` source's weights: the outputs of
+:mod:`harness.run.outputs`) travels through Ray's object store, not through a disk every node
+shares: a task returns its run's exported outputs beside its record, the driver keeps their
+reference under the run's ``compute_key``, and a task whose run reads them receives the reference
+and files the outputs in its own node's cache before the run starts, where the run finds them. A
+node's cache stays node-local (``HARNESS_NODE_CACHE`` in a node's ``ray start`` environment names
+it; otherwise the driver's ``--cache-dir`` path, on that node's own disk); frozen features and
+other recomputable entries are never shipped. Outputs that cannot be had (lost with a node and not
+reconstructed, or made in an earlier session) are recomputed by the reader, as after a cache loss.
+
 A run lost with its worker or node (SIGKILL, Ray's memory monitor, a node gone) is retried by
 Ray up to ``retries`` times, then recorded as failed with Ray's cause. Ctrl-C cancels the tasks in
 flight (their runs have no record; a rerun starts them again).
@@ -23,12 +33,14 @@ import contextlib
 import math
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
 from harness.executors.base import failed_record
 from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
+from harness.run import outputs
 from harness.run.execute import ExecOptions
 from harness.run.process import own_process
 
@@ -36,6 +48,9 @@ INSTALL_HINT = "--executor ray needs Ray: pip install 'transfer-harness[ray]' (o
 # what a worker needs from the driver's environment (a Ray worker does not inherit the driver's)
 FORWARDED_ENV = ("HARNESS_DATA_DIR", "HARNESS_RETAIN_FREED_MEMORY", "CUBLAS_WORKSPACE_CONFIG", "HF_HOME",
                  "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TORCH_HOME")
+# a node's own cache directory, set in the environment of its `ray start` (never forwarded: it
+# names that node's disk); without it a task uses the driver's cache path on its own node
+NODE_CACHE_ENV = "HARNESS_NODE_CACHE"
 
 
 def import_ray():
@@ -46,14 +61,49 @@ def import_ray():
     return ray
 
 
+def node_options(options: ExecOptions) -> ExecOptions:
+    """``options`` with this node's own cache directory, when its ``ray start`` environment names one."""
+    here = os.environ.get(NODE_CACHE_ENV)
+    return replace(options, cache_dir=Path(here)) if here else options
+
+
+def receive(given: dict[str, Any], cache_dir: Path | None) -> None:
+    """File the outputs of the runs this task's run reads (references into the object store, by
+    compute_key) in this node's cache, where the run looks for them. One that cannot be fetched
+    (lost with its node and not reconstructed) is left out: the run recomputes it."""
+    import ray
+
+    for compute_key, ref in given.items():
+        try:
+            got = ray.get(ref)
+        except ray.exceptions.RayError:
+            continue
+        if got:
+            outputs.save(cache_dir, compute_key, got)
+
+
+def hand_over(job: Job, record: RunRecord, cache_dir: Path | None) -> dict[str, Any] | None:
+    """The outputs ``job``'s run exported (read back from this node's cache, where the run filed
+    them), for the object store: None when it exported nothing or did not finish ok."""
+    if not job.spec.exports or record.status != "ok":
+        return None
+    made = {name: outputs.load(cache_dir, job.spec.compute_key, name) for name in job.spec.exports}
+    return made if all(v is not None for v in made.values()) else None
+
+
 def run_task(job: Job, options: ExecOptions, threads: int, env: dict[str, str], owned: bool,
-             run: Runner = execute_job) -> RunRecord:
-    """The body of one Ray task: the driver's environment and the thread count, then the run."""
+             run: Runner = execute_job, given: dict[str, Any] | None = None) -> tuple[RunRecord, dict | None]:
+    """The body of one Ray task: the driver's environment and the thread count, the outputs the run
+    reads (``given``), then the run. Returns its record and the outputs it exported (the task's two
+    objects: the driver fetches only the record)."""
     for k, v in env.items():
         os.environ[k] = v
     # owned: the driver is the harness CLI, so its Ray workers are the harness's own processes
     own_process(threads, allocator=owned)
-    return run(job, options)
+    options = node_options(options)
+    receive(given or {}, options.cache_dir)
+    record = run(job, options)
+    return record, hand_over(job, record, options.cache_dir)
 
 
 class RayExecutor:
@@ -87,7 +137,9 @@ class RayExecutor:
         self.slots = max(1, gpu_slots + cpu_slots)
         self.env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         self.task = ray.remote(run_task)
-        self.pending: dict[Any, Job] = {}  # ObjectRef → its job
+        self.pending: dict[Any, tuple[Job, Any]] = {}  # the record's ObjectRef → its job, its outputs' ObjectRef
+        # compute_key → the ObjectRef of the outputs that run exported: what later runs read
+        self.exported: dict[str, Any] = {}
 
     def resources(self, job: Job) -> dict[str, float]:
         """num_gpus / num_cpus for ``job``'s task, and its torch threads."""
@@ -98,29 +150,40 @@ class RayExecutor:
                     "threads": max(1, math.floor(self.threads_per_gpu * share)) if share < 1 else self.threads_per_gpu}
         return {"num_gpus": 0, "num_cpus": self.cpus_per_run, "threads": max(1, self.cpus_per_run)}
 
-    def submit(self, job: Job) -> None:
+    def task_options(self, job: Job) -> dict[str, Any]:
+        """The Ray options of ``job``'s task (resources, retries, name; two objects: record, outputs)."""
         need = self.resources(job)
-        ref = self.task.options(num_gpus=need["num_gpus"], num_cpus=need["num_cpus"], max_retries=self.retries,
-                                retry_exceptions=False, name=job.spec.run_id[:100]) \
-            .remote(job, self.options, int(need["threads"]), self.env, self.owned, self.run)
-        self.pending[ref] = job
+        return {"num_gpus": need["num_gpus"], "num_cpus": need["num_cpus"], "max_retries": self.retries,
+                "retry_exceptions": False, "name": job.spec.run_id[:100], "num_returns": 2}
+
+    def submit(self, job: Job) -> None:
+        threads = int(self.resources(job)["threads"])
+        # nested in a dict, the references are fetched by the task itself, which survives one that is lost
+        given = {spec.compute_key: self.exported[spec.compute_key] for spec in job.inputs.values()
+                 if spec.compute_key in self.exported}
+        record, made = self.task.options(**self.task_options(job)) \
+            .remote(job, self.options, threads, self.env, self.owned, self.run, given)
+        self.pending[record] = (job, made)
 
     @property
     def running(self) -> list[str]:
-        return [j.spec.run_id for j in self.pending.values()]
+        return [job.spec.run_id for job, _ in self.pending.values()]
 
     def next_finished(self) -> RunRecord:
         if not self.pending:
             raise RuntimeError("next_finished() with no run in flight")
         (ref,), _ = self.ray.wait(list(self.pending), num_returns=1)
-        job = self.pending.pop(ref)
+        job, made = self.pending.pop(ref)
         try:
-            return self.ray.get(ref)
+            record = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as e:  # the task body raised (execute records its own errors)
             return failed_record(job.spec, f"the Ray task raised: {e}"[:2000], "ExecutorError")
         except self.ray.exceptions.RayError as e:  # worker or node lost, memory monitor, cancelled
             return failed_record(job.spec, f"lost with its Ray worker after {self.retries} retr"
                                  f"{'y' if self.retries == 1 else 'ies'}: {type(e).__name__}: {e}"[:2000], "WorkerLost")
+        if record.status == "ok" and job.spec.exports:  # what its readers will be handed
+            self.exported.setdefault(job.spec.compute_key, made)
+        return record
 
     def close(self) -> None:
         """Cancel what is still in flight (Ctrl-C, a driver error: those runs get no record)."""
@@ -128,6 +191,7 @@ class RayExecutor:
             with contextlib.suppress(Exception):  # already finished or gone: nothing to stop
                 self.ray.cancel(ref, force=True)
         self.pending.clear()
+        self.exported.clear()
         if self.started:
             self.ray.shutdown()
             self.started = False

@@ -190,7 +190,10 @@ def read_inputs(spec: RunSpec, inputs: Mapping[str, RunSpec] | None, options: Ex
         got = {n: outputs.load(options.cache_dir, source.compute_key, n) for n in wanted}
         regenerated = any(v is None for v in got.values())
         if regenerated:
-            record, made = execute_once(replace(source, exports=wanted), options)
+            # an input that reads runs of its own (a teacher starting from a pretrain: source) is
+            # given those of them this run was given too (a student reads the same pretrain)
+            theirs = {n: s for n, rid in source.inputs.items() for s in (inputs or {}).values() if s.run_id == rid}
+            record, made = execute_once(replace(source, exports=wanted), options, theirs)
             if record.status != "ok" or made is None:
                 raise ValueError(f"{name} {source.run_id} could not be run again to recover its outputs: "
                                  f"{(record.error or {}).get('message', record.status)}")

@@ -7,7 +7,9 @@ of every example — a reader (``distill``) matches its own examples to the teac
 teacher with another source (other preprocessing, another tokeniser) lines up all the same.
 
 Outputs live in the cache (:mod:`harness.cache`) under the run's ``compute_key``: the trial
-and the final that compute the same thing share them.
+and the final that compute the same thing share them. The cache need not be shared by the nodes
+that run the plan: on Ray the outputs also travel as objects from the exporting task to the tasks
+that read them, which file them in their own node's cache (:mod:`harness.executors.ray_executor`).
 """
 
 from __future__ import annotations

@@ -78,6 +78,17 @@ MUTATIONS = [
     Mutation("confidence interval one degree of freedom off", "harness/report/stats.py",
              (("Summary(n, mean, std, t975(n - 1) * std / math.sqrt(n))", "Summary(n, mean, std, t975(n) * std / math.sqrt(n))"),),
              ("tests/unit/test_stats.py::test_paired_test_agrees_with_scipy",)),
+    Mutation("pool workers outlive their driver", "harness/executors/pool.py",
+             (("    _die_with_driver(lifeline)\n", "    pass\n"),),
+             ("tests/reliability/test_interrupt.py::test_a_dead_driver_takes_its_pool_with_it_however_long_the_run[SIGKILL]",)),
+    # the request stays fractional (what the old packing test asserted); only the tasks run whole GPUs
+    Mutation("Ray tasks given whole GPUs whatever their gpu_share", "harness/executors/ray_executor.py",
+             (('{"num_gpus": need["num_gpus"], "num_cpus"', '{"num_gpus": math.ceil(need["num_gpus"]), "num_cpus"'),),
+             ("tests/integration/test_ray.py::test_a_gpu_share_packs_small_runs_onto_one_gpu",)),
+    Mutation("Ray readers not handed the outputs they read", "harness/executors/ray_executor.py",
+             (("        given = {spec.compute_key:", "        given = {} and {spec.compute_key:"),),
+             ("tests/integration/test_ray_cluster.py::"
+              "test_the_plans_edges_travel_through_the_object_store_between_node_local_caches",)),
 ]
 
 
