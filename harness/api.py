@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from harness.plan import RunSpec
     from harness.records import RunRecord
     from harness.run.execute import ExecOptions
+    from harness.run.progress import Progress
 
 REGISTRIES = ("sources", "targets", "strategies", "metrics", "tasks")
 
@@ -88,12 +89,14 @@ def run(suite_or_plan: SuiteSpec | Sequence[RunSpec] | str | Path,
         executor: Literal["local", "pool", "ray"] = "local", results_dir: str | Path = "results", *,
         smoke: bool = False, only: str | None = None, options: ExecOptions | None = None,
         settings: ExecutorSettings | None = None, retry_failed: bool = False, wait: bool = False,
-        on_record: Callable[[RunRecord], None] | None = None) -> Outcome:
+        on_record: Callable[[RunRecord], None] | None = None, progress: Progress | None = None) -> Outcome:
     """Execute a suite (a file, a loaded suite, or a plan from :func:`plan`) and write a record
     per run under ``results_dir/<suite>[-smoke]/``; runs that already have an ok record there are
     skipped. ``options``: the cache, data root and record settings (:func:`exec_options`; its
     results directory is ``results_dir``'s); ``settings``: the pool's and Ray's placement.
-    ``on_record`` sees each record as it is written. Returns the records made and the run_ids
+    ``on_record`` sees each record as it is written; ``progress`` says what happens while it runs
+    (default: the bar of runs when ``options.show_progress``; ``Progress(lines=True)`` adds the
+    plan's first line and a line per run start and end, as the CLI prints). Returns the records made and the run_ids
     skipped; a failed run is a record with status ``failed``, not an exception."""
     from dataclasses import replace
 
@@ -110,7 +113,7 @@ def run(suite_or_plan: SuiteSpec | Sequence[RunSpec] | str | Path,
         replace(options, results_dir=Path(results_dir).expanduser().resolve())
     directory = suite_dir(results_dir, runs[0].suite, runs[0].smoke)
     return run_plan(runs, directory, options, executor=make_executor(executor, options, settings or ExecutorSettings()),
-                    retry_failed=retry_failed, wait=wait, on_record=on_record)
+                    retry_failed=retry_failed, wait=wait, on_record=on_record, progress=progress)
 
 
 def make_executor(name: str, options: ExecOptions, settings: ExecutorSettings):

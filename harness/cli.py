@@ -107,6 +107,7 @@ def cmd_run(args) -> int:
     from harness import api
     from harness.records import suite_dir
     from harness.run.process import own_process
+    from harness.run.progress import Progress
 
     for w in suite.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -121,16 +122,14 @@ def cmd_run(args) -> int:
     # where targets find (or download) datasets: in the options every run gets, recorded with its env
     options = exec_options(args, args.data_dir)
 
-    def line(rec):
-        m = rec.metrics.get(rec.primary_metric) if rec.primary_metric else None
-        shown = f"{rec.primary_metric}={m:.4f}" if isinstance(m, float) else (rec.error or {}).get("message", "")[:120]
-        print(f"[{rec.status:>7}] {rec.run_id}  {shown}  ({rec.cost.get('wall_s', 0):.1f}s)", flush=True)
-
     devices = tuple(d.strip() for d in args.devices.split(",")) if args.devices else None
     settings = api.ExecutorSettings(workers=args.workers, devices=devices, threads=args.threads, address=args.address,
                                     cpus_per_run=args.cpus_per_run, retries=args.retries, owned=True)
+    # the plan's first line, and a line as each run starts and ends, on stderr: above the bars on a
+    # terminal, and all a log (CI, nohup) gets
+    progress = Progress(bars=options.show_progress, lines=True)
     outcome = api.run(runs, args.executor, args.results, options=options, settings=settings,
-                      retry_failed=args.retry_failed, wait=args.wait, on_record=line)
+                      retry_failed=args.retry_failed, wait=args.wait, progress=progress)
     bad = [r for r in outcome.done if r.status != "ok"]
     print(f"{len(outcome.done)} run(s) executed, {len(outcome.skipped)} already done (skipped), {len(bad)} failed; "
           f"records in {directory}")

@@ -167,8 +167,31 @@ def _strategy(col: Collector, item: Any, path: Path_) -> StrategySpec | None:
     return _split_strategy_keys(col, name, mapping, (*path, name), allow_label=True)
 
 
+def _written_label(item: Any) -> str | None:
+    """The label a strategy entry meant to define, read from the raw entry (for one that failed)."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict) and len(item) == 1:
+        name, block = next(iter(item.items()))
+        label = block.get("label", name) if isinstance(block, dict) else name
+        return label if isinstance(label, str) else None
+    return None
+
+
+def _unknown_label(col: Collector, label: str, path: Path_, labels: Mapping[str, StrategySpec],
+                   broken: frozenset[str]) -> None:
+    """A reference to a label no strategy defines: an error, unless a strategy entry that already
+    has its own error meant to define it (``ful_finetune`` misspelt there, ``full_finetune`` named
+    here) — the cause is reported once, on the line that has it, not again on a correct line."""
+    if label in broken or did_you_mean(label, broken):
+        return
+    close = did_you_mean(label, labels)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    col.add(path, f"no strategy labelled '{label}' in this suite.{hint}")
+
+
 def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec],
-          owners: Mapping[str, type[BaseModel]]) -> PairSpec | None:
+          owners: Mapping[str, type[BaseModel]], broken: frozenset[str] = frozenset()) -> PairSpec | None:
     from harness.registry import TASKS
 
     data = col.mapping(data, path, "pair")
@@ -203,18 +226,14 @@ def _pair(col: Collector, data: Any, path: Path_, labels: dict[str, StrategySpec
         else:
             for i, label in enumerate(raw):
                 if label not in labels:
-                    close = did_you_mean(label, labels)
-                    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-                    col.add((*path, "strategies", i), f"no strategy labelled '{label}' in this suite.{hint}")
+                    _unknown_label(col, label, (*path, "strategies", i), labels, broken)
             only = tuple(raw)
     overrides: dict[str, StrategySpec] = {}
     ov = col.mapping(data.get("overrides", {}), (*path, "overrides"), "overrides") or {}
     for label, block in ov.items():
         opath = (*path, "overrides", label)
         if label not in labels:
-            close = did_you_mean(label, labels)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            col.add(opath, f"no strategy labelled '{label}' in this suite.{hint}")
+            _unknown_label(col, label, opath, labels, broken)
             continue
         block = col.mapping(block if block is not None else {}, opath, "override")
         if block is not None:
@@ -261,9 +280,13 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
     if not isinstance(raw, list) or not raw:
         col.add(("strategies",), "must be a non-empty list")
         raw = []
+    broken: set[str] = set()  # labels of entries that failed, each with its own error already
     for i, item in enumerate(raw):
         spec = _strategy(col, item, ("strategies", i))
         if spec is None:
+            written = _written_label(item)
+            if written is not None:
+                broken.add(written)
             continue
         if any(s.label == spec.label for s in strategies):
             col.add(("strategies", i), f"label '{spec.label}' is used twice; give one of them `label: …`")
@@ -280,7 +303,7 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
         col.add(("pairs",), "must be a non-empty list")
         rawp = []
     for i, item in enumerate(rawp):
-        p = _pair(col, item, ("pairs", i), labels, owners)
+        p = _pair(col, item, ("pairs", i), labels, owners, frozenset(broken - set(labels)))
         if p is None:
             continue
         if any(q.id == p.id for q in pairs):

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tqdm.auto import tqdm
-
 from harness.config.schema import PLACEMENT_KEYS
 from harness.executors.job import Job
 from harness.executors.local import LocalExecutor
 from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions
+from harness.run.progress import Progress
 from harness.search import choose, next_point, val_score
 
 
@@ -227,11 +226,13 @@ def critical_first(runs: Sequence[RunSpec]) -> list[RunSpec]:
 
 def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, executor: Executor | None = None,
              retry_failed: bool = False, wait: bool = False,
-             on_record: Callable[[RunRecord], None] | None = None) -> Outcome:
+             on_record: Callable[[RunRecord], None] | None = None, progress: Progress | None = None) -> Outcome:
     """Execute ``runs`` (a plan, closed over its dependencies) not yet ok in ``directory``, in
     dependency order, on ``executor`` (default: in this process); with ``retry_failed``, only the
-    failed ones and the runs that wait on them."""
+    failed ones and the runs that wait on them. ``progress``: what is said while it runs (default:
+    the bar of runs when ``options.show_progress``, no lines)."""
     executor = executor or LocalExecutor(options)
+    progress = progress or Progress(bars=options.show_progress)
     outcome = Outcome()
     with results_lock(directory, wait=wait):
         sweep_temp(directory)  # a killed writer's half file; we hold the lock, so no live writer owns it
@@ -245,18 +246,18 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
         if any(r.resolved and r.train.get("deterministic") for r in todo):
             # cuBLAS reads this once, when it first starts in the process: set it before any run does.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        bar = tqdm(total=len(todo), desc="runs", position=0, disable=not options.show_progress, dynamic_ncols=True)
+        progress.begin(len(runs), len(outcome.skipped), len(todo), directory)
         # one slot: plan order, as the user reads it; several: the runs that others wait on first
         pending = list(todo) if executor.slots == 1 else critical_first(todo)
         running = 0
 
-        def emit(record: RunRecord) -> None:
+        def emit(record: RunRecord, ran: bool = False) -> None:
             record = graph.finish(record)
             write_record(directory, record)
             outcome.done.append(record)
+            progress.finished(record, ran)
             if on_record:
                 on_record(record)
-            bar.update(1)
 
         try:
             while pending or running:
@@ -272,12 +273,12 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
                             else:
                                 executor.submit(work)
                                 running += 1
-                                bar.set_postfix_str(f"{running} in flight, last started {spec.run_id}")
+                                progress.started(work.spec)
                             progressed = True
                             break
                 if running:
-                    emit(executor.next_finished())
                     running -= 1
+                    emit(executor.next_finished(), ran=True)
                 elif pending:  # waiting on runs outside this plan: nothing can start
                     for spec in pending:
                         missing = [d for d in spec.depends_on if d not in graph.records]
@@ -286,6 +287,6 @@ def run_plan(runs: Sequence[RunSpec], directory: Path, options: ExecOptions, exe
                     pending = []
         finally:
             executor.close()
-            bar.close()
+            progress.close()
     return outcome
 

@@ -21,6 +21,7 @@ from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run import alloc, cost, domain_gap, outputs
 from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
+from harness.run.progress import run_title
 from harness.run.seed import SUBSAMPLE_SEED, determinism_state, seed_everything
 from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
 from harness.targets.base import TargetData, fingerprint, sample_indices
@@ -274,7 +275,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
                 ctx.notes.update(domain_gap.pair_gap(ctx, model.backbone.to(device), data, bs))
             trained, data = strategy.adapt(model, data, ctx)
             result = fit(trained, data, task, strategy, cfg, device, spec.seed, meter, options.show_progress,
-                         deadline, desc=f"{spec.pair}/{spec.label}/s{spec.seed}")
+                         deadline, desc=run_title(spec))
             metrics = {**result.test, "val": result.val}
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,

@@ -92,7 +92,7 @@ def test_overrides_must_name_a_strategy_label(write_suite):
                              "task: image-classification}\n    overrides: {full_finetun: {lr: 1e-4}}")
     (err,) = errors_of(write_suite(bad))
     assert "pairs[0].overrides.full_finetun: no strategy labelled 'full_finetun'" in err
-    assert "Did you mean: full_finetune?" in err
+    assert "Did you mean: full_finetune" in err
 
 
 def test_missing_required_keys_and_file(write_suite, tmp_path):
@@ -199,3 +199,23 @@ def test_parse_component_gives_the_spec_or_every_issue_in_the_order_found():
     # outside a pair's source a pretrain: block is refused, never kept unchecked (only the suite assembly parses one)
     _, issues = parse_component({"model": "test/tiny_cnn", "pretrain": {"target": {}}}, ("teacher",), "source")
     assert [i.split(":")[0] for i in issues] == ["teacher.pretrain"]
+
+
+def test_a_misspelt_strategy_is_reported_once_not_again_where_a_pair_names_it(write_suite):
+    # the pair's list and its overrides name the label correctly: the one cause is the entry's typo
+    bad = TINY_SUITE.replace("task: image-classification}",
+                             "task: image-classification}\n    strategies: [scratch, full_finetune]\n"
+                             "    overrides: {full_finetune: {lr: 1e-4}}").replace("- full_finetune:", "- ful_finetune:")
+    path = write_suite(bad)
+    (err,) = errors_of(path)
+    assert err.startswith(f"{path}:13: strategies[2].ful_finetune: Unknown strategy 'ful_finetune'."), err
+    assert "Did you mean: full_finetune" in err
+
+
+def test_a_misspelt_pair_label_is_still_reported_beside_an_unrelated_broken_entry(write_suite):
+    bad = TINY_SUITE.replace("task: image-classification}",
+                             "task: image-classification}\n    strategies: [scratch, full_finetun]").replace(
+        "- linear_probe", "- linear_prob")
+    text = "\n".join(errors_of(write_suite(bad)))
+    assert "Unknown strategy 'linear_prob'" in text
+    assert "pairs[0].strategies[1]: no strategy labelled 'full_finetun' in this suite. Did you mean: full_finetune?" in text
