@@ -215,8 +215,13 @@ def cmd_report(args) -> int:
     for (suite, smoke), group in sorted(groups.items()):
         out = Path(args.out) if args.out else Path(args.reports) / f"{suite}{'-smoke' if smoke else ''}.md"
         scores = read_scores(Path(args.results) / f"{suite}{'-smoke' if smoke else ''}")  # `harness rank`'s
+        sections = render_section(group, scores) if scores else []
+        if args.compare_to:  # this report's cells beside a committed (or any earlier) report's
+            from harness.report.reference import reference_section
+
+            sections = [*sections, *reference_section(group, args.compare_to)]
         written, warnings = write_report(group, out, plots=not args.no_plots, exports=not args.no_export,
-                                         jobs=args.jobs, sections=render_section(group, scores) if scores else ())
+                                         jobs=args.jobs, sections=sections)
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
         print(out)  # stdout: the markdown path only (scripts read it); the rest goes to stderr
@@ -399,6 +404,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-export", action="store_true", help="skip the CSV and Parquet exports")
     rep.add_argument("--html", action="store_true", help="also write a self-contained HTML page per suite "
                      "(REPORTS/<suite>.html: sortable, filterable tables and a Pareto plot per pair; works offline)")
+    rep.add_argument("--compare-to", metavar="REFERENCE", help="add a section with each cell beside a reference "
+                     "report's and a verdict (within its uncertainty, above, below, missing): the reference's "
+                     "<suite>.csv, the markdown beside it, or a folder of them, e.g. reports/reference")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)
