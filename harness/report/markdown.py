@@ -17,6 +17,7 @@ from harness.report.aggregate import GAIN_BASELINES, PARETO_COST, Row
 from harness.report.domain import render_domain
 from harness.report.format import DASH, bold, ci, gain, human, num, pct, strategy_name, table, value
 from harness.report.machines import render_machines
+from harness.report.plots import no_curve_note
 
 PCT_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 
@@ -224,6 +225,9 @@ def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> lis
             out.append(f"![{primary} vs {PARETO_COST}, {first.group}]({assets['pareto']})")
         if "curve" in assets:
             out.append(f"![validation {primary} per epoch, {first.group}]({assets['curve']})")
+        note = no_curve_note(rows)  # a closed-form fit has no epochs: say so rather than leave it out silently
+        if note:
+            out += ["", note]
     return out + [""]
 
 
