@@ -306,7 +306,7 @@ def _side_key(fig, ax, entries: list[tuple[str, str, str, bool]], line: bool = T
     return x0 + handle + gap + text_w + em
 
 
-PLOT_VERSION = 8  # bump when a plot's look changes: cached PNGs are redrawn
+PLOT_VERSION = 7  # bump when a plot's look changes: cached PNGs are redrawn
 INDEX = ".plots.json"
 
 
@@ -314,7 +314,9 @@ def digest(kind: str, rows: list[Row], styles: Styles) -> str:
     """What a plot shows, hashed: the same digest means the same picture."""
     data = [(r.label, styles.get(r.label), r.primary, r.pareto, r.score, r.cost.get(PARETO_COST),
              sorted(r.curve.items())) for r in sorted(rows, key=lambda r: r.label)]
-    if kind == "curve" and no_curve(rows):  # the note under the key (kept out of the others' keys)
+    # the note under the curve plot's key; only plots that have one hash it, so every other plot keeps
+    # its digest and is not redrawn (hence no PLOT_VERSION bump)
+    if kind == "curve" and no_curve(rows):
         data.append(("no curve", no_curve(rows)))
     # the repr, not JSON: the plot index written by earlier reports holds keys made this way
     return digest_bytes(repr((PLOT_VERSION, kind, rows[0].group if rows else "", data)), 20)

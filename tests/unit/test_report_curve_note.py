@@ -51,3 +51,15 @@ def test_the_figure_carries_the_note_under_its_key(tmp_path):
     assert texts[:1] == ["full_finetune"]  # the key: the one cell with a curve
     assert texts[1:] == ["no curve:", "linear_probe: closed form, no epochs", "lora: no curve recorded",
                          "sa: closed form, no epochs"]
+
+
+def test_the_note_is_part_of_what_the_plot_cache_hashes():
+    from dataclasses import replace
+
+    from harness.report.plots import digest, styles_for
+
+    shown = rows()
+    styles = styles_for(r.label for r in shown)
+    trained = [replace(r, budget={**r.budget, "steps": 40}) if r.label in ("linear_probe", "sa") else r for r in shown]
+    assert dict(no_curve(trained))["linear_probe"] == "no validation metric recorded per epoch"  # not closed form
+    assert digest("curve", shown, styles) != digest("curve", trained, styles)  # another note: redrawn
