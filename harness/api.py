@@ -180,11 +180,14 @@ class Written:
 
 def report(results_dir: str | Path = "results", out: str | Path | None = None, *, reports_dir: str | Path = "reports",
            suite: str | None = None, plots: bool = True, exports: bool = True, html: bool = False,
-           jobs: int | None = None, on_corrupt: Callable[[Path], None] | None = None) -> list[Written]:
+           jobs: int | None = None, on_corrupt: Callable[[Path], None] | None = None,
+           compare_to: str | Path | None = None) -> list[Written]:
     """Write the leaderboard of each suite under ``results_dir`` (``suite``: only that one; its
     smoke results are ``<suite>-smoke``) to ``reports_dir/<suite>.md`` — or to ``out`` when the
     records hold one suite — with its plots and CSV/Parquet exports unless turned off, and an
-    HTML page beside it with ``html``. ``on_corrupt`` is told of each unreadable record skipped."""
+    HTML page beside it with ``html``. ``on_corrupt`` is told of each unreadable record skipped.
+    ``compare_to``: a reference report (its ``.csv``/``.parquet``, the markdown beside them, or a
+    folder of them such as ``reports/reference``): each cell is shown beside it with a verdict."""
     from harness.report.aggregate import aggregate
     from harness.report.export import scan_results, write_report
     from harness.report.transferability import read as read_scores
@@ -212,8 +215,12 @@ def report(results_dir: str | Path = "results", out: str | Path | None = None, *
         stem = f"{name}{'-smoke' if smoke else ''}"
         path = Path(out) if out else Path(reports_dir) / f"{stem}.md"
         scores = read_scores(Path(results_dir) / stem)  # `harness rank`'s
-        files, warnings = write_report(group, path, plots=plots, exports=exports, jobs=jobs,
-                                       sections=render_section(group, scores) if scores else ())
+        sections = render_section(group, scores) if scores else []
+        if compare_to:  # this report's cells beside a committed (or any earlier) report's
+            from harness.report.reference import reference_section
+
+            sections = [*sections, *reference_section(group, compare_to)]
+        files, warnings = write_report(group, path, plots=plots, exports=exports, jobs=jobs, sections=sections)
         page = None
         if html:  # the browsable page beside the markdown
             from harness.report.html import write_html

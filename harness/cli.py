@@ -182,7 +182,7 @@ def cmd_report(args) -> int:
     from harness.api import report
 
     written = report(args.results, args.out, reports_dir=args.reports, suite=args.suite, plots=not args.no_plots,
-                     exports=not args.no_export, html=args.html, jobs=args.jobs,
+                     exports=not args.no_export, html=args.html, jobs=args.jobs, compare_to=args.compare_to,
                      on_corrupt=lambda p: print(f"warning: skipping corrupt record {p}", file=sys.stderr))
     for w in written:
         for warning in w.warnings:
@@ -371,6 +371,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-export", action="store_true", help="skip the CSV and Parquet exports")
     rep.add_argument("--html", action="store_true", help="also write a self-contained HTML page per suite "
                      "(REPORTS/<suite>.html: sortable, filterable tables and a Pareto plot per pair; works offline)")
+    rep.add_argument("--compare-to", metavar="REFERENCE", help="add a section with each cell beside a reference "
+                     "report's and a verdict (within its uncertainty, above, below, missing): the reference's "
+                     "<suite>.csv, the markdown beside it, or a folder of them, e.g. reports/reference")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)

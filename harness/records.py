@@ -17,13 +17,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import HarnessError, LockedError
 
 SCHEMA_VERSION = 2  # 2: role, search, budget, data (fingerprint, evaluation domain)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
 TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temp files: ".<name>.<random>.tmp", never read as records
+
+
+class Machine(BaseModel):
+    """The part of a record's ``env`` that says which machine made it: what the report's header
+    names and its load warning reads. Every field may be absent (older records: unknown) and is
+    kept as recorded; the rest of ``env`` (packages, variables) is not built into objects."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cpu_model: Any = None
+    cpu_capability: Any = None  # the vector instruction set torch's CPU kernels used (AVX512, AVX2, …)
+    cpu_count: Any = None  # logical CPUs of the machine
+    torch_threads: Any = None
+    device: Any = None  # "cpu", "cuda:0", …
+    device_name: Any = None  # a GPU's name (on CPU: the platform's processor name)
+    load_start: Any = None  # os.getloadavg() (1, 5, 15 minutes) when the run started; absent in older records
+    load_end: Any = None  # … and when it ended
 
 
 class RecordSummary(BaseModel):
@@ -59,6 +76,14 @@ class RecordSummary(BaseModel):
     # when a record that took over another's computation (a final choosing a trial's point, a run
     # whose computation is on record) was written; its started/finished_at are the computation's
     recorded_at: str | None = None
+    # ``env``'s machine fields, read from the same JSON key and never written back (``env`` is the
+    # record's): a malformed ``env`` (not an object) is kept as it is and reads as an unknown machine
+    machine_env: Machine | Any = Field(default_factory=Machine, validation_alias="env", exclude=True, repr=False)
+
+    @property
+    def machine(self) -> Machine:
+        """The machine that made the record (fields ``None`` where the record does not say)."""
+        return self.machine_env if isinstance(self.machine_env, Machine) else Machine()
 
     @property
     def written_at(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.plan import BUDGET_KEYS
 from harness.records import RecordSummary, latest
+from harness.report.machines import Busy, busy, describe
 from harness.report.stats import EMPTY, Difference, Summary, difference, paired_gain, pareto_front, summarize
 
 SCALAR_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
@@ -86,6 +87,8 @@ class Row:
     budget_differs: list[str] = field(default_factory=list)  # keys unlike the pair's reference budget
     search: dict[str, Any] | None = None  # the space, the chosen point, the grid edge, the tuning cost
     data: dict[str, Any] = field(default_factory=dict)  # fingerprint, evaluation / unlabeled domain
+    machines: dict[str, int] = field(default_factory=dict)  # the machine of each record (machines.describe) → count
+    busy: list[Busy] = field(default_factory=list)  # seeds whose machine was loaded beyond its cores
 
     @property
     def group(self) -> str:
@@ -152,6 +155,11 @@ def _row(suite: str, smoke: bool, pair: str, label: str, recs: list[RecordSummar
               n_ok=len(ok), n_failed=len(recs) - len(ok),
               failures=[f"s{r.seed}: {r.status}: {(r.error or {}).get('type', '')} "
                         f"{(r.error or {}).get('message', '')}".strip()[:200] for r in recs if r.status != "ok"])
+    for r in recs:
+        m = r.machine
+        row.machines[describe(m)] = row.machines.get(describe(m), 0) + 1
+        if (b := busy(m, r.seed)) is not None:
+            row.busy.append(b)
     for name in SCALAR_METRICS:
         vals = {r.seed: v for r in ok if (v := _num(r.metrics.get(name))) is not None}
         if vals:

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -135,6 +135,36 @@ def _curved(rows: list[Row]) -> list[Row]:
     return [r for r in rows if r.curve]
 
 
+# strategies that fit in closed form (no optimizer steps, hence no epochs): how, in a few words
+CLOSED_FORM = {"linear_probe": "L-BFGS logistic regression on frozen features",
+               "subspace_alignment": "PCA alignment of frozen features, then the probe's L-BFGS fit"}
+
+
+def no_curve(rows: list[Row]) -> list[tuple[str, str]]:
+    """``(label, why)`` of each cell with ok seeds that a learning-curve plot cannot show: a fit in
+    closed form has no epochs (no optimizer step: the budget records 0 steps); another cell of a
+    pair whose plot shows some curves recorded no validation metric per epoch."""
+    plotted = any(r.curve for r in rows)
+    out = []
+    for r in rows:
+        if r.curve or not r.n_ok:
+            continue
+        if r.budget and not r.budget.get("steps"):
+            how = CLOSED_FORM.get(r.strategy, "fitted outside the training loop")
+            out.append((r.label, f"closed-form fit ({how}): no epochs"))
+        elif plotted:
+            out.append((r.label, "no validation metric recorded per epoch"))
+    return out
+
+
+def no_curve_note(rows: list[Row]) -> str | None:
+    """One sentence for the report beside the learning-curve plot: the cells it has no curve for, and why."""
+    missing = no_curve(rows)
+    if not missing:
+        return None
+    return "No learning curve for " + "; ".join(f"`{label}` ({why})" for label, why in missing) + "."
+
+
 def _pareto(rows: list[Row], path: Path, styles: Styles) -> Path | None:
     """Primary metric (%, mean with its 95% CI, clipped to 0–100) against mean ``wall_s`` per run,
     each strategy in its colour and marker, filled when Pareto-optimal, hollow otherwise; the front
@@ -209,8 +239,12 @@ def _curve(rows: list[Row], path: Path, styles: Styles) -> Path | None:
     ax.set_ylabel(f"validation {curved[0].primary} (%)")
     ax.set_title(f"{curved[0].group}: learning curves (mean, 95% CI band)", fontsize=9, y=TITLE_Y)
     ax.grid(alpha=0.3)
-    # the key right of the axes, over no curve, the figure widened by its measured width
-    _widen(fig, _side_key(fig, ax, [(r.label, *styles[r.label], True) for r in curved]))
+    # the key right of the axes, over no curve, the figure widened by its measured width; below it
+    # the cells without a curve, each with why (a closed-form fit has no epochs)
+    missing = [f"{label}: {'closed form, no epochs' if why.startswith('closed-form') else 'no curve recorded'}"
+               for label, why in no_curve(rows)]
+    _widen(fig, _side_key(fig, ax, [(r.label, *styles[r.label], True) for r in curved],
+                          notes=["no curve:", *missing] if missing else ()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=_METADATA, pil_kwargs=_PNG)
     return path
@@ -240,12 +274,13 @@ def _measurer(dpi: float):
     return made
 
 
-def _side_key(fig, ax, entries: list[tuple[str, str, str, bool]], line: bool = True) -> float:
+def _side_key(fig, ax, entries: list[tuple[str, str, str, bool]], line: bool = True,
+              notes: Sequence[str] = ()) -> float:
     """A legend right of ``ax``, top-aligned with it: per entry (label, colour, marker, filled) a
     short line with the marker (or the marker alone), and the label, one row per entry. Drawn as
     plain lines and texts rather than ``ax.legend``, whose box layout measures every label several
-    times on each draw (half of a curve plot's time). Returns the width (inches) the figure must
-    grow by to show it."""
+    times on each draw (half of a curve plot's time). ``notes``: grey lines under the entries, set
+    off by a blank row. Returns the width (inches) the figure must grow by to show it."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.lines import Line2D
 
@@ -263,6 +298,11 @@ def _side_key(fig, ax, entries: list[tuple[str, str, str, bool]], line: bool = T
                            transform=ax.transAxes, clip_on=False))
         ax.text(1 + (x0 + handle + gap) / axes_w, y, label, fontsize=KEY_PT, va="center", ha="left",
                 transform=ax.transAxes, clip_on=False, parse_math=False)
+    for k, note in enumerate(notes, len(entries) + 1):  # flush left under the handles: no marker to leave room for
+        ax.text(1 + x0 / axes_w, 1 - (0.5 + k) * pitch / axes_h, note, fontsize=KEY_PT, va="center", ha="left",
+                color="#666666", transform=ax.transAxes, clip_on=False, parse_math=False)
+        note_w = renderer.get_text_width_height_descent(note, prop, ismath=False)[0] / fig.dpi
+        text_w = max(text_w, note_w - handle - gap)
     return x0 + handle + gap + text_w + em
 
 
@@ -274,6 +314,10 @@ def digest(kind: str, rows: list[Row], styles: Styles) -> str:
     """What a plot shows, hashed: the same digest means the same picture."""
     data = [(r.label, styles.get(r.label), r.primary, r.pareto, r.score, r.cost.get(PARETO_COST),
              sorted(r.curve.items())) for r in sorted(rows, key=lambda r: r.label)]
+    # the note under the curve plot's key; only plots that have one hash it, so every other plot keeps
+    # its digest and is not redrawn (hence no PLOT_VERSION bump)
+    if kind == "curve" and no_curve(rows):
+        data.append(("no curve", no_curve(rows)))
     # the repr, not JSON: the plot index written by earlier reports holds keys made this way
     return digest_bytes(repr((PLOT_VERSION, kind, rows[0].group if rows else "", data)), 20)
 

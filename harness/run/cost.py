@@ -173,6 +173,15 @@ def cpu_capability() -> str | None:
     return get() if get is not None else None
 
 
+def load_average() -> list[float] | None:
+    """The machine's load average over 1, 5 and 15 minutes (``None`` where the OS has none): a run's
+    times mean little on a machine busier than its cores, and the report says so."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     global _ENV_CACHE
     if _ENV_CACHE is None:

@@ -246,7 +246,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
     """One attempt at a run; any exception becomes a ``failed`` (or ``timeout``) record. Returns the
     record and the outputs it exported (saved to the cache too)."""
     options = options or ExecOptions()
-    started = now()
+    started, load_start = now(), cost.load_average()
     rejected_before = dict(store.REJECTED)  # damaged cache entries this run finds (and recomputes)
     status, error, metrics, curve, split, extra_cost, notes = "ok", None, {}, [], {}, {}, {}
     budget: dict[str, Any] = {}
@@ -330,7 +330,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
         seed=spec.seed, smoke=spec.smoke, role=spec.role, status=status, error=error, task=task_name,
         primary_metric=task.primary if task else None, config={**spec.config(), "notes": notes},
         metrics=metrics, curve=curve, split=split, cost=run_cost, budget=budget, search=search,
-        data=data_summary(spec, split, notes) if split else {}, env=run_environment(device, options),
+        data=data_summary(spec, split, notes) if split else {},
+        env={**run_environment(device, options), "load_start": load_start, "load_end": cost.load_average()},
         started_at=started, finished_at=now(),
     )
     return record, exported
