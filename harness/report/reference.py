@@ -173,4 +173,8 @@ def reference_section(rows: Sequence[Row], path: str | Path) -> list[str]:
     """``--compare-to``'s section for one suite's rows."""
     suite = rows[0].suite
     found = reference_file(path, suite)
-    return render_reference(rows, read_reference(found, suite), str(found))
+    section = render_reference(rows, read_reference(found, suite), str(found))
+    if rows[0].smoke:  # a few steps per cell against full results: every verdict is the budget's
+        section[2:2] = ["**A smoke run beside full results**: its cells trained a handful of steps, so the "
+                        "verdicts below measure the smoke budget, not a reproduction. Compare a full run.", ""]
+    return section

@@ -101,3 +101,17 @@ def test_the_verdict_rule_at_its_edges():
 def test_a_reference_that_is_not_there_is_a_one_line_error(tmp_path):
     with pytest.raises(HarnessError, match="no reference data"):
         reference_file(tmp_path / "nowhere", SUITE)
+
+
+def test_a_smoke_run_beside_full_results_says_its_verdicts_are_the_budgets(tmp_path, reference):
+    results = tmp_path / "results"
+    for r in records(MINE):
+        r.smoke = True
+        write_record(results / f"{SUITE}-smoke", r)
+    out = tmp_path / "mine"
+    assert main(["report", "--results", str(results), "--reports", str(out), "--no-plots", "--no-export",
+                 "--compare-to", str(reference)]) == 0
+    board = (out / f"{SUITE}-smoke.md").read_text()
+    section = board.split("## Beside the reference")[1]
+    assert "**A smoke run beside full results**" in section.split("| pair |")[0]
+    assert verdicts(board)["lora"] == ref.ABOVE  # the table itself is unchanged
