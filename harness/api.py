@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from harness.config.schema import SuiteSpec
     from harness.executors.base import Outcome
     from harness.plan import RunSpec
+    from harness.predictions import Rescoring
     from harness.records import RunRecord
     from harness.run.execute import ExecOptions
     from harness.run.progress import Progress
@@ -228,6 +229,17 @@ def report(results_dir: str | Path = "results", out: str | Path | None = None, *
             page = write_html(group, path.with_suffix(".html"))
         written.append(Written(name, smoke, path, page, tuple(files[1:]), tuple(warnings)))
     return written
+
+
+def rescore(results_dir: str | Path = "results", *, suite: str | None = None, metrics: Sequence[str] = (),
+            split: str = "test", write: bool = False) -> Rescoring:
+    """Recompute ``metrics`` (registered names; default: each run's task's) on ``split`` from the
+    per-example predictions kept beside the records under ``results_dir``, without training
+    (:func:`harness.predictions.rescore`): a missing or changed predictions file is skipped and
+    named in ``skipped``; ``write`` keeps the values in each record's ``predictions.rescored``."""
+    from harness.predictions import rescore as rescore_records
+
+    return rescore_records(results_dir, suite, metrics, split, write)
 
 
 def registry(what: Literal["sources", "targets", "strategies", "metrics", "tasks"]) -> list[dict[str, str]]:

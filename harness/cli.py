@@ -195,6 +195,25 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_rescore(args) -> int:
+    from harness.api import rescore
+
+    found = rescore(args.results, suite=args.suite, metrics=args.metric or (), split=args.split, write=args.write)
+    for why in found.skipped:
+        print(f"warning: not rescored: {why}", file=sys.stderr)
+    if not found.rows:
+        print(f"no predictions to rescore under {args.results}", file=sys.stderr)
+        return 1 if found.skipped else 0
+    print("| run | split | metric | rescored | recorded | same |\n|---|---|---|---|---|---|")
+    for r in found.rows:
+        recorded, same = ("—", "—") if r.recorded is None else (f"{r.recorded:.6g}", "yes" if r.recorded == r.value
+                                                                 else "no")  # exactly, not as printed
+        print(f"| {r.run_id} | {r.split} | {r.metric} | {r.value:.6g} | {recorded} | {same} |")
+    if found.written:
+        print(f"kept the values in {len(found.written)} record(s) (predictions.rescored)", file=sys.stderr)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from harness.report.compare import GateOptions, compare_dirs, exit_code, render_markdown, render_text
 
@@ -377,6 +396,17 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)
+
+    rs = sub.add_parser("rescore", help="recompute metrics from the per-example predictions kept beside the "
+                        "records, without training (any registered metric: `harness ls metrics`)")
+    rs.add_argument("--results", default="results", help="results root to read (default: results/)")
+    rs.add_argument("--suite", help="only this suite")
+    rs.add_argument("--metric", action="append", metavar="NAME", help="a registered metric, repeatable (default: "
+                    "each run's task's metrics); another seqeval mode is another name: seqeval_conlleval")
+    rs.add_argument("--split", default="test", choices=["test", "val"], help="which split's predictions (default test)")
+    rs.add_argument("--write", action="store_true", help="keep the values in each record's predictions.rescored "
+                    "block (rewritten atomically under the results lock; its other fields unchanged)")
+    rs.set_defaults(fn=cmd_rescore)
 
     cmp = sub.add_parser("compare", help="regression gate: results vs a baseline; exit 1 when anything regressed")
     cmp.add_argument("--baseline", required=True, metavar="PATH", help="directory of baseline run records")

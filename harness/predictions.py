@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics import Predictions
+from harness.metrics import Predictions, compute
 
 SUFFIX = ".preds.npz"
 FORMAT_VERSION = 1
@@ -139,3 +139,86 @@ def load(directory: str | Path, ref: Mapping[str, Any] | None) -> dict[str, Spli
         return decode(data)
     except DamagedPredictions as e:
         raise DamagedPredictions(f"{path}: {e}") from e
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """One metric value recomputed from a run's kept predictions, beside what its record says."""
+
+    run_id: str
+    suite: str
+    pair: str
+    label: str
+    seed: int
+    split: str
+    metric: str  # a scalar a metric returns (seqeval gives precision, recall and f1)
+    value: float
+    recorded: float | None  # the record's value of that scalar on that split; None where it has none
+
+
+@dataclass
+class Rescoring:
+    """What :func:`rescore` found: the values, the records it could not rescore (and why), the records written."""
+
+    rows: list[Rescored]
+    skipped: list[str]
+    written: list[Path]
+
+
+def recorded_value(metrics: Mapping[str, Any], split: str, name: str) -> float | None:
+    """A record's value of scalar ``name`` on ``split`` (test metrics are top level, val under ``val``)."""
+    where = metrics if split == "test" else metrics.get(split) or {}
+    value = where.get(name) if isinstance(where, Mapping) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def rescore(results: str | Path, suite: str | None = None, metrics: Sequence[str] = (), split: str = "test",
+            write: bool = False) -> Rescoring:
+    """Recompute ``metrics`` (any registered: :data:`harness.registry.METRICS`; default: each
+    record's task's own) on ``split`` from the predictions kept beside every ok record under
+    ``results`` (``suite``: that suite only), without training. A record without predictions or
+    whose file is missing, changed or unreadable is skipped and named in ``skipped``. ``write``
+    adds the values to each record's ``predictions.rescored`` block (``{split: {metric: value}}``),
+    rewritten atomically under the results lock."""
+    from harness.records import CorruptRecord, read_record, record_files, results_lock, write_record
+    from harness.registry import METRICS, TASKS
+
+    for name in metrics:
+        METRICS.get(name)  # an unknown name: did-you-mean, before anything is read
+    out = Rescoring([], [], [])
+    for path in record_files(results):
+        try:
+            record = read_record(path)
+        except CorruptRecord as e:
+            out.skipped.append(str(e))
+            continue
+        if record.status != "ok" or (suite is not None and record.suite != suite):
+            continue
+        directory = Path(path).parent
+        try:
+            kept = load(directory, record.predictions)
+        except DamagedPredictions as e:
+            out.skipped.append(f"{path}: {e}")
+            continue
+        if split not in kept:
+            out.skipped.append(f"{path}: its predictions hold no {split!r} split (it has {', '.join(kept) or 'none'})")
+            continue
+        names = list(metrics) or (list(TASKS.get(record.task).metrics) if record.task in TASKS else [])
+        values: dict[str, float] = {}
+        for name in names:
+            try:
+                got = compute([name], kept[split].predictions)
+            except (AssertionError, ValueError, IndexError) as e:  # a token metric on image predictions
+                out.skipped.append(f"{record.run_id}: {name} does not apply to its predictions ({e})")
+                continue
+            values.update((k, float(v)) for k, v in got.items() if k != "per_label")
+        out.rows.extend(Rescored(record.run_id, record.suite, record.pair, record.label, record.seed, split, k, v,
+                                 recorded_value(record.metrics, split, k)) for k, v in values.items())
+        if write:
+            with results_lock(directory, wait=True):
+                fresh = read_record(path)  # as it is now, under the lock
+                ref = dict(fresh.predictions or {})
+                ref["rescored"] = {**ref.get("rescored", {}), split: {**ref.get("rescored", {}).get(split, {}),
+                                                                      **values}}
+                out.written.append(write_record(directory, fresh.model_copy(update={"predictions": ref})))
+    return out

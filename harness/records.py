@@ -238,6 +238,18 @@ def scan(results: str | Path, model: type[RecordSummary] = RunRecord) -> tuple[l
     path order, as ``model``, and the corrupt ones."""
     records: list[RecordSummary] = []
     corrupt: list[Path] = []
+    with _no_gc():
+        for path in record_files(results):
+            try:
+                records.append(read_record(path, model))
+            except CorruptRecord:
+                corrupt.append(Path(path))
+    return records, corrupt
+
+
+def record_files(results: str | Path) -> list[str]:
+    """The paths of every record file under ``results`` (recursively, temp files and dot-directories
+    ignored), in path order: what :func:`scan` reads."""
     found: list[tuple[tuple[str, ...], str]] = []
     root = os.fspath(results)
     # os.walk on strings, not pathlib: a report over 10,000 records spent a third of its scan
@@ -248,13 +260,7 @@ def scan(results: str | Path, model: type[RecordSummary] = RunRecord) -> tuple[l
         parts = () if rel == "." else tuple(rel.split(os.sep))
         found.extend((parts + (name,), os.path.join(here, name)) for name in files
                      if name.endswith(".json") and not name.startswith("."))
-    with _no_gc():
-        for _, path in sorted(found):
-            try:
-                records.append(read_record(path, model))
-            except CorruptRecord:
-                corrupt.append(Path(path))
-    return records, corrupt
+    return [path for _, path in sorted(found)]
 
 
 @contextlib.contextmanager
