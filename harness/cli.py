@@ -182,7 +182,7 @@ def cmd_report(args) -> int:
     from harness.api import report
 
     written = report(args.results, args.out, reports_dir=args.reports, suite=args.suite, plots=not args.no_plots,
-                     exports=not args.no_export, html=args.html, jobs=args.jobs, compare_to=args.compare_to,
+                     exports=not args.no_export, html=args.html, jobs=args.jobs, compare_to=args.compare_to, ci=args.ci,
                      on_corrupt=lambda p: print(f"warning: skipping corrupt record {p}", file=sys.stderr))
     for w in written:
         for warning in w.warnings:
@@ -393,6 +393,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare-to", metavar="REFERENCE", help="add a section with each cell beside a reference "
                      "report's and a verdict (within its uncertainty, above, below, missing): the reference's "
                      "<suite>.csv, the markdown beside it, or a folder of them, e.g. reports/reference")
+    rep.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="t: CIs and ties from Student's t over "
+                     "seeds (default); bootstrap: over seeds and test examples, from the predictions kept beside the "
+                     "records, where every seed of a cell kept them and its metric is a mean over examples")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)

@@ -197,6 +197,15 @@ def hierarchical_bootstrap(per_seed_correct: list[np.ndarray], n_boot: int = N_B
         return math.nan, math.nan
     if len({len(v) for v in per_seed_correct}) != 1:
         raise ValueError("every seed must be scored on the same examples (align them by content key)")
+    values = np.concatenate([np.asarray(v, dtype=float) for v in per_seed_correct])
+    n = len(per_seed_correct[0])
+    # every example right (or wrong) on every seed: every replicate is the same, and the percentile
+    # interval has no width; the exact binomial (Clopper–Pearson) bound on n examples says how far
+    # the test set's luck could go
+    if np.all(values == 1):
+        return float(0.025 ** (1 / n)), 1.0
+    if np.all(values == 0):
+        return 0.0, float(1 - 0.025 ** (1 / n))
     return _interval(_replicates(per_seed_correct, n_boot, rng or np.random.default_rng(0)))
 
 

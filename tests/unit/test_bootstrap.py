@@ -54,3 +54,10 @@ def test_pairs_by_content_key_not_position():
     shuffled = {s: dict(reversed(list(v.items()))) for s, v in a.items()}  # the same examples, another order
     d = paired_bootstrap(a, shuffled)
     assert d.mean == 0 and d.interval == (0.0, 0.0) and not d.significant
+
+
+def test_a_perfect_cell_gets_the_exact_binomial_bound_not_a_point():
+    lo, hi = hierarchical_bootstrap([np.ones(359)] * 3)
+    assert hi == 1.0 and abs(lo - 0.025 ** (1 / 359)) < 1e-15 and lo < 0.995
+    lo, hi = hierarchical_bootstrap([np.zeros(100)])
+    assert lo == 0.0 and 0.03 < hi < 0.04
