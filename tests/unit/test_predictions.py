@@ -127,3 +127,22 @@ def test_an_old_record_without_predictions_reads_and_writes_as_before(tmp_path):
                     started_at="t", finished_at="t")
     path = write_record(tmp_path, rec.with_prediction_bytes(b"never written: the record names no file"))
     assert read_record(path).predictions is None and list(tmp_path.iterdir()) == [path]
+
+
+def test_the_predictions_file_is_on_disk_before_its_record_and_travels_pickled(tmp_path, monkeypatch):
+    import pickle
+
+    from harness import records
+
+    p = Predictions(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
+    data = kept.encode({"test": kept.SplitPredictions(np.array(["x", "y"]), p)})
+    rec = RunRecord(run_id="r1", suite="s", pair="p", strategy="x", label="x", seed=0, status="ok", config={},
+                    started_at="t", finished_at="t", predictions=kept.reference(data, "r1"))
+    # a pool worker or a Ray task hands the record back pickled: the bytes come with it
+    rec = pickle.loads(pickle.dumps(rec.with_prediction_bytes(data)))
+    seen = []
+    monkeypatch.setattr(records, "mid_write_hook", lambda path: seen.append(
+        (path.name, (tmp_path / "r1.preds.npz").is_file())))
+    write_record(tmp_path, rec)
+    assert seen == [("r1.preds.npz", False), ("r1.json", True)]  # the record is written once the file is whole
+    assert kept.load(tmp_path, read_record(tmp_path / "r1.json").predictions)["test"].keys.tolist() == ["x", "y"]
