@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -46,8 +46,9 @@ class Summary:
     mean: float
     std: float  # sample std (ddof=1); 0 for one value
     ci95: float  # half-width; nan for n < 2
-    # an interval not of the form mean ± ci95 (a bootstrap's percentiles); ci95 is then its half-width
-    interval: tuple[float, float] | None = None
+    # an interval not of the form mean ± ci95 (a bootstrap's percentiles); ci95 is then its half-width.
+    # Out of the repr: plot digests hash the repr of a Summary, and a t interval's must stay as it was
+    interval: tuple[float, float] | None = field(default=None, repr=False)
 
     @property
     def low(self) -> float:
