@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from harness.config.schema import SuiteSpec
     from harness.executors.base import Outcome
     from harness.plan import RunSpec
+    from harness.predictions import Rescoring
     from harness.records import RunRecord
     from harness.run.execute import ExecOptions
     from harness.run.progress import Progress
@@ -181,13 +182,16 @@ class Written:
 def report(results_dir: str | Path = "results", out: str | Path | None = None, *, reports_dir: str | Path = "reports",
            suite: str | None = None, plots: bool = True, exports: bool = True, html: bool = False,
            jobs: int | None = None, on_corrupt: Callable[[Path], None] | None = None,
-           compare_to: str | Path | None = None) -> list[Written]:
+           compare_to: str | Path | None = None, ci: Literal["t", "bootstrap"] = "t") -> list[Written]:
     """Write the leaderboard of each suite under ``results_dir`` (``suite``: only that one; its
     smoke results are ``<suite>-smoke``) to ``reports_dir/<suite>.md`` — or to ``out`` when the
     records hold one suite — with its plots and CSV/Parquet exports unless turned off, and an
     HTML page beside it with ``html``. ``on_corrupt`` is told of each unreadable record skipped.
     ``compare_to``: a reference report (its ``.csv``/``.parquet``, the markdown beside them, or a
-    folder of them such as ``reports/reference``): each cell is shown beside it with a verdict."""
+    folder of them such as ``reports/reference``): each cell is shown beside it with a verdict.
+    ``ci="bootstrap"``: cells whose every seed kept its predictions get CIs and ties with the best from
+    a bootstrap over seeds and test examples (:mod:`harness.report.evidence`); the default, ``"t"``,
+    writes the report as before."""
     from harness.report.aggregate import aggregate
     from harness.report.export import scan_results, write_report
     from harness.report.transferability import read as read_scores
@@ -211,6 +215,11 @@ def report(results_dir: str | Path = "results", out: str | Path | None = None, *
         raise HarnessError(f"out (--out) names one file but the records hold several suites ({names}); "
                            "choose one with suite (--suite)")
     written = []
+    if ci == "bootstrap":
+        from harness.report.evidence import bootstrap_rows
+
+        for group in groups.values():
+            bootstrap_rows(group, records, results_dir)
     for (name, smoke), group in sorted(groups.items()):
         stem = f"{name}{'-smoke' if smoke else ''}"
         path = Path(out) if out else Path(reports_dir) / f"{stem}.md"
@@ -228,6 +237,17 @@ def report(results_dir: str | Path = "results", out: str | Path | None = None, *
             page = write_html(group, path.with_suffix(".html"))
         written.append(Written(name, smoke, path, page, tuple(files[1:]), tuple(warnings)))
     return written
+
+
+def rescore(results_dir: str | Path = "results", *, suite: str | None = None, metrics: Sequence[str] = (),
+            split: str = "test", write: bool = False) -> Rescoring:
+    """Recompute ``metrics`` (registered names; default: each run's task's) on ``split`` from the
+    per-example predictions kept beside the records under ``results_dir``, without training
+    (:func:`harness.predictions.rescore`): a missing or changed predictions file is skipped and
+    named in ``skipped``; ``write`` keeps the values in each record's ``predictions.rescored``."""
+    from harness.predictions import rescore as rescore_records
+
+    return rescore_records(results_dir, suite, metrics, split, write)
 
 
 def registry(what: Literal["sources", "targets", "strategies", "metrics", "tasks"]) -> list[dict[str, str]]:

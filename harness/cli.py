@@ -182,7 +182,7 @@ def cmd_report(args) -> int:
     from harness.api import report
 
     written = report(args.results, args.out, reports_dir=args.reports, suite=args.suite, plots=not args.no_plots,
-                     exports=not args.no_export, html=args.html, jobs=args.jobs, compare_to=args.compare_to,
+                     exports=not args.no_export, html=args.html, jobs=args.jobs, compare_to=args.compare_to, ci=args.ci,
                      on_corrupt=lambda p: print(f"warning: skipping corrupt record {p}", file=sys.stderr))
     for w in written:
         for warning in w.warnings:
@@ -192,6 +192,25 @@ def cmd_report(args) -> int:
             print(f"  html: {w.html}", file=sys.stderr)
         if w.also:
             print(f"  also wrote {len(w.also)} file(s): {', '.join(str(p) for p in w.also)}", file=sys.stderr)
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    from harness.api import rescore
+
+    found = rescore(args.results, suite=args.suite, metrics=args.metric or (), split=args.split, write=args.write)
+    for why in found.skipped:
+        print(f"warning: not rescored: {why}", file=sys.stderr)
+    if not found.rows:
+        print(f"no predictions to rescore under {args.results}", file=sys.stderr)
+        return 1 if found.skipped else 0
+    print("| run | split | metric | rescored | recorded | same |\n|---|---|---|---|---|---|")
+    for r in found.rows:
+        recorded, same = ("—", "—") if r.recorded is None else (f"{r.recorded:.6g}", "yes" if r.recorded == r.value
+                                                                 else "no")  # exactly, not as printed
+        print(f"| {r.run_id} | {r.split} | {r.metric} | {r.value:.6g} | {recorded} | {same} |")
+    if found.written:
+        print(f"kept the values in {len(found.written)} record(s) (predictions.rescored)", file=sys.stderr)
     return 0
 
 
@@ -374,9 +393,23 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare-to", metavar="REFERENCE", help="add a section with each cell beside a reference "
                      "report's and a verdict (within its uncertainty, above, below, missing): the reference's "
                      "<suite>.csv, the markdown beside it, or a folder of them, e.g. reports/reference")
+    rep.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="t: CIs and ties from Student's t over "
+                     "seeds (default); bootstrap: over seeds and test examples, from the predictions kept beside the "
+                     "records, where every seed of a cell kept them and its metric is a mean over examples")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)
+
+    rs = sub.add_parser("rescore", help="recompute metrics from the per-example predictions kept beside the "
+                        "records, without training (any registered metric: `harness ls metrics`)")
+    rs.add_argument("--results", default="results", help="results root to read (default: results/)")
+    rs.add_argument("--suite", help="only this suite")
+    rs.add_argument("--metric", action="append", metavar="NAME", help="a registered metric, repeatable (default: "
+                    "each run's task's metrics); another seqeval mode is another name: seqeval_conlleval")
+    rs.add_argument("--split", default="test", choices=["test", "val"], help="which split's predictions (default test)")
+    rs.add_argument("--write", action="store_true", help="keep the values in each record's predictions.rescored "
+                    "block (rewritten atomically under the results lock; its other fields unchanged)")
+    rs.set_defaults(fn=cmd_rescore)
 
     cmp = sub.add_parser("compare", help="regression gate: results vs a baseline; exit 1 when anything regressed")
     cmp.add_argument("--baseline", required=True, metavar="PATH", help="directory of baseline run records")

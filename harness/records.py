@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from harness.errors import HarnessError, LockedError
 
@@ -76,6 +76,9 @@ class RecordSummary(BaseModel):
     # when a record that took over another's computation (a final choosing a trial's point, a run
     # whose computation is on record) was written; its started/finished_at are the computation's
     recorded_at: str | None = None
+    # the run's per-example predictions beside the record (``harness/predictions.py``): ``{"file":
+    # "<run_id>.preds.npz", "sha256": …}``; None for a run that evaluated nothing and older records
+    predictions: dict[str, Any] | None = None
     # ``env``'s machine fields, read from the same JSON key and never written back (``env`` is the
     # record's): a malformed ``env`` (not an object) is kept as it is and reads as an unknown machine
     machine_env: Machine | Any = Field(default_factory=Machine, validation_alias="env", exclude=True, repr=False)
@@ -98,6 +101,14 @@ class RunRecord(RecordSummary):
     config: dict[str, Any]
     split: dict[str, Any] = {}
     env: dict[str, Any] = {}
+    # the bytes of the file ``predictions`` names, from the run to the driver that writes them (never
+    # in the JSON; pickled with the record by the pool and Ray executors)
+    _prediction_bytes: bytes | None = PrivateAttr(default=None)
+
+    def with_prediction_bytes(self, data: bytes | None) -> RunRecord:
+        """This record carrying ``data``, the file its ``predictions`` names, to :func:`write_record`."""
+        self._prediction_bytes = data
+        return self
 
 
 Record = TypeVar("Record", bound=RecordSummary)
@@ -187,7 +198,14 @@ def sweep_temp(directory: Path) -> list[Path]:
 
 
 def write_record(directory: Path, record: RunRecord) -> Path:
+    """Write ``record`` (and first the predictions file it carries: a record never names a missing file)."""
     path = record_path(directory, record.run_id)
+    data = record._prediction_bytes
+    if data is not None and record.predictions:
+        name = str(record.predictions["file"])
+        if not _SAFE_ID.match(name) or ".." in name:
+            raise HarnessError(f"unsafe predictions file name {name!r}")
+        atomic_write_bytes(directory / name, data)
     atomic_write_bytes(path, (record.model_dump_json(indent=2) + "\n").encode())
     return path
 
@@ -220,6 +238,18 @@ def scan(results: str | Path, model: type[RecordSummary] = RunRecord) -> tuple[l
     path order, as ``model``, and the corrupt ones."""
     records: list[RecordSummary] = []
     corrupt: list[Path] = []
+    with _no_gc():
+        for path in record_files(results):
+            try:
+                records.append(read_record(path, model))
+            except CorruptRecord:
+                corrupt.append(Path(path))
+    return records, corrupt
+
+
+def record_files(results: str | Path) -> list[str]:
+    """The paths of every record file under ``results`` (recursively, temp files and dot-directories
+    ignored), in path order: what :func:`scan` reads."""
     found: list[tuple[tuple[str, ...], str]] = []
     root = os.fspath(results)
     # os.walk on strings, not pathlib: a report over 10,000 records spent a third of its scan
@@ -230,13 +260,7 @@ def scan(results: str | Path, model: type[RecordSummary] = RunRecord) -> tuple[l
         parts = () if rel == "." else tuple(rel.split(os.sep))
         found.extend((parts + (name,), os.path.join(here, name)) for name in files
                      if name.endswith(".json") and not name.startswith("."))
-    with _no_gc():
-        for _, path in sorted(found):
-            try:
-                records.append(read_record(path, model))
-            except CorruptRecord:
-                corrupt.append(Path(path))
-    return records, corrupt
+    return [path for _, path in sorted(found)]
 
 
 @contextlib.contextmanager

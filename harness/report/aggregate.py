@@ -80,6 +80,7 @@ class Row:
     best: bool = False
     tied: bool = False  # not significantly different from the best row of the pair
     vs_best: Difference | None = None  # this row − the best row, in the primary metric
+    ci: str = "t"  # what made the primary metric's CI and the tie: "t" (over seeds) or "bootstrap" (report/evidence.py)
     gains: dict[str, Summary] = field(default_factory=dict)  # baseline strategy → gain in the primary metric
     pareto: bool = False
     convergence: Convergence | None = None  # None: no curve of two evaluations (a closed-form fit)

@@ -25,8 +25,8 @@ def pct(s: Summary | None, with_std: bool = True) -> str:
 def ci(s: Summary | None, low: float = 0.0, high: float = 1.0) -> str:
     """``[low, high]`` in points, clipped to the metric's range, or a dash when there is no
     interval (n < 2)."""
-    if s is None or s.n < 2 or math.isnan(s.ci95):
-        return DASH
+    if s is None or (s.interval is None and (s.n < 2 or math.isnan(s.ci95))) or math.isnan(s.low):
+        return DASH  # a bootstrap's interval stands with one seed too: the test set is still a sample
     return f"[{100 * max(s.low, low):.2f}, {100 * min(s.high, high):.2f}]"
 
 

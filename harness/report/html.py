@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from harness.report.aggregate import GAIN_BASELINES, PARETO_COST, Row
-from harness.report.markdown import DASH, LEGEND, MARKS, ci, gain, marks, metric_order, notes, num, pct, seeds
+from harness.report.markdown import DASH, MARKS, ci, gain, legend, marks, metric_order, notes, num, pct, seeds
 from harness.report.stats import Summary
 
 MARK_MEANING = dict(MARKS)
@@ -199,7 +199,7 @@ def render_html(rows: list[Row], title: str | None = None) -> str:
     body = [f"<h1>{_e(name)}</h1>"]
     if first.smoke:
         body.append("<p><strong>Smoke run: a few steps per cell; these figures are not results.</strong></p>")
-    body.append(f'<p class="legend">{_e(_plain(LEGEND))}</p>')
+    body.append(f'<p class="legend">{_e(_plain(legend(rows)))}</p>')
     for n, (group, group_rows) in enumerate(sorted(by_group.items())):
         group_rows = sorted(group_rows, key=lambda r: (r.rank is None, r.rank or 0, r.label))
         table_id = f"pair{n}"

@@ -1,15 +1,18 @@
-"""Statistics over seeds: mean, sample std, Student-t 95% CI, seed-paired gains and tests. Pure.
+"""Statistics over seeds: mean, sample std, Student-t 95% CI, seed-paired gains and tests; and a
+hierarchical bootstrap over seeds and test examples (``harness report --ci bootstrap``). Pure.
 
-Everything here takes plain floats (or ``{seed: value}`` dicts) so it is checked against
-hand-computed values without pandas or scipy.
+Everything here takes plain floats (or ``{seed: value}`` dicts; the bootstrap: numpy arrays of
+per-example scores) so it is checked against hand-computed values without pandas or scipy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
 
 # Two-sided 97.5% quantiles of Student's t for df = 1..30 (standard tables, 3 decimals).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -43,14 +46,17 @@ class Summary:
     mean: float
     std: float  # sample std (ddof=1); 0 for one value
     ci95: float  # half-width; nan for n < 2
+    # an interval not of the form mean ± ci95 (a bootstrap's percentiles); ci95 is then its half-width.
+    # Out of the repr: plot digests hash the repr of a Summary, and a t interval's must stay as it was
+    interval: tuple[float, float] | None = field(default=None, repr=False)
 
     @property
     def low(self) -> float:
-        return self.mean - self.ci95
+        return self.interval[0] if self.interval is not None else self.mean - self.ci95
 
     @property
     def high(self) -> float:
-        return self.mean + self.ci95
+        return self.interval[1] if self.interval is not None else self.mean + self.ci95
 
 
 EMPTY = Summary(0, math.nan, math.nan, math.nan)
@@ -79,7 +85,7 @@ def paired_gain(a: Mapping[int, float], b: Mapping[int, float]) -> Summary:
     return summarize([a[s] - b[s] for s in seeds])
 
 
-Method = Literal["paired-t", "welch-t", "untestable"]
+Method = Literal["paired-t", "welch-t", "untestable", "bootstrap"]
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,14 @@ class Difference:
     ci95: float
     n: int
     method: Method
+    interval: tuple[float, float] | None = None  # a bootstrap's percentile interval (not mean ± ci95)
 
     @property
     def significant(self) -> bool:
-        """A two-sided t-test at α = 0.05 rejects "no difference" exactly when the CI excludes 0."""
+        """A two-sided t-test at α = 0.05 rejects "no difference" exactly when the CI excludes 0
+        (a bootstrap: when its percentile interval does)."""
+        if self.interval is not None:
+            return not (math.isnan(self.interval[0]) or self.interval[0] <= 0 <= self.interval[1])
         return self.method != "untestable" and abs(self.mean) > self.ci95
 
 
@@ -132,3 +142,85 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> set[str]:
         if not dominated:
             front.add(name)
     return front
+
+
+# --- a bootstrap whose interval includes the test set (Efron & Tibshirani 1993, ch. 13 and 16) ---
+
+N_BOOT = 2000
+
+
+def _replicates(per_seed: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """The cell's mean in ``n_boot`` replicates that resample the seeds and the test examples.
+
+    Every seed is scored on the same examples (the split does not depend on the seed): seeds and
+    examples are crossed, not nested. The mean is split into the examples' part (each example's
+    score averaged over the seeds) and the seeds' deviations from it; a replicate draws the
+    examples with replacement (one draw for every seed: the test set's luck is shared by the
+    seeds) and then the seeds' deviations. Resampled raw, a seed's deviation also carries the
+    seed-by-example noise the example draw already counts, and the interval comes out too wide
+    (Owen 2007, the pigeonhole bootstrap); the deviations are shrunk so that their variance is
+    the between-seed variance only (Davison & Hinkley 1997, §3.8). A deterministic cell (every
+    seed alike) keeps the examples' width."""
+    values = np.stack([np.asarray(v, dtype=float) for v in per_seed])  # (seeds, examples)
+    seeds, n = values.shape
+    by_example = values.mean(axis=0)
+    deviation = values.mean(axis=1) - by_example.mean()
+    shrink = 0.0
+    if seeds > 1 and n > 1:
+        resid = values - values.mean(axis=1, keepdims=True) - by_example + by_example.mean()
+        noise = float((resid ** 2).sum()) / ((seeds - 1) * (n - 1))  # seed-by-example variance
+        spread = float(deviation.var(ddof=1))
+        shrink = math.sqrt(max(0.0, 1 - noise / (n * spread))) if spread > 0 else 0.0
+    out = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // max(n, 1))  # replicates at a time: memory stays bounded however many examples
+    for lo in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - lo)
+        out[lo:lo + k] = by_example[rng.integers(0, n, size=(k, n))].mean(axis=1) \
+            + shrink * deviation[rng.integers(0, seeds, size=(k, seeds))].mean(axis=1)
+    return out
+
+
+def _interval(replicates: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(replicates, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def hierarchical_bootstrap(per_seed_correct: list[np.ndarray], n_boot: int = N_BOOT,
+                           rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """95% percentile interval of a cell's mean score (a fraction, e.g. accuracy) from per-example
+    scores per seed (``per_seed_correct[s][i]``: 1 if seed ``s`` got example ``i`` right), aligned
+    by example: the seeds and the test examples are resampled (Efron & Tibshirani 1993; the
+    crossed design: :func:`_replicates`).
+
+    Unlike the t interval over seeds, a deterministic cell (every seed identical) gets the test
+    set's sampling width, not zero."""
+    if not per_seed_correct or any(len(v) == 0 for v in per_seed_correct):
+        return math.nan, math.nan
+    if len({len(v) for v in per_seed_correct}) != 1:
+        raise ValueError("every seed must be scored on the same examples (align them by content key)")
+    values = np.concatenate([np.asarray(v, dtype=float) for v in per_seed_correct])
+    n = len(per_seed_correct[0])
+    # every example right (or wrong) on every seed: every replicate is the same, and the percentile
+    # interval has no width; the exact binomial (Clopper–Pearson) bound on n examples says how far
+    # the test set's luck could go
+    if np.all(values == 1):
+        return float(0.025 ** (1 / n)), 1.0
+    if np.all(values == 0):
+        return 0.0, float(1 - 0.025 ** (1 / n))
+    return _interval(_replicates(per_seed_correct, n_boot, rng or np.random.default_rng(0)))
+
+
+def paired_bootstrap(a: Mapping[int, Mapping[str, float]], b: Mapping[int, Mapping[str, float]],
+                     n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> Difference:
+    """The difference of two cells scored on the same examples, paired by seed and content key:
+    ``a[seed][key]`` is cell a's per-example score. Over the seeds and examples both cells have,
+    the per-example differences are resampled hierarchically (seeds, then examples), so an
+    example both cells got right (or wrong) adds no noise, and two cells a few examples apart
+    are not called different."""
+    seeds = sorted(set(a) & set(b))
+    keys = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds))) if seeds else []
+    if not keys:  # nothing to pair: never called different
+        return Difference(math.nan, math.nan, len(seeds), "untestable")
+    diffs = [np.array([a[s][k] - b[s][k] for k in keys], dtype=float) for s in seeds]
+    lo, hi = _interval(_replicates(diffs, n_boot, rng or np.random.default_rng(0)))
+    return Difference(float(np.mean([d.mean() for d in diffs])), (hi - lo) / 2, len(seeds), "bootstrap", (lo, hi))

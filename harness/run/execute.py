@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from harness import cache as store
+from harness import predictions as kept_predictions
 from harness.errors import RunTimeout
 from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
@@ -251,6 +252,7 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
     status, error, metrics, curve, split, extra_cost, notes = "ok", None, {}, [], {}, {}, {}
     budget: dict[str, Any] = {}
     exported = None
+    preds_bytes: bytes | None = None
     task_name = spec.target.get("task")
     device = torch.device("cpu")
     meter = None
@@ -295,6 +297,9 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
                 extra_cost["trainable_params"] = result.final_trainable
                 extra_cost["trainable_fraction"] = round(result.final_trainable / total, 6) if total else None
             budget = budget_of(spec, cfg, result.steps, result.train_samples, result.precision)
+        # per example, keyed by content, so metrics can be recomputed (`harness rescore`); outside the meter
+        collected = kept_predictions.collect(result.predictions, data.keys)
+        preds_bytes = kept_predictions.encode(collected) if collected else None
         if spec.exports:  # outside the meter: another run's input, not this run's cost
             scores = {"val": result.val.get(task.primary), "test": result.test.get(task.primary),
                       "metric": task.primary}
@@ -333,8 +338,9 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
         data=data_summary(spec, split, notes) if split else {},
         env={**run_environment(device, options), "load_start": load_start, "load_end": cost.load_average()},
         started_at=started, finished_at=now(),
+        predictions=kept_predictions.reference(preds_bytes, spec.run_id) if preds_bytes and status == "ok" else None,
     )
-    return record, exported
+    return record.with_prediction_bytes(preds_bytes if record.predictions else None), exported
 
 
 def run_environment(device: torch.device, options: ExecOptions) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class FitResult:
     norm_stats: dict[str, Any] = field(default_factory=dict)  # the policy and how many BatchNorms it froze
     max_trainable: int | None = None  # when the trainable set changes during training (gradual unfreezing)
     final_trainable: int | None = None
+    # the predictions behind ``val`` and ``test`` (val: absent when a strategy held out its own)
+    predictions: dict[str, Predictions] = field(default_factory=dict)
 
 
 def train_mode(model: nn.Module, norm_stats: str = "frozen", frozen_dropout: bool = False) -> int:
@@ -149,6 +151,11 @@ def predict(model, split: Split, label_names, device, batch_size: int, precision
 
 
 def evaluate(model, split, task: Task, label_names, device, batch_size, precision) -> dict[str, Any]:
+    return scored(model, split, task, label_names, device, batch_size, precision)[0]
+
+
+def scored(model, split, task: Task, label_names, device, batch_size, precision) -> tuple[dict[str, Any], Predictions]:
+    """:func:`evaluate`'s metrics and the predictions they were computed from (kept beside the record)."""
     preds, loss = predict(model, split, label_names, device, batch_size, precision)
     if task.per_token and preds.seq_index is None:
         preds = Predictions(preds.y_true, preds.y_pred, preds.label_names, np.zeros(0, int), [])
@@ -159,7 +166,7 @@ def evaluate(model, split, task: Task, label_names, device, batch_size, precisio
     # word O, every image one class) that a score alone does not reveal
     out["predicted_classes"] = int(np.unique(preds.y_pred).size)
     out["gold_classes"] = int(np.unique(preds.y_true).size)
-    return out
+    return out, preds
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int):
@@ -347,7 +354,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         last = step >= total_steps or epoch == cfg.epochs - 1
         if (epoch + 1) % cfg.eval_every == 0 or last:
             with phase("eval"):
-                val_metrics = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
+                val_metrics, val_preds = scored(model, val, task, data.label_names, device, eval_bs, precision)
             score = val_metrics.get(task.primary, float("nan"))
             result.curve.append({"epoch": epoch + 1, "step": step, "train_loss": tally.mean,
                                  "val_loss": val_metrics["loss"], f"val_{task.primary}": score})
@@ -355,14 +362,14 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
                 if score > best_score:
                     best_score, bad_evals, result.best_epoch = score, 0, epoch + 1
                     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-                    result.val = val_metrics
+                    result.val, result.predictions["val"] = val_metrics, val_preds
                 else:
                     bad_evals += 1
                     if bad_evals >= cfg.patience:
                         result.stopped_early = True
                         break
             else:
-                result.val = val_metrics
+                result.val, result.predictions["val"] = val_metrics, val_preds
         if step >= total_steps:
             break
     bar.close()
@@ -372,10 +379,11 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
         result.val = strategy.held_out_val() or {}
         if not result.val:
             with phase("eval"):
-                result.val = evaluate(model, val, task, data.label_names, device, eval_bs, precision)
+                result.val, result.predictions["val"] = scored(model, val, task, data.label_names, device, eval_bs,
+                                                               precision)
     if best_state is not None:
         model.load_state_dict(best_state)
     result.steps = step
     with phase("eval"):
-        result.test = evaluate(model, test, task, data.label_names, device, eval_bs, precision)
+        result.test, result.predictions["test"] = scored(model, test, task, data.label_names, device, eval_bs, precision)
     return result

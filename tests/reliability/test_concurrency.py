@@ -79,7 +79,9 @@ def test_second_run_refuses_with_exit_3_and_a_waiting_run_queues(tmp_path):
     assert waiting.returncode == 0, out + err
     assert "2 run(s) executed, 0 already done" in out
     plan = expand(load_suite(suite))
-    assert sorted(p.name for p in directory.iterdir()) == sorted([".lock", *(f"{r.run_id}.json" for r in plan)])
+    # each run's record and, beside it, the predictions it kept
+    assert sorted(p.name for p in directory.iterdir()) == sorted([".lock", *(f"{r.run_id}{ext}" for r in plan
+                                                                            for ext in (".json", ".preds.npz"))])
     records, corrupt = scan(results)
     assert corrupt == [] and sorted(r.run_id for r in records) == sorted(r.run_id for r in plan)
     assert not lock_is_held(directory / ".lock")

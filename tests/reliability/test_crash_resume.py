@@ -59,10 +59,10 @@ def crash_and_resume(tmp_path, kills: int, exec_kills: int, seed: int, suite_tex
     assert m, out.stdout
     assert (int(m[1]), int(m[2])) == (len(plan) - len(ok_before), len(ok_before))
 
-    # Exactly one valid record per run, named by its run_id; no temp file left beside them.
+    # Exactly one valid record per run, named by its run_id, and its kept predictions; no temp file left beside them.
     suite_dir = results / "crash"
     names = sorted(p.name for p in suite_dir.iterdir() if p.name != ".lock")
-    assert names == sorted(f"{r.run_id}.json" for r in plan)
+    assert names == sorted(f"{r.run_id}{ext}" for r in plan for ext in (".json", ".preds.npz"))
     records, corrupt = scan(results)
     assert corrupt == []
     assert sorted(r.run_id for r in records) == sorted(r.run_id for r in plan)

@@ -36,6 +36,10 @@ strategies:
 EXECUTORS = ["local", "pool", pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="needs `pip install 'transfer-harness[ray]'`")])]
 
+# a run's kept predictions: written whole (atomically) before its record, so never a temp file; one
+# whose record the interrupt forestalled is rewritten by the rerun
+PREDS = ".preds.npz"
+
 
 def as_a_terminal_job() -> None:
     # a shell's background job (CI launched with `&`) ignores SIGINT, and a child inherits that:
@@ -68,7 +72,7 @@ def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_resumes(tmp_path, executo
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err and "Traceback" not in err, err
-    leftover = [p.name for p in directory.iterdir() if not p.name.endswith(".json") and p.name != ".lock"]
+    leftover = [p.name for p in directory.iterdir() if not p.name.endswith((".json", PREDS)) and p.name != ".lock"]
     assert leftover == []  # no temp file, no half-written record
     before = {p.name: json.loads(p.read_text()) for p in directory.glob("*.json")}
     assert before and all(r["status"] == "ok" for r in before.values())
@@ -189,7 +193,7 @@ def test_sigterm_stops_the_pool_and_its_workers_like_ctrl_c(tmp_path):
     while any(os.path.exists(f"/proc/{w}") and state(w) != "Z" for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [w for w in workers if os.path.exists(f"/proc/{w}") and state(w) != "Z"] == []
-    leftover = [p.name for p in directory.iterdir() if not p.name.endswith(".json") and p.name != ".lock"]
+    leftover = [p.name for p in directory.iterdir() if not p.name.endswith((".json", PREDS)) and p.name != ".lock"]
     assert leftover == []
     before = finished_records(directory)
     rerun = harness_run(suite, results, "pool")

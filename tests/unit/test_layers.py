@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "harness.metrics", "harness.transferability")),
     ("config", ("harness.config",)),
     ("plan", ("harness.plan", "harness.plan_checks", "harness.search", "harness.suite", "harness.suite_schema",
-              "harness.records", "harness.cache")),
+              "harness.records", "harness.predictions", "harness.cache")),
     ("data", ("harness.sources", "harness.targets")),
     ("run", ("harness.run",)),
     ("strategies", ("harness.strategies",)),
