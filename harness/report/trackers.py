@@ -243,7 +243,12 @@ def export_wandb(records: Iterable[RunRecord], root: str | Path | None = None,
     """Log records to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise: one run per
     record in ``<root>/wandb/`` (``root``, else ``WANDB_DIR``, else the working directory) for
     ``wandb sync`` to upload, grouped by suite, its job type the record's role. ``project``, else
-    ``WANDB_PROJECT``, else ``harness``."""
+    ``WANDB_PROJECT``, else ``harness``.
+
+    The record is saved as the run's file ``record.json``; it is how a re-export knows a run
+    (its id is :func:`wandb_id`) is already there as it is now. A newer record replaces the local
+    run directory; a run already synced is resumed under the same id when the new one is synced.
+    """
     try:
         import wandb
     except ImportError as e:
