@@ -246,8 +246,8 @@ def export_wandb(records: Iterable[RunRecord], root: str | Path | None = None,
     ``WANDB_PROJECT``, else ``harness``.
 
     The record is saved as the run's file ``record.json``; it is how a re-export knows a run
-    (its id is :func:`wandb_id`) is already there as it is now. A newer record replaces the local
-    run directory; a run already synced is resumed under the same id when the new one is synced.
+    (its id is :func:`wandb_id`) is already there as it is now. A newer record (a rerun) replaces
+    the local run directory, under the same id: an offline run cannot be edited in place.
     """
     try:
         import wandb
@@ -259,15 +259,15 @@ def export_wandb(records: Iterable[RunRecord], root: str | Path | None = None,
     # the user's WANDB_MODE and WANDB_SILENT win; else offline and quiet: an export needs no network
     mode = None if os.environ.get("WANDB_MODE") else "offline"
     quiet = {} if os.environ.get("WANDB_SILENT") else {"silent": True}
-    # the exporting process is not the run: no stats, git, code or requirements of it
-    settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, disable_git=True,
-                              save_code=False, x_save_requirements=False, disable_job_creation=True, **quiet)
-    wandb_dir = Path(wandb.Settings(root_dir=str(root)).wandb_dir)
+    # the exporting process is not the run: its console, git state and code are not the record's
+    # (public settings only: wandb's x_ ones change without notice)
+    settings = wandb.Settings(console="off", disable_git=True, save_code=False, disable_job_creation=True, **quiet)
     root.mkdir(parents=True, exist_ok=True)
     logged = replaced = skipped = 0
     for rec in records:
         rid = wandb_id(rec.run_id, project)
-        old = sorted(wandb_dir.glob(f"*run-*-{rid}")) if wandb_dir.is_dir() else []
+        # wandb writes to <root>/wandb/, or to <root>/.wandb/ where that exists
+        old = sorted(d for name in ("wandb", ".wandb") for d in (root / name).glob(f"*run-*-{rid}"))
         kept = [_kept_record(d / "files" / RECORD_FILE) for d in old]
         if any(k is not None and k.written_at == rec.written_at for k in kept):
             skipped += 1
