@@ -73,6 +73,18 @@ def wandb_env(tmp_path, monkeypatch):
     wandb.teardown()
 
 
+def export(argv: list[str]) -> int:
+    """``harness export`` as the command runs it: wandb's service stopped at the end, as at the
+    process's exit, so that every run's ``.wandb`` file is flushed before the test reads it
+    (``run.finish`` does not wait for the file's writer)."""
+    import wandb
+
+    try:
+        return main(argv)
+    finally:
+        wandb.teardown()
+
+
 def run_dirs(root: Path) -> list[Path]:
     return sorted((root / "wandb").glob("offline-run-*"))
 
@@ -81,7 +93,7 @@ def test_wandb_export_reads_back_and_is_idempotent(wandb_env, tmp_path, capsys):
     recs = [record(0), record(1), record(0, role="trial"), record(0, suite="other")]
     results = write_all(tmp_path / "results", recs)
     argv = ["export", "wandb", "--results", str(results), "--suite", "demo"]
-    assert main(argv) == 0
+    assert export(argv) == 0
     assert "wandb: 3 run(s) logged" in capsys.readouterr().out
     dirs = run_dirs(wandb_env)  # $WANDB_DIR, as wandb itself would
     assert len(dirs) == 3
@@ -110,12 +122,12 @@ def test_wandb_export_reads_back_and_is_idempotent(wandb_env, tmp_path, capsys):
     kept = json.loads((mine / "files" / "record.json").read_text())
     assert kept["run_id"] == r.run_id and kept["metrics"]["accuracy"] == pytest.approx(0.81)
 
-    assert main(argv) == 0  # again: nothing new, no run directory added
+    assert export(argv) == 0  # again: nothing new, no run directory added
     assert "0 run(s) logged (0 replacing older records), 3 already exported" in capsys.readouterr().out
     assert run_dirs(wandb_env) == dirs
 
     write_record(results / "demo", record(1, recorded_at="2026-03-01T00:00:00+00:00"))  # a rerun
-    assert main(argv) == 0
+    assert export(argv) == 0
     assert "1 run(s) logged (1 replacing older records), 2 already exported" in capsys.readouterr().out
     now = run_dirs(wandb_env)
     assert len(now) == 3 and len([d for d in now if d.name.endswith(f"-{rid}")]) == 1
@@ -126,7 +138,7 @@ def test_wandb_export_is_offline_by_default_and_takes_dir_and_project(wandb_env,
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     results = write_all(tmp_path / "results", [record(0, status="failed")])
     out = tmp_path / "elsewhere"
-    assert main(["export", "wandb", "--results", str(results), "--dir", str(out), "--project", "p2"]) == 0
+    assert export(["export", "wandb", "--results", str(results), "--dir", str(out), "--project", "p2"]) == 0
     assert "1 run(s) logged" in capsys.readouterr().out
     (d,) = run_dirs(out)
     assert not run_dirs(wandb_env)  # --dir wins over $WANDB_DIR
