@@ -272,7 +272,7 @@ LS_TAGS = {"strategies": "[unlabeled]: needs the target domain's unlabeled data 
 def cmd_export(args) -> int:
     from harness.records import RunRecord
     from harness.report.export import scan_results
-    from harness.report.trackers import export_mlflow, export_tensorboard, select
+    from harness.report.trackers import export_mlflow, export_tensorboard, export_wandb, select
 
     records, corrupt = scan_results(args.results, RunRecord)
     for p in corrupt:
@@ -282,6 +282,8 @@ def cmd_export(args) -> int:
         raise HarnessError(f"no run records under {args.results}" + (f" for suite {args.suite!r}" if args.suite else ""))
     if args.tracker == "mlflow":
         counts = export_mlflow(chosen, args.tracking_uri, args.experiment)
+    elif args.tracker == "wandb":
+        counts = export_wandb(chosen, args.dir, args.project)
     else:
         counts = export_tensorboard(chosen, args.logdir)
     print(f"{args.tracker}: {counts.logged} run(s) logged ({counts.replaced} replacing older records), "
@@ -437,13 +439,16 @@ def parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="log the records to an experiment tracker: one parent run per suite, one "
                         "run per cell and seed; re-exporting adds nothing twice")
-    ex.add_argument("tracker", choices=["mlflow", "tensorboard"])
+    ex.add_argument("tracker", choices=["mlflow", "tensorboard", "wandb"])
     ex.add_argument("--results", default="results", help="results root to read (default: results/)")
     ex.add_argument("--suite", help="only this suite")
     ex.add_argument("--tracking-uri", help="mlflow: the tracking server (default: $MLFLOW_TRACKING_URI, else ./mlruns)")
     ex.add_argument("--experiment", default="harness", help="mlflow: the experiment (default: harness)")
     ex.add_argument("--logdir", default="runs", help="tensorboard: the log directory (default: runs/, as "
                     "`tensorboard --logdir runs` reads)")
+    ex.add_argument("--dir", help="wandb: where its wandb/ run directories go (default: $WANDB_DIR, else .); "
+                    "offline unless $WANDB_MODE says otherwise: upload them with `wandb sync`")
+    ex.add_argument("--project", help="wandb: the project (default: $WANDB_PROJECT, else harness)")
     ex.set_defaults(fn=cmd_export)
 
     sch = sub.add_parser("schema", help="write the JSON Schema of suite files (editors complete and check keys)")

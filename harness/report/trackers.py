@@ -1,7 +1,9 @@
-"""Records → experiment trackers (MLflow, TensorBoard), each through its own library.
+"""Records → experiment trackers (MLflow, TensorBoard, Weights & Biases), each through its own
+library.
 
 The records stay the source of truth: an export reads them, whichever executor made them, and
-can be repeated. Per suite one parent (an MLflow parent run; a TensorBoard directory), per record
+can be repeated. Per suite one parent (an MLflow parent run; a TensorBoard directory; a wandb
+group), per record
 (cell × seed, trials and teachers too, told apart by the ``role`` tag) one child with the resolved
 config as parameters, the final test and validation metrics, the learning curve as step metrics,
 the cost figures, the identity as tags and the record itself as an artifact.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.digest import digest
 from harness.errors import HarnessError
 from harness.records import RunRecord, latest
 
@@ -216,3 +220,87 @@ def export_tensorboard(records: Iterable[RunRecord], logdir: str | Path) -> Expo
         kept.write_text(rec.model_dump_json(indent=2) + "\n", encoding="utf-8")
         logged += 1
     return ExportCounts(logged, replaced, skipped)
+
+
+WANDB_TAG_CHARS = 64  # wandb's limit on a tag
+
+
+def wandb_id(run_id: str, project: str) -> str:
+    """The wandb run id of a record in a project: stable, so re-exporting finds it; [a-z0-9] as
+    wandb ids must be. The project is part of it because the local run directories it names do
+    not say which project they were logged to."""
+    return digest(["wandb", project, run_id], 16)
+
+
+def wandb_tags(record: RunRecord) -> list[str]:
+    """``pair:…``, ``strategy:…``, ``seed:…``, ``role:…`` and the rest of the identity, as wandb's tags."""
+    return [f"{k.removeprefix(f'{TAG}.')}:{v}"[:WANDB_TAG_CHARS] for k, v in tags(record).items()
+            if k not in (f"{TAG}.run_id", f"{TAG}.suite", f"{TAG}.written_at")]  # name and group say these
+
+
+def export_wandb(records: Iterable[RunRecord], root: str | Path | None = None,
+                 project: str | None = None) -> ExportCounts:
+    """Log records to Weights & Biases, offline unless ``WANDB_MODE`` says otherwise: one run per
+    record in ``<root>/wandb/`` (``root``, else ``WANDB_DIR``, else the working directory) for
+    ``wandb sync`` to upload, grouped by suite, its job type the record's role. ``project``, else
+    ``WANDB_PROJECT``, else ``harness``.
+
+    The record is saved as the run's file ``record.json``; it is how a re-export knows a run
+    (its id is :func:`wandb_id`) is already there as it is now. A newer record (a rerun) replaces
+    the local run directory, under the same id: an offline run cannot be edited in place.
+    """
+    try:
+        import wandb
+    except ImportError as e:
+        raise HarnessError("the Weights & Biases export needs wandb: pip install 'transfer-harness[track]'") from e
+
+    root = Path(root or os.environ.get("WANDB_DIR") or Path.cwd())
+    project = project or os.environ.get("WANDB_PROJECT") or "harness"
+    # the user's WANDB_MODE and WANDB_SILENT win; else offline and quiet: an export needs no network
+    mode = None if os.environ.get("WANDB_MODE") else "offline"
+    quiet = {} if os.environ.get("WANDB_SILENT") else {"silent": True}
+    # the exporting process is not the run: its console, git state and code are not the record's
+    # (public settings only: wandb's x_ ones change without notice)
+    settings = wandb.Settings(console="off", disable_git=True, save_code=False, disable_job_creation=True, **quiet)
+    root.mkdir(parents=True, exist_ok=True)
+    logged = replaced = skipped = 0
+    for rec in records:
+        rid = wandb_id(rec.run_id, project)
+        # wandb writes to <root>/wandb/, or to <root>/.wandb/ where that exists
+        old = sorted(d for name in ("wandb", ".wandb") for d in (root / name).glob(f"*run-*-{rid}"))
+        kept = [_kept_record(d / "files" / RECORD_FILE) for d in old]
+        if any(k is not None and k.written_at == rec.written_at for k in kept):
+            skipped += 1
+            continue
+        for d in old:  # rewritten since (a rerun), or an export cut short: its run starts afresh
+            shutil.rmtree(d)
+        replaced += any(k is not None for k in kept)
+        run = wandb.init(project=project, id=rid, name=rec.run_id, group=suite_key(rec), job_type=rec.role,
+                         config=rec.config, tags=wandb_tags(rec), notes=f"harness record {rec.run_id}",
+                         dir=str(root), mode=mode, resume="allow", settings=settings)
+        try:
+            by_step: dict[int, dict[str, float]] = {}
+            for step, k, v in curve_points(rec):
+                by_step.setdefault(step, {})[k] = v
+            for step in sorted(by_step):
+                run.log(by_step[step], step=step)
+            run.summary.update(final_metrics(rec))
+            # written last: a run directory with its record is a finished export
+            record_path = Path(run.dir) / RECORD_FILE
+            record_path.write_text(rec.model_dump_json(indent=2) + "\n", encoding="utf-8")
+            run.save(str(record_path), base_path=run.dir, policy="now")
+        finally:
+            run.finish(exit_code=0 if rec.status == "ok" else 1)
+        logged += 1
+    if logged:
+        # run.finish() does not wait for the .wandb file to be written: a caller that reads the runs
+        # right after this returns (a script, a test) would find the last one empty
+        wandb.teardown()
+    return ExportCounts(logged, replaced, skipped)
+
+
+def _kept_record(path: Path) -> RunRecord | None:
+    try:
+        return RunRecord.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
