@@ -3,7 +3,7 @@
 Float results depend on the CPU (its kernels, instruction set, thread count) and on the device, so
 the header of a report names the machines behind its records, with counts, and warns when they are
 several. A run's times depend on what else the machine did: a run whose 1-minute load average, at
-its start or its end, was above its machine's logical CPUs shared the CPU with other work, and
+its start or its end, was a quarter above its machine's logical CPUs shared the CPU with other work, and
 the report names its cell and seed. Records written before these fields existed read as unknown.
 """
 
@@ -52,10 +52,15 @@ def peak_load(m: Machine) -> float | None:
     return max(loads) if loads else None
 
 
+# A run that uses every core loads the machine to about its core count by itself (a quickstart run
+# on 2 cores ended at 2.05), so only a load a quarter beyond the cores says that other work shared them.
+BUSY_MARGIN = 1.25
+
+
 def busy(m: Machine, seed: int) -> Busy | None:
-    """The run, when its machine's load exceeded its logical CPUs at its start or its end."""
+    """The run, when its machine's load exceeded ``BUSY_MARGIN`` × its logical CPUs at its start or its end."""
     load, cores = peak_load(m), _number(m.cpu_count)
-    if load is None or not cores or load <= cores:
+    if load is None or not cores or load <= BUSY_MARGIN * cores:
         return None
     return Busy(seed, load, int(cores))
 
@@ -98,6 +103,7 @@ def render_machines(rows: Sequence[Cell]) -> list[str]:
         cells = "; ".join(f"{r.group} / `{r.label}` (" + ", ".join(f"s{b.seed}: load {b.load:.2f} on {b.cores} CPUs"
                                                                     for b in r.busy) + ")" for r in loaded)
         out += [f"> ⚠ **Busy machine**: {n} run{'s' if n != 1 else ''} started or ended with a 1-minute load "
-                "average above the machine's logical CPUs, so other work shared the CPU: their times, "
+                f"average above {BUSY_MARGIN:g} × the machine's logical CPUs (a run alone loads it to about its "
+                "cores), so other work shared the CPU: their times, "
                 f"throughput and the Pareto front overstate what the strategy costs. Runs: {cells}.", ""]
     return out

@@ -56,13 +56,13 @@ def test_records_that_do_not_name_their_machine_add_no_header():
 
 
 def test_a_run_on_a_machine_loaded_beyond_its_cores_is_named_with_its_cell():
-    quiet = {**EPYC, "load_start": [1.2, 1.0, 0.9], "load_end": [2.0, 1.5, 1.0]}  # at the cores: not over
+    quiet = {**EPYC, "load_start": [1.2, 1.0, 0.9], "load_end": [2.45, 1.5, 1.0]}  # a run alone loads its cores
     busy_end = {**EPYC, "load_start": [0.5, 0.5, 0.5], "load_end": [5.25, 3.0, 1.0]}
     busy_start = {**EPYC, "load_start": [3.1, 2.0, 1.0]}  # no end recorded: the start says enough
     text = board(cell("scratch", [0.9, 0.91, 0.92], envs=[quiet, busy_end, quiet])
                  + cell("linear_probe", [0.93, 0.94], envs=[busy_start, quiet]) + cell("full_finetune", [0.97], quiet))
     line = next(x for x in text.splitlines() if "Busy machine" in x)
-    assert "2 runs started or ended with a 1-minute load average above the machine's logical CPUs" in line
+    assert "2 runs started or ended with a 1-minute load average above 1.25 × the machine's logical CPUs" in line
     assert "digits / `scratch` (s1: load 5.25 on 2 CPUs)" in line
     assert "digits / `linear_probe` (s0: load 3.10 on 2 CPUs)" in line
     assert "full_finetune" not in line
