@@ -55,7 +55,7 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def harness_model(name: str, classes: int):
     from harness.registry import SOURCES
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     if name == "efficientnet_lite0":
         backbone = SOURCES.get("packaged").build(name, {}, pretrained=True)

@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     set_threads(args.threads, device)
     from harness.registry import SOURCES
     from harness.run.loop import effective_precision
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     n_train = args.batch_size * args.steps2
     images, labels = synthetic_images(n_train + 2 * args.batch_size)

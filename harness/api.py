@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from harness.plan import RunSpec
     from harness.predictions import Rescoring
     from harness.records import RunRecord
-    from harness.run.execute import ExecOptions
+    from harness.run.options import ExecOptions
     from harness.run.progress import Progress
 
 REGISTRIES = ("sources", "targets", "strategies", "metrics", "tasks")
@@ -78,7 +78,7 @@ def exec_options(results_dir: str | Path = "results", cache_dir: str | Path | No
     another node, may not share this working directory); the cache defaults to
     :func:`harness.cache.default_cache_dir`, outside the results."""
     from harness.cache import default_cache_dir
-    from harness.run.execute import ExecOptions
+    from harness.run.options import ExecOptions
 
     return ExecOptions(cache_dir=Path(cache_dir or default_cache_dir()).expanduser().resolve(),
                        show_progress=show_progress, results_dir=Path(results_dir).expanduser().resolve(),

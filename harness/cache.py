@@ -15,12 +15,13 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.digest import digest
 from harness.records import atomic_write_bytes
+
+if TYPE_CHECKING:
+    pass
 
 
 def default_cache_dir() -> Path:
@@ -90,6 +91,8 @@ def entry(cache_dir: str | Path | None, kind: str, name: str) -> Path | None:
 
 
 def save(path: Path | None, payload: Any) -> None:
+    import torch
+
     if path is None:
         return
     buf = io.BytesIO()
@@ -180,6 +183,8 @@ REJECTED: Counter[str] = Counter()  # entries found damaged in this process, by 
 def load(path: Path | None) -> Any | None:
     """The verified payload at ``path``, or None: absent, or damaged (torn, flipped, its checksum
     missing or wrong, unreadable) — a damaged entry is counted in :data:`REJECTED` under its kind."""
+    import torch
+
     if path is None:
         return None
     sidecar = path.with_suffix(".sha256")

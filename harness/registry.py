@@ -2,7 +2,10 @@
 
 Each registry is filled by importing the modules of its package (``harness.sources``,
 ``harness.targets``, ``harness.strategies``, ``harness.metrics``): a new module registers
-itself, no hand-kept list elsewhere. Third-party packages can add entries through the
+itself, no hand-kept list elsewhere. None of them imports torch at module level: naming things
+(validate, plan, the first line of ``run``) costs well under a second. The networks (torch
+``nn.Module`` classes) live in each package's ``nets`` module, which the walk leaves out and a
+run imports when it builds a model; ``tests/unit/test_registry_imports.py`` holds both rules. Third-party packages can add entries through the
 ``harness.plugins`` entry-point group.
 """
 
@@ -75,6 +78,8 @@ STRATEGIES: Registry = Registry("strategy")
 METRICS: Registry[Callable] = Registry("metric")
 TASKS: Registry = Registry("task")
 
+# network classes, imported when a run builds a model, never to name things
+NOT_WALKED = frozenset({"nets"})
 _PACKAGES = ("harness.metrics", "harness.tasks", "harness.sources", "harness.targets", "harness.strategies")
 _loaded = False
 
@@ -88,7 +93,7 @@ def load_builtins() -> None:
     for pkg_name in _PACKAGES:
         pkg = importlib.import_module(pkg_name)
         for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
-            if not info.name.startswith("_"):
+            if not info.name.startswith("_") and info.name not in NOT_WALKED:
                 importlib.import_module(f"{pkg_name}.{info.name}")
     for ep in entry_points(group="harness.plugins"):
         ep.load()

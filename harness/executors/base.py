@@ -22,7 +22,7 @@ from harness.executors.job import Job
 from harness.executors.local import LocalExecutor
 from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
-from harness.run.execute import ExecOptions
+from harness.run.options import ExecOptions
 from harness.run.progress import Progress
 from harness.search import choose, next_point, val_score
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from harness.plan import RunSpec
 from harness.records import RunRecord
-from harness.run.execute import ExecOptions
+from harness.run.options import ExecOptions
 
 
 @dataclass(frozen=True)

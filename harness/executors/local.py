@@ -7,7 +7,7 @@ from collections import deque
 
 from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
-from harness.run.execute import ExecOptions
+from harness.run.options import ExecOptions
 
 
 class LocalExecutor:

@@ -21,7 +21,7 @@ from collections import deque
 from harness.executors.base import failed_record
 from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
-from harness.run.execute import ExecOptions
+from harness.run.options import ExecOptions
 from harness.run.process import own_process
 
 # what the forkserver imports before it forks a worker; it computes nothing, so a worker inherits

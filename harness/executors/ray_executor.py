@@ -41,7 +41,7 @@ from harness.executors.base import failed_record
 from harness.executors.job import Job, Runner, execute_job
 from harness.records import RunRecord
 from harness.run import outputs
-from harness.run.execute import ExecOptions
+from harness.run.options import ExecOptions
 from harness.run.process import own_process
 
 INSTALL_HINT = "--executor ray needs Ray: pip install 'transfer-harness[ray]' (or pip install 'ray>=2.9')"

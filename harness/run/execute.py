@@ -7,8 +7,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -22,21 +21,14 @@ from harness.registry import SOURCES, STRATEGIES, TASKS
 from harness.run import alloc, cost, domain_gap, outputs
 from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
+from harness.run.options import ExecOptions
 from harness.run.progress import run_title
 from harness.run.seed import SUBSAMPLE_SEED, determinism_state, seed_everything
-from harness.sources.base import TransferModel, build_backbone, count_params, input_identity
+from harness.sources.base import input_identity
+from harness.sources.nets import TransferModel, build_backbone, count_params
 from harness.targets.base import TargetData, fingerprint, sample_indices
 from harness.targets.load import load_target
 from harness.targets.vision.common import data_root_for
-
-
-@dataclass(frozen=True)
-class ExecOptions:
-    cache_dir: Path | None = None
-    show_progress: bool = False
-    results_dir: Path | None = None
-    data_dir: Path | None = None  # the data root (`--data-dir`); None: $HARNESS_DATA_DIR or the default
-    record_hostname: bool = False  # records are shared: by default they carry a salted hash of the hostname
 
 
 def pick_device(requested: str) -> torch.device:

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import cache
-from harness.sources.base import pool_features
+from harness.sources.nets import pool_features
 from harness.targets.base import Split, TargetData, TensorSplit
 
 FEATURE_VERSION = 2  # 2: the entry keeps the extraction time beside the splits

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.run.loop import evaluate
-from harness.sources.base import HeadModel
+from harness.sources.nets import HeadModel
 from harness.targets.base import TargetData
 from harness.tasks import Task
 

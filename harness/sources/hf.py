@@ -19,7 +19,7 @@ from pydantic import Field
 
 from harness.errors import HarnessError
 from harness.registry import SOURCES
-from harness.sources.base import Source, SourceParams, hf_backbone
+from harness.sources.base import Source, SourceParams
 
 DEFAULT_MODEL = "bert-base-cased"
 
@@ -113,4 +113,6 @@ class HF(Source):
                 "commit": getattr(config, "_commit_hash", None), "local_dir": local,
                 "model_type": getattr(config, "model_type", None),
                 "trust_remote_code": p.trust_remote_code, "max_length": max_length}
+        from harness.sources.nets import hf_backbone
+
         return hf_backbone(body, tok, max_length, info)

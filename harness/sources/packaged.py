@@ -16,7 +16,7 @@ from pydantic import Field
 
 from harness.errors import HarnessError
 from harness.registry import SOURCES
-from harness.sources.base import Source, SourceParams, TimmBackbone, hf_backbone, timm_input_spec
+from harness.sources.base import Source, SourceParams
 
 MINILM = "all-MiniLM-L6-v2"
 EFFNET = "efficientnet_lite0"
@@ -77,6 +77,8 @@ class Packaged(Source):
         return 9 if name == EFFNET else 7  # stem + 7 stages + head conv | embeddings + 6 layers
 
     def build(self, name: str, params: dict[str, Any], pretrained: bool):
+        from harness.sources.nets import TimmBackbone, hf_backbone, timm_input_spec
+
         p = PackagedParams.model_validate(params)
         if name == EFFNET:
             import timm

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from harness.errors import HarnessError, did_you_mean
 from harness.registry import SOURCES
-from harness.sources.base import Source, TimmBackbone, timm_input_spec
+from harness.sources.base import Source
 from harness.sources.images import (
     ImageSourceParams,
     head_of,
@@ -39,6 +39,8 @@ class Timm(Source):
 
     def build(self, name: str, params: dict[str, Any], pretrained: bool):
         import timm
+
+        from harness.sources.nets import TimmBackbone, timm_input_spec
 
         p = TimmParams.model_validate(params)
         hub = pretrained and p.checkpoint is None

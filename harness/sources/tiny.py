@@ -7,33 +7,12 @@ from typing import Any
 from pydantic import Field
 
 from harness.registry import SOURCES
-from harness.sources.base import Backbone, ImageInput, Source, SourceParams, hf_backbone
+from harness.sources.base import ImageInput, Source, SourceParams
 
 
 class TinyParams(SourceParams):
     image_size: int = Field(16, ge=8, le=64)
     max_length: int = Field(32, ge=8, le=128)
-
-
-class TinyCNN(Backbone):
-    def __init__(self, input_spec: ImageInput, width: int = 8):
-        import torch.nn as nn
-
-        body = nn.ModuleDict({
-            "stem": nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
-            "stage1": nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
-            "stage2": nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU()),
-        })
-        super().__init__(body, 2 * width, "image", input_spec, {"weights": "random (test model)"})
-
-    def blocks(self):
-        return [self.body["stem"], self.body["stage1"], self.body["stage2"]]
-
-    def forward(self, batch):
-        x = batch["pixel_values"]
-        for block in self.blocks():
-            x = block(x)
-        return x.mean(dim=(2, 3))
 
 
 def tiny_tokenizer():
@@ -69,6 +48,8 @@ class Tiny(Source):
         import contextlib
 
         import torch
+
+        from harness.sources.nets import TinyCNN, hf_backbone
 
         p = TinyParams.model_validate(params)
         # "Pretrained" tiny weights are a fixed-seed init (the same for every run); scratch

@@ -11,14 +11,13 @@ features and the harness puts its own head on them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
-from torch import nn
 
 from harness.errors import HarnessError, did_you_mean
 from harness.registry import SOURCES
-from harness.sources.base import Backbone, ImageInput, Source
+from harness.sources.base import ImageInput, Source
 from harness.sources.images import (
     ImageSourceParams,
     head_of,
@@ -26,6 +25,9 @@ from harness.sources.images import (
     load_state_dict_file,
     with_overrides,
 )
+
+if TYPE_CHECKING:
+    from harness.sources.nets import TorchvisionBackbone
 
 VIT_DEPTHS = {"vit_b": 14, "vit_l": 26, "vit_h": 34}  # stem + encoder layers + final norm
 
@@ -82,64 +84,6 @@ def input_spec(name: str, weights: str | None) -> ImageInput:
     return ImageInput(size=int(size), mean=tuple(t.mean), std=tuple(t.std), interpolation=interp)
 
 
-def classifier_name(body) -> str:
-    """Dotted name of the model's last ``nn.Linear`` (its ImageNet classifier)."""
-    names = [n for n, m in body.named_modules() if isinstance(m, nn.Linear) and not n.startswith("AuxLogits")]
-    if not names:
-        raise HarnessError(f"{type(body).__name__} has no nn.Linear classifier to replace")
-    return names[-1]
-
-
-def drop_classifier(body) -> tuple[str, int]:
-    """Replace the classifier with an identity; return its name and input width."""
-    name = classifier_name(body)
-    parent_name, _, leaf = name.rpartition(".")
-    parent = body.get_submodule(parent_name) if parent_name else body
-    width = getattr(parent, leaf).in_features
-    setattr(parent, leaf, nn.Identity())
-    return name, width
-
-
-class _Params(nn.Module):
-    """A block made of loose parameters (ViT's class token and position embedding)."""
-
-    def __init__(self, modules: dict, params: dict):
-        super().__init__()
-        for k, m in modules.items():
-            self.add_module(k, m)
-        for k, p in params.items():
-            self.register_parameter(k, p)  # the same Parameter objects: freezing here freezes the model's
-
-
-class TorchvisionBackbone(Backbone):
-    """A torchvision classifier without its last linear layer."""
-
-    def blocks(self):
-        m = self.body
-        if hasattr(m, "layer1"):  # ResNet / ResNeXt / Wide ResNet
-            stem = nn.ModuleList([m.conv1, m.bn1])
-            return [stem, *[getattr(m, f"layer{i}") for i in range(1, 5)]]
-        if hasattr(m, "encoder") and hasattr(m, "conv_proj"):  # ViT
-            stem = _Params({"conv_proj": m.conv_proj}, {"class_token": m.class_token, "pos_embedding": m.encoder.pos_embedding})
-            return [stem, *m.encoder.layers, m.encoder.ln]
-        if hasattr(m, "features"):  # ConvNeXt, EfficientNet, MobileNet, Swin, DenseNet, VGG …
-            blocks = list(m.features)
-            tail = [c for c in getattr(m, "classifier", nn.Sequential()).children()
-                    if any(True for _ in c.parameters()) and not isinstance(c, nn.Identity)]
-            norm = getattr(m, "norm", None)  # Swin
-            if isinstance(norm, nn.Module):
-                tail.insert(0, norm)
-            return blocks + ([nn.ModuleList(tail)] if tail else [])
-        if hasattr(m, "trunk_output"):  # RegNet
-            return [m.stem, *m.trunk_output]
-        raise TypeError(f"blocks() does not know the stages of {type(m).__name__}; "
-                        "strategies that count blocks cannot use it")
-
-    def forward(self, batch):
-        out = self.body(batch["pixel_values"])
-        return getattr(out, "logits", out)  # Inception/GoogLeNet return (logits, aux) in training
-
-
 @SOURCES.register("torchvision", description="any torchvision classifier with its weights enum, e.g. torchvision/resnet50 "
                   "(weights: DEFAULT|IMAGENET1K_V2|null, or checkpoint: file)")
 class Torchvision(Source):
@@ -164,6 +108,8 @@ class Torchvision(Source):
 
     def build(self, name: str, params: dict[str, Any], pretrained: bool) -> TorchvisionBackbone:
         import torchvision.models as tvm
+
+        from harness.sources.nets import TorchvisionBackbone, classifier_name, drop_classifier
 
         p = TorchvisionParams.model_validate(params)
         member = weights_enum(name, p.weights)  # a bad name fails before anything is built

@@ -20,33 +20,22 @@ forward hook: the base weights keep their names and values.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torch import nn
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
 from harness.sources.base import ImageInput
 from harness.strategies.base import Strategy, backbone_blocks, freeze_all_but_head
-from harness.strategies.bitfit import NORMS
 from harness.strategies.lora import layers, matches
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 SUBLAYER_SUFFIXES = ("output.dense", "out_lin", "lin2", "attn.proj", "mlp.fc2", "o_proj", "out_proj", "down_proj")
 CHILD = "harness_adapter"
-
-
-class Adapter(nn.Module):
-    """Bottleneck ``x + up(act(down(x)))`` over the last dim (tokens) or the channels (conv maps)."""
-
-    def __init__(self, dim: int, bottleneck: int, conv: bool = False):
-        super().__init__()
-        layer = (lambda i, o: nn.Conv2d(i, o, 1)) if conv else nn.Linear
-        self.down, self.act, self.up = layer(dim, bottleneck), nn.GELU(), layer(bottleneck, dim)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(self.act(self.down(x)))
 
 
 def _apply_adapter(module: nn.Module, inputs, output):
@@ -63,12 +52,16 @@ class AdapterParams(Params):
 
 def sublayers(model, suffixes) -> list[tuple[str, nn.Linear]]:
     """Linear modules inside the backbone blocks whose names end with one of ``suffixes``."""
+    from torch import nn
+
     return [(f"block{i}.{name}", m) for i, block in enumerate(backbone_blocks(model))
             for name, m in layers(block, (nn.Linear,)) if matches(name, suffixes)]
 
 
 def dry_batch(backbone, device: torch.device) -> dict[str, torch.Tensor]:
     """One tiny input the backbone accepts (zeros), to learn its blocks' output shapes."""
+    import torch
+
     spec = backbone.input_spec
     if isinstance(spec, ImageInput):
         return {"pixel_values": torch.zeros(1, spec.channels, spec.size, spec.size, device=device)}
@@ -76,10 +69,11 @@ def dry_batch(backbone, device: torch.device) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-@torch.no_grad()
 def block_outputs(model, blocks: list[nn.Module]) -> list[tuple[int, bool]]:
     """Per block, (feature dim, is a conv map): channels of a (B, C, H, W) output, else the last
     dim (ViT/encoder layers). From one dry forward in eval mode, so no statistic moves."""
+    import torch
+
     shapes: dict[int, tuple[int, ...]] = {}
 
     def record(k: int):
@@ -92,7 +86,8 @@ def block_outputs(model, blocks: list[nn.Module]) -> list[tuple[int, bool]]:
     was_training = model.training
     model.eval()
     try:
-        model.backbone(dry_batch(model.backbone, next(model.parameters()).device))
+        with torch.no_grad():
+            model.backbone(dry_batch(model.backbone, next(model.parameters()).device))
     finally:
         model.train(was_training)
         for h in hooks:
@@ -114,6 +109,10 @@ class HoulsbyAdapter(Strategy):
         return max(1, dim // self.params.reduction_factor)
 
     def prepare(self, model):
+        from torch import nn
+
+        from harness.strategies.nets import NORMS, Adapter
+
         found = sublayers(model, self.params.target_modules or SUBLAYER_SUFFIXES)
         if self.params.target_modules and not found:
             raise ValueError(f"adapter: no Linear module in the backbone blocks matches {self.params.target_modules}")

@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
 from harness.config.schema import Params, TrainConfig
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.config.schema import PairSpec, StrategySpec, SuiteSpec
     from harness.run.context import RunContext
     from harness.targets.base import TargetData

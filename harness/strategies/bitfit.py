@@ -9,13 +9,10 @@ scales (a labelled variant, not BitFit as published). BatchNorm running statisti
 from __future__ import annotations
 
 from pydantic import Field
-from torch import nn
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
 from harness.strategies.base import Strategy, freeze_all_but_head
-
-NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 
 
 class BitFitParams(Params):
@@ -30,6 +27,8 @@ class BitFit(Strategy):
     Params = BitFitParams
 
     def prepare(self, model):
+        from harness.strategies.nets import NORMS
+
         freeze_all_but_head(model)
         for module in model.backbone.modules():
             for name, p in module.named_parameters(recurse=False):

@@ -22,13 +22,16 @@ Token tasks pair the labelled words (first sub-words) of the batch.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
 from harness.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    import torch
 
 TARGET_LABELED = "target_labeled"
 
@@ -45,6 +48,9 @@ def contrastive_loss(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: tor
                      exclude_diagonal: bool = False) -> torch.Tensor:
     """mean_{same class} d + mean_{different class} max(0, m − d) over the pairs (a_i, b_j), on
     L2-normalised rows (a set with no pair of a kind contributes 0 for it)."""
+    import torch
+    import torch.nn.functional as F
+
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
     d = (torch.cdist(a, b).pow(2) + 1e-12).sqrt()
     same = ya.unsqueeze(1) == yb.unsqueeze(0)

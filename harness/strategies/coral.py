@@ -10,10 +10,13 @@ sets λ so that the two losses are about equal at the end of training (``weight`
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from harness.registry import STRATEGIES
 from harness.strategies.domain import FeatureAlignment
+
+if TYPE_CHECKING:
+    import torch
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:

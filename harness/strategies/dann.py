@@ -15,16 +15,16 @@ already pooled.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
 from harness.registry import STRATEGIES
 from harness.strategies.base import decay_groups
 from harness.strategies.domain import UnlabeledParams, UsesUnlabeled, pooled
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class DannParams(UnlabeledParams):
@@ -32,23 +32,6 @@ class DannParams(UnlabeledParams):
     hidden: int = Field(256, ge=1, description="hidden width of the domain classifier")
     gamma: float = Field(10.0, gt=0, description="λ schedule steepness: λ = λ_max·(2/(1+exp(−γ·p)) − 1)")
     lambda_max: float = Field(1.0, gt=0, description="λ at the end of training")
-
-
-class GradReverse(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by −λ."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, lambd: float) -> torch.Tensor:
-        ctx.lambd = lambd
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return -ctx.lambd * grad, None
-
-
-def grad_reverse(x: torch.Tensor, lambd: float) -> torch.Tensor:
-    return GradReverse.apply(x, lambd)
 
 
 def dann_lambda(progress: float, gamma: float = 10.0) -> float:
@@ -68,6 +51,8 @@ class Dann(UsesUnlabeled):
         self.last: dict[str, Any] = {}
 
     def adapt(self, model, data, ctx):
+        from torch import nn
+
         model, data = super().adapt(model, data, ctx)
         dim, hidden = model.backbone.feature_dim, self.params.hidden
         self.domain_classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)).to(ctx.device)
@@ -78,6 +63,11 @@ class Dann(UsesUnlabeled):
         return super().param_groups(model) + decay_groups(named, self.train.lr, self.train.weight_decay)
 
     def extra_loss(self, model, batch, out):
+        import torch
+        import torch.nn.functional as F
+
+        from harness.strategies.nets import grad_reverse
+
         lambd = self.params.lambda_max * dann_lambda(self.progress(), self.params.gamma)
         features = out["features"]
         target = self.target_features(model)

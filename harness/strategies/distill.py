@@ -22,10 +22,8 @@ pair's source.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from harness.config.schema import Params, StrategySpec
@@ -34,6 +32,9 @@ from harness.registry import STRATEGIES
 from harness.strategies.base import Input, Strategy
 from harness.targets.base import Split, TensorSplit, TokenSplit
 from harness.tasks import task_loss
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DistillParams(Params):
@@ -49,6 +50,8 @@ class DistillParams(Params):
 def kd_term(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
             mask: torch.Tensor | None = None) -> torch.Tensor:
     """T²·KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the positions in ``mask``."""
+    import torch.nn.functional as F
+
     classes = student.shape[-1]
     s, t = student.float().reshape(-1, classes), teacher.float().reshape(-1, classes)
     if mask is not None:
@@ -79,6 +82,8 @@ class SoftTokenSplit(TokenSplit):
         return SoftTokenSplit(super().select(indices), [self.soft[int(i)] for i in indices])
 
     def collate(self, idx):
+        import torch
+
         batch = super().collate(idx)
         labels = batch["labels"]
         if labels.ndim == 1:  # one label per text
@@ -97,6 +102,8 @@ class SoftTokenSplit(TokenSplit):
 
 
 def with_soft_targets(split: Split, soft: list[torch.Tensor]) -> Split:
+    import torch
+
     if isinstance(split, TokenSplit):
         return SoftTokenSplit(split, soft)
     if isinstance(split, TensorSplit):

@@ -15,14 +15,16 @@ its discrepancy with a domain classifier.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
 from pydantic import Field
 
 from harness.config.schema import Params
 from harness.registry import TARGETS
 from harness.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    import torch
 
 UNLABELED = "unlabeled"
 

@@ -19,13 +19,17 @@ by its sentence's w. At the start D outputs ½ (its output layer starts at zero)
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torch import nn
 
 from harness.registry import STRATEGIES
 from harness.strategies.domain import UnlabeledParams, UsesUnlabeled, pooled
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.strategies.nets import DensityRatio
 
 
 class ImportanceWeightingParams(UnlabeledParams):
@@ -34,44 +38,10 @@ class ImportanceWeightingParams(UnlabeledParams):
     classifier_lr: float = Field(1e-2, gt=0, description="the domain classifier's Adam learning rate (its own optimizer)")
 
 
-class DensityRatio(nn.Module):
-    """The domain classifier and the weights it implies; trained by :meth:`update`."""
-
-    def __init__(self, dim: int, hidden: int = 0, lr: float = 1e-2):
-        super().__init__()
-        out = nn.Linear(hidden or dim, 1)
-        nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), out) if hidden else out
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
-        self.last_loss: float | None = None
-
-    def update(self, source: torch.Tensor, target: torch.Tensor) -> None:
-        """One step of the classifier on detached features (source 0, target 1)."""
-        with torch.enable_grad():
-            x = torch.cat([source, target]).detach().to(self.dtype)
-            y = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(x.device)
-            loss = F.binary_cross_entropy_with_logits(self.net(x).squeeze(-1), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        self.last_loss = float(loss.detach())
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype  # fp32 in a run, whatever the autocast dtype of the features
-
-    @torch.no_grad()
-    def weights(self, source: torch.Tensor, n_target: int, clip: float) -> torch.Tensor:
-        """w(x) for the rows of ``source``: odds × m/n, clipped, normalised to mean 1."""
-        logit = self.net(source.detach().to(self.dtype)).squeeze(-1)
-        w = torch.exp(logit) * (len(source) / max(1, n_target))  # D/(1−D) = exp(logit)
-        w = w.clamp(max=clip)
-        return w / w.mean().clamp_min(1e-12)
-
-
 def weighted_extra(logits: torch.Tensor, labels: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Σ (w_i − 1) ℓ_i / N: added to the loop's mean task loss it gives Σ w_i ℓ_i / N."""
+    import torch.nn.functional as F
+
     if logits.ndim == 3:  # tokens: each position takes its sentence's weight
         w = w.unsqueeze(1).expand(labels.shape)
         logits, labels, w = logits.flatten(0, 1), labels.flatten(), w.flatten()
@@ -92,12 +62,16 @@ class ImportanceWeighting(UsesUnlabeled):
         self.last_w: torch.Tensor | None = None
 
     def adapt(self, model, data, ctx):
+        from harness.strategies.nets import DensityRatio
+
         model, data = super().adapt(model, data, ctx)
         p = self.params
         self.ratio = DensityRatio(model.backbone.feature_dim, p.hidden, p.classifier_lr).to(ctx.device)
         return model, data
 
     def extra_loss(self, model, batch, out):
+        import torch
+
         assert self.ratio is not None, "adapt() was not called"
         source = pooled(out["features"], batch)
         with torch.no_grad():  # the target batch only trains the classifier: no graph through the model

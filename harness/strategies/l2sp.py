@@ -7,12 +7,16 @@ same weights toward zero as well, so it is off for every weight of an l2sp run u
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
 from harness.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    import torch
 
 
 class L2SPParams(Params):
@@ -52,6 +56,8 @@ class L2SP(Strategy):
 
     def penalty(self, model) -> torch.Tensor:
         """α/2 Σ‖w − w₀‖² over backbone weights + β/2 Σ‖w‖² over head weights (float32)."""
+        import torch
+
         first = next(model.parameters())
         total = torch.zeros((), device=first.device, dtype=torch.float32)
         for name, p in model.backbone.named_parameters():
@@ -69,6 +75,8 @@ class L2SP(Strategy):
         return self.penalty(model)
 
     def report(self, model):
+        import torch
+
         with torch.no_grad():
             drift = sum(float((p.float() - self.start[n].to(p.device).float()).pow(2).sum())
                         for n, p in model.backbone.named_parameters())

@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import Field, PositiveFloat
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
-from harness.sources.base import HeadModel
 from harness.strategies.base import Strategy, freeze_all_but_head
+
+if TYPE_CHECKING:
+    pass
 
 
 def kornblith_grid() -> list[float]:
@@ -109,6 +110,8 @@ class LinearProbe(Strategy):
             grid = sorted(self.params.c_grid)
             ctx.notes["lbfgs"] = {"chosen_C": c, "scores": scores, "refit_on_train_val": self.params.refit,
                                   "at_grid_edge": len(grid) > 2 and c in (grid[0], grid[-1]), "fit_cache_hit": fit_hit}
+        from harness.sources.nets import HeadModel
+
         return HeadModel(model.head), feats
 
     def feature_batch_size(self) -> int:
@@ -124,6 +127,8 @@ class LinearProbe(Strategy):
         """The L-BFGS head: it depends on the features and the solver's params only (it starts from
         zeros, not from the seeded head), so every seed's run reuses the first one's fit from the
         cache. Returns whether it came from there."""
+        import torch
+
         from harness.registry import TASKS
 
         def compute() -> dict:

@@ -16,13 +16,16 @@ starts exactly at the source.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from pydantic import Field
-from torch import nn
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
 from harness.strategies.base import Strategy, freeze_all_but_head
+
+if TYPE_CHECKING:
+    from torch import nn
 
 TEXT_DEFAULTS = (("query", "value"), ("q_lin", "v_lin"), ("q_proj", "v_proj"), ("qkv",))
 
@@ -40,16 +43,21 @@ def matches(name: str, suffixes) -> bool:
     return any(name == s or name.endswith("." + s) for s in suffixes)
 
 
-def layers(root: nn.Module, kinds: tuple[type, ...] = (nn.Linear, nn.Conv2d)) -> list[tuple[str, nn.Module]]:
+def layers(root: nn.Module, kinds: tuple[type, ...] | None = None) -> list[tuple[str, nn.Module]]:
     """Named layers of ``root`` that run through their own ``forward``: a Linear owned by an
     ``nn.MultiheadAttention`` is skipped (MHA reads its weight directly, so a wrapper or hook
-    on it would never run)."""
+    on it would never run). ``kinds`` defaults to Linear and Conv2d."""
+    from torch import nn
+
+    kinds = kinds or (nn.Linear, nn.Conv2d)
     owned = {id(m.out_proj) for m in root.modules() if isinstance(m, nn.MultiheadAttention)}
     return [(n, m) for n, m in root.named_modules() if isinstance(m, kinds) and id(m) not in owned]
 
 
 def default_targets(body: nn.Module, modality: str) -> list[str]:
     """Full names of the modules LoRA adapts by default (see the module docstring)."""
+    from torch import nn
+
     linear = [n for n, _ in layers(body, (nn.Linear,))]
     for suffixes in TEXT_DEFAULTS if modality == "text" else (("qkv",),):
         hits = [n for n in linear if matches(n, suffixes)]

@@ -16,11 +16,15 @@ backbone's pooled features, the layer every other strategy adapts.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import Field
 
 from harness.registry import STRATEGIES
 from harness.strategies.domain import AlignmentParams, FeatureAlignment
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MmdParams(AlignmentParams):
@@ -30,6 +34,8 @@ class MmdParams(AlignmentParams):
 
 def mmd2(source: torch.Tensor, target: torch.Tensor, multipliers=(0.5, 1.0, 2.0)) -> torch.Tensor:
     """The unbiased multi-kernel MMD² between the rows of ``source`` (m × d) and ``target`` (n × d)."""
+    import torch
+
     m, n = source.shape[0], target.shape[0]
     if m < 2 or n < 2:
         raise ValueError(f"MMD needs at least 2 examples of each domain per batch, got {m} and {n}")

@@ -17,16 +17,17 @@ weight 0 is never sampled, so its head stays as initialised.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES, TARGETS, TASKS
 from harness.strategies.base import Strategy, decay_groups
 from harness.tasks import task_loss
+
+if TYPE_CHECKING:
+    import torch
 
 SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed")
 
@@ -49,6 +50,8 @@ class Multitask(Strategy):
     Params = MultitaskParams
 
     def __init__(self, params, train):
+        from torch import nn
+
         super().__init__(params, train)
         self.heads = nn.ModuleList()
         self.streams: list = []
@@ -80,6 +83,9 @@ class Multitask(Strategy):
         return issues
 
     def adapt(self, model, data, ctx):
+        import torch
+        from torch import nn
+
         backbone = model.backbone
         self.heads, self.streams, self.sizes, info = nn.ModuleList(), [], [], []
         for i, t in enumerate(self.params.tasks):
@@ -102,6 +108,8 @@ class Multitask(Strategy):
 
     def sampled(self) -> list[int]:
         """Auxiliary tasks that contribute this step (tasks with weight 0 never do)."""
+        import torch
+
         live = [i for i, t in enumerate(self.params.tasks) if t.weight > 0]
         if self.params.sampler == "all" or len(live) <= 1:
             return live

@@ -17,14 +17,17 @@ split and every non-padding token of the unlabeled tweets for the target basis.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
 
 from harness.registry import STRATEGIES
 from harness.strategies.domain import UNLABELED, check_unlabeled
 from harness.strategies.linear_probe import LinearProbe, ProbeParams
 from harness.targets.base import TensorSplit
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SubspaceAlignmentParams(ProbeParams):
@@ -33,6 +36,8 @@ class SubspaceAlignmentParams(ProbeParams):
 
 def pca_basis(x: torch.Tensor, k: int) -> torch.Tensor:
     """The top-``k`` principal directions of the rows of ``x`` (d × k, orthonormal columns)."""
+    import torch
+
     centred = x - x.mean(0, keepdim=True)
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
     return vh[:k].T.contiguous()
@@ -65,6 +70,8 @@ class Alignment:
 
     def divergence(self) -> float:
         """‖X_S M − X_T‖_F: how far apart the two subspaces were (0: the same subspace)."""
+        import torch
+
         return float(torch.linalg.norm(self.xs @ self.m - self.xt))
 
 
@@ -95,6 +102,8 @@ class SubspaceAlignment(LinearProbe):
         return super().adapt(model, data, ctx)
 
     def transform(self, model, data, feats, key, ctx):
+        import torch
+
         with ctx.phase("feature"):
             target = ctx.frozen_rows(model.backbone, data.extra[UNLABELED], self.feature_batch_size())
         train = feats.splits["train"].tensors

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from harness.config.schema import Params
 from harness.digest import content_key, digest_bytes
 from harness.errors import HarnessError, did_you_mean
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "val", "test")
 
@@ -95,6 +97,8 @@ class TensorSplit(Split):
         return len(next(iter(self.tensors.values())))
 
     def select(self, indices):
+        import torch
+
         idx = torch.as_tensor(indices, dtype=torch.long)
         # Per-word rows (token features) keep their sentence ``index``, so the sentences stay as they are.
         return TensorSplit({k: t[idx] for k, t in self.tensors.items()}, self.sequences)
@@ -104,6 +108,8 @@ class TensorSplit(Split):
         return keys_of_rows(*inputs)
 
     def batches(self, batch_size, shuffle=False, generator=None, group_by_length=False):
+        import torch
+
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for i in range(0, n, batch_size):
@@ -134,6 +140,8 @@ class TokenSplit(Split):
         return np.asarray([content_key(np.asarray(ids, dtype=np.int64)) for ids in self.input_ids], dtype=object)
 
     def collate(self, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        import torch
+
         width = max(len(self.input_ids[i]) for i in idx)
         ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -149,6 +157,8 @@ class TokenSplit(Split):
         return batch
 
     def batches(self, batch_size, shuffle=False, generator=None, group_by_length=False):
+        import torch
+
         n = len(self)
         if shuffle and not group_by_length:  # the recipe's plain shuffling
             order = torch.randperm(n, generator=generator).tolist()

@@ -26,14 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from harness.errors import HarnessError
 from harness.targets.base import LeakError, Split, TargetData, TensorSplit, TokenSplit
 from harness.targets.naming import SPLIT_KEY, domain_name
+
+if TYPE_CHECKING:
+    import torch
 
 CROSS_KEYS = ("unlabeled", "eval_domain")
 UNLABELED_SPLITS = ("train", "val", "test")
@@ -68,6 +70,8 @@ class WithoutLabels(Split):
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 group_by_length: bool = False) -> Iterator[dict]:
+        import torch
+
         for batch in self.split.batches(batch_size, shuffle, generator, group_by_length):
             out = {k: v for k, v in batch.items() if k != "index"}
             if "labels" in out:  # ignored everywhere, and the shape still says how to pool (text: one per example)
@@ -77,6 +81,8 @@ class WithoutLabels(Split):
 
 def relabel(split: Split, mapping: list[int]) -> Split:
     """``split`` with label ``i`` renamed ``mapping[i]`` (another target's classes in the pair's order)."""
+    import torch
+
     if mapping == list(range(len(mapping))):
         return split
     table = torch.as_tensor(mapping, dtype=torch.long)

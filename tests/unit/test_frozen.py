@@ -80,7 +80,7 @@ def test_norm_stats_adapt_re_estimates_frozen_batchnorms(write_suite, tmp_path):
 def test_the_policy_survives_evaluation():
     """Validation puts the model in eval mode and back: a frozen BatchNorm must come back frozen."""
     from harness.registry import SOURCES
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     model = TransferModel(SOURCES.get("test").build("tiny_cnn", {}, pretrained=True), 3)
     model.requires_grad_(False)
@@ -98,7 +98,7 @@ def test_frozen_modules_run_as_in_inference_and_dropout_stays_where_weights_trai
     attention), and everywhere with frozen_dropout: true."""
     from harness.config.schema import TrainConfig
     from harness.registry import SOURCES, STRATEGIES
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     model = TransferModel(SOURCES.get("test").build("tiny_bert", {}, pretrained=True), 3, dropout=0.1)
     lora = STRATEGIES.get("lora")
@@ -115,7 +115,7 @@ def test_frozen_modules_run_as_in_inference_and_dropout_stays_where_weights_trai
 
 def test_a_frozen_text_backbone_gives_the_probes_features_while_training():
     from harness.registry import SOURCES
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     model = TransferModel(SOURCES.get("test").build("tiny_bert", {}, pretrained=True), 3)
     model.requires_grad_(False)
@@ -156,7 +156,7 @@ def test_a_head_on_a_frozen_backbone_is_the_linear_probe(write_suite, tmp_path):
 def test_bitfit_trains_biases_only_unless_norms_are_asked_for():
     from harness.config.schema import TrainConfig
     from harness.registry import SOURCES, STRATEGIES
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     def trainable(**params):
         model = TransferModel(SOURCES.get("test").build("tiny_cnn", {}, pretrained=True), 3)
@@ -174,7 +174,7 @@ def test_bitfit_trains_biases_only_unless_norms_are_asked_for():
 def test_l2sp_does_not_stack_weight_decay_on_its_penalty_unless_asked(write_suite):
     from harness.config.schema import TrainConfig
     from harness.registry import SOURCES, STRATEGIES
-    from harness.sources.base import TransferModel
+    from harness.sources.nets import TransferModel
 
     cls = STRATEGIES.get("l2sp")
 

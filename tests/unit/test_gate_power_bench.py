@@ -72,3 +72,13 @@ def test_the_summary_names_errors_apart_from_catches():
     ]))
     assert lines[0].startswith("statistical: caught 1/2 planted bugs") and "1 error(s)" in lines[0]
     assert "statistical, perturbed rerun: false alarms 1/1 (1 of them a pass with a warning)" in lines
+
+
+def test_every_planted_bug_still_patches_its_file_once():
+    """A refactor that moves the code a bug patches would make the benchmark stop at that bug:
+    each patch must match its file exactly once, and change it."""
+    root = BENCH.parent
+    for bug in bench().BUGS:
+        text = (root / bug.file).read_text()
+        assert text.count(bug.old) == 1, f"{bug.name}: {bug.old!r} occurs {text.count(bug.old)} times in {bug.file}"
+        assert bug.new != bug.old, bug.name

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.registry import SOURCES
-from harness.sources.base import TransferModel
+from harness.sources.nets import TransferModel
 from harness.suite import load_suite
 from tests.conftest import TINY_SUITE
 from tests.unit.test_config_load import errors_of

@@ -181,7 +181,7 @@ def test_a_pretrain_leak_into_either_held_out_split_alone_is_refused(held, split
 
 
 def _digits(**params) -> TargetData:
-    from harness.sources.base import build_backbone
+    from harness.sources.nets import build_backbone
 
     backbone = build_backbone({"model": "test/tiny_cnn", "image_size": 16})
     return TARGETS.get("sklearn").load("digits", params, "image-classification", backbone)

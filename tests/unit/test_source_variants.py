@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from harness.run.features import frozen_key
-from harness.sources.base import build_backbone, features_depend_on_seed
+from harness.sources.base import features_depend_on_seed
+from harness.sources.nets import build_backbone
 
 EFFNET = {"model": "packaged/efficientnet_lite0", "image_size": 32}
 MINILM = {"model": "packaged/all-MiniLM-L6-v2", "max_length": 16}

@@ -16,7 +16,7 @@ from harness.run.context import RunContext
 from harness.run.execute import ExecOptions, build, execute
 from harness.run.logistic import fit_logistic, select_c
 from harness.run.loop import build_optimizer, fit
-from harness.sources.base import TransferModel, count_params
+from harness.sources.nets import TransferModel, count_params
 from harness.strategies.linear_probe import ProbeParams
 from harness.suite import load_suite
 from harness.targets.base import TargetData, TensorSplit
@@ -326,7 +326,7 @@ def head_count(model) -> int:
 
 
 def norm_count(model) -> int:
-    from harness.strategies.bitfit import NORMS
+    from harness.strategies.nets import NORMS
 
     return sum(p.numel() for m in model.backbone.modules() if isinstance(m, NORMS) for p in m.parameters(recurse=False))
 
@@ -452,7 +452,7 @@ def test_bad_strategy_params_fail_at_validate(write_suite, entry, message):
 def timm_model(name: str) -> TransferModel:
     import timm
 
-    from harness.sources.base import TimmBackbone, timm_input_spec
+    from harness.sources.nets import TimmBackbone, timm_input_spec
 
     body = timm.create_model(name, pretrained=False, num_classes=0)
     return TransferModel(TimmBackbone(body, body.num_features, "image", timm_input_spec(body, 32)), 3)

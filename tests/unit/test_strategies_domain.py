@@ -14,8 +14,9 @@ from harness.run.domain_gap import proxy_a_distance
 from harness.run.execute import ExecOptions, build, execute
 from harness.strategies.contrastive import contrastive_loss
 from harness.strategies.coral import coral_loss
-from harness.strategies.importance_weighting import DensityRatio, weighted_extra
+from harness.strategies.importance_weighting import weighted_extra
 from harness.strategies.mmd import mmd2
+from harness.strategies.nets import DensityRatio
 from harness.strategies.subspace_alignment import Alignment
 from harness.tasks import task_loss
 from tests.unit.test_strategies_transfer import CPU, PAIRS, config_errors, one, plan

@@ -18,9 +18,10 @@ from harness.run.context import RunContext
 from harness.run.execute import ExecOptions, build, execute
 from harness.run.loop import fit
 from harness.run.outputs import soft_targets
-from harness.strategies.dann import dann_lambda, grad_reverse
+from harness.strategies.dann import dann_lambda
 from harness.strategies.distill import SoftTokenSplit, distill_loss
 from harness.strategies.domain import pooled
+from harness.strategies.nets import grad_reverse
 from harness.suite import load_suite
 from harness.tasks import task_loss
 

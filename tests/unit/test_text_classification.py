@@ -11,7 +11,7 @@ import torch
 datasets = pytest.importorskip("datasets")
 
 from harness.registry import SOURCES, TARGETS  # noqa: E402
-from harness.sources.base import TransferModel, pool_features  # noqa: E402
+from harness.sources.nets import TransferModel, pool_features  # noqa: E402
 from harness.targets.text import HFDataError  # noqa: E402
 
 

@@ -82,7 +82,7 @@ def test_missing_directory_is_a_clear_error(tmp_path):
 
 
 def test_length_chunks_cover_every_row_once_and_save_padding():
-    from harness.sources.base import length_chunks
+    from harness.sources.nets import length_chunks
 
     lengths = [5, 60, 7, 30, 12, 64, 9, 8, 40, 33, 6, 10, 22, 15, 11, 50]
     chunks = length_chunks(lengths, chunk_cost=96)
@@ -115,7 +115,7 @@ def tiny_body(kind: str):
 @pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
 @pytest.mark.parametrize("embed_once", [True, False])
 def test_chunked_forward_is_the_batch_forward_values_and_gradients(kind, embed_once, monkeypatch):
-    from harness.sources.base import hf_backbone
+    from harness.sources.nets import hf_backbone
 
     torch.manual_seed(0)
     backbone = hf_backbone(tiny_body(kind), tiny_tokenizer(), 64, {})

@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.config.schema import TrainConfig
 from harness.registry import SOURCES, STRATEGIES, TARGETS, TASKS
 from harness.run.loop import fit
-from harness.sources.base import TransferModel
+from harness.sources.nets import TransferModel
 from harness.targets.vision.common import data_root
 from tests.unit.test_vision_targets import write_cifar10
 

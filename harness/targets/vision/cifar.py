@@ -7,10 +7,9 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from harness.errors import HarnessError
@@ -28,6 +27,9 @@ from harness.targets.vision.common import (
 )
 from harness.targets.vision.mnist import SETS as DIGIT_SETS
 from harness.targets.vision.mnist import load_digit_set
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def _unpickle(path: Path) -> dict:
 
 
 def _read_batches(folder: Path, files: Sequence[str], label_key: str) -> tuple[torch.Tensor, np.ndarray]:
+    import torch
+
     xs, ys = [], []
     for f in files:
         d = _unpickle(folder / f)

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from harness.config.schema import Params
@@ -26,6 +25,9 @@ from harness.targets.base import (
 from harness.targets.vision.decode import Decoder, decode_all, decode_key
 from harness.targets.vision.pipeline import Pipeline
 from harness.targets.vision.splits import ImageSplit, LoaderSplit
+
+if TYPE_CHECKING:
+    import torch
 
 # the data root of the run being executed (its `ExecOptions.data_dir`, from `--data-dir`), set by
 # `data_root_for` around the run: a value that travels with the run, not a variable the program sets
@@ -121,6 +123,8 @@ def make_target_data(images: torch.Tensor, labels: np.ndarray, test_images: torc
                      source: str, test_fraction: float = 0.0) -> TargetData:
     """Splits of decoded uint8 images: train/val from ``images`` (val by ``val_fraction``), test
     from ``test_images`` when given, else carved out of ``images`` by ``test_fraction``."""
+    import torch
+
     eval_pipe = replace(pipe, augment=False)
     y = torch.as_tensor(labels, dtype=torch.long)
     pool_keys = keys_of_rows(images)
@@ -152,6 +156,8 @@ def decoded_target(decode: Decoder, sizes: list[tuple[int, int]], labels: np.nda
     """Splits for file-backed images: decoded once in memory when that fits under
     ``max_decoded_gb`` (and cached under the data dir by ``fingerprint`` of the files), else
     :class:`LoaderSplit` (DataLoader with workers)."""
+    import torch
+
     store = pipe.size
     uniform = len(set(sizes)) == 1 and max(sizes[0]) <= store
     decode = Decoder(decode.open_image, None if uniform else store, pipe.interpolation)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from harness.digest import content_key, digest
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Decoder:
@@ -25,6 +27,7 @@ class Decoder:
         return content_key(self.open_image.raw(i))
 
     def __call__(self, i: int) -> torch.Tensor:
+        import torch
         from PIL import Image
 
         img = self.open_image(i).convert("RGB")
@@ -43,6 +46,8 @@ class Decoder:
 def decode_all(decode: Decoder, n: int, cache: Path | None) -> torch.Tensor:
     """All ``n`` images as one uint8 tensor — read from ``cache`` when a previous run wrote it
     (decoding thousands of files costs minutes; every run of a suite needs the same tensor)."""
+    import torch
+
     from harness import cache as store  # the harness's one cache: atomic, SHA-256 checked
 
     images, _ = store.load_or_compute(

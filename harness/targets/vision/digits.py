@@ -7,11 +7,9 @@ normalised with the source's mean/std, then kept in memory as one tensor.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from harness.registry import TARGETS
@@ -25,9 +23,15 @@ from harness.targets.base import (
     split_indices,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 
 def to_model_input(images: torch.Tensor, spec) -> torch.Tensor:
     """``(N, C, H, W)`` floats in [0, 1] → the backbone's size, 3 channels, normalised."""
+    import torch
+    import torch.nn.functional as F
+
     if images.shape[1] == 1 and spec.channels == 3:
         images = images.expand(-1, 3, -1, -1)
     if images.shape[1] != spec.channels:
@@ -54,6 +58,8 @@ def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: lis
     ``shots`` keeps that many training examples per class (few-shot; val and test whole), drawn
     with the split seed, the same for every run seed. ``how`` is recorded in ``split_info``. ``spec`` is
     the backbone's :class:`ImageInput` (resolution possibly overridden by the target)."""
+    import torch
+
     y = torch.as_tensor(labels, dtype=torch.long)
     pool_keys = keys_of_rows(images)  # raw pixels: the same for every source's preprocessing
     parts = split_indices(len(y), p.val_fraction, p.test_fraction, p.split_seed, keys=pool_keys)
@@ -94,6 +100,8 @@ Domain = Literal["original", "shifted"]
 def shift_domain(images: torch.Tensor, seed: int) -> torch.Tensor:
     """The ``shifted`` domain: the same images colour-inverted with fixed-seed Gaussian noise
     (σ = 0.2), a covariate shift that keeps every label (like MNIST → MNIST-M)."""
+    import torch
+
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(10_007 + seed)) * 0.2
     return (1.0 - images + noise).clamp(0, 1)
 
@@ -136,6 +144,7 @@ class SklearnImages(Target):
     names = ("digits",)
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
+        import torch
         from sklearn.datasets import load_digits
 
         p = DigitsParams.model_validate(params)
@@ -173,6 +182,8 @@ class TinyTargets(Target):
     names = ("tiny_images", "tiny_ner")
 
     def load(self, name: str, params: dict[str, Any], task: str, backbone) -> TargetData:
+        import torch
+
         if name == "tiny_ner":
             from harness.targets.tokens import tiny_ner
 

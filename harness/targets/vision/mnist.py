@@ -15,11 +15,14 @@ import bz2
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import torch
 
 DIGIT_NAMES = [str(d) for d in range(10)]
 
@@ -119,6 +122,8 @@ def load_digit_set(root: Path, name: str, allow_download: bool):
 
 def images(a: np.ndarray) -> torch.Tensor:
     """``(N, H, W)`` uint8 → ``(N, 1, H, W)``, a copy (the idx bytes are read-only)."""
+    import torch
+
     return torch.from_numpy(np.array(a, dtype=np.uint8)).unsqueeze(1)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class Pipeline:
     def crop_flip(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """Random crop of the zero-padded image (same size) and random horizontal flip, per
         sample, in one gather; the random draws come from ``generator`` (CPU)."""
+        import torch
+        import torch.nn.functional as F
+
         b, c, h, w = x.shape
         p = self.crop_padding
         oy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
@@ -48,6 +51,9 @@ class Pipeline:
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
     def __call__(self, x: torch.Tensor, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         if train and self.augment:
             x = self.crop_flip(x, generator)
         x = x.float().div_(255.0)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from harness.targets.base import (
     Split,
@@ -15,10 +15,15 @@ from harness.targets.base import (
 from harness.targets.vision.decode import Decoder
 from harness.targets.vision.pipeline import Pipeline
 
+if TYPE_CHECKING:
+    import torch
+
 RESIDENT_FRACTION = 0.25  # resident: auto keeps a split on the GPU if it takes ≤ this share of free memory
 
 
 def shuffled(n: int, shuffle: bool, generator: torch.Generator | None) -> torch.Tensor:
+    import torch
+
     return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
 
 
@@ -31,6 +36,8 @@ class ImageSplit(Split):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, pipeline: Pipeline,
                  resident: str = "auto", device: torch.device | None = None):
+        import torch
+
         assert images.dtype == torch.uint8 and images.ndim == 4, (images.dtype, images.shape)
         assert len(images) == len(labels)
         self.images, self.labels, self.pipeline, self.resident = images, labels, pipeline, resident
@@ -47,12 +54,16 @@ class ImageSplit(Split):
         return keys_of_rows(self.images)
 
     def select(self, indices) -> ImageSplit:
+        import torch
+
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageSplit(self.images[idx.to(self.images.device)], self.labels[idx.to(self.labels.device)],
                           self.pipeline, self.resident, self.device)
 
     def to_device(self, device: torch.device, num_workers: int = 0) -> ImageSplit:
         """This split computing on ``device``; its images resident there if they fit."""
+        import torch
+
         device = torch.device(device)
         if self.images.device == device and self.device == device:
             return self  # already placed (placing twice must not evict)
@@ -74,7 +85,10 @@ class ImageSplit(Split):
                    "labels": self.labels[idx.to(self.labels.device, non_blocking=True)].to(self.device, non_blocking=True)}
 
 
-class _Decoded(torch.utils.data.Dataset):
+class _Decoded:
+    """A map-style dataset (``__len__``/``__getitem__``: all a ``DataLoader`` needs, so this module
+    imports no torch until a batch is drawn)."""
+
     def __init__(self, decode: Decoder, indices: Sequence[int]):
         self.decode, self.indices = decode, list(indices)
 
@@ -91,6 +105,8 @@ class LoaderSplit(Split):
 
     def __init__(self, decode: Decoder, indices: Sequence[int], labels: torch.Tensor, pipeline: Pipeline,
                  device: torch.device | None = None, num_workers: int = 0):
+        import torch
+
         assert len(indices) == len(labels)
         self.decode, self.indices, self.labels, self.pipeline = decode, list(indices), labels, pipeline
         self.device, self.num_workers = device or torch.device("cpu"), num_workers
@@ -102,14 +118,20 @@ class LoaderSplit(Split):
         return np.asarray([self.decode.raw_key(i) for i in self.indices], dtype=object)
 
     def select(self, indices) -> LoaderSplit:
+        import torch
+
         idx = [int(i) for i in indices]
         return LoaderSplit(self.decode, [self.indices[i] for i in idx], self.labels[torch.as_tensor(idx, dtype=torch.long)],
                            self.pipeline, self.device, self.num_workers)
 
     def to_device(self, device: torch.device, num_workers: int = 0) -> LoaderSplit:
+        import torch
+
         return LoaderSplit(self.decode, self.indices, self.labels, self.pipeline, torch.device(device), num_workers)
 
     def batches(self, batch_size, shuffle=False, generator=None, group_by_length=False) -> Iterator[dict]:
+        import torch
+
         order = shuffled(len(self), shuffle, generator).tolist()
         loader = torch.utils.data.DataLoader(
             _Decoded(self.decode, [self.indices[i] for i in order]), batch_size=batch_size, shuffle=False,
