@@ -2,8 +2,8 @@
 
 Layout: a legend, a summary table (strategies as rows, pairs as columns: the primary metric with
 its 95% CI and marks), then per pair three tables — results (every metric, gains over scratch
-and linear_probe, notes), budget and tuning (epochs, steps, examples seen, optimizer, lr,
-precision, the search and its choice, convergence), cost (time, memory, FLOPs, parameters,
+and linear_probe, notes), budget and tuning (epochs, steps, examples seen, optimizer and lr — or a
+closed-form fit's solver and chosen C —, precision, the search and its choice, convergence), cost (time, memory, FLOPs, parameters,
 Pareto flag) — per-entity-type F1 for NER pairs, the failed runs, and the plots when given.
 """
 
@@ -17,7 +17,7 @@ from harness.report.aggregate import GAIN_BASELINES, PARETO_COST, Row
 from harness.report.domain import render_domain
 from harness.report.format import DASH, bold, ci, gain, human, num, pct, strategy_name, table, value
 from harness.report.machines import render_machines
-from harness.report.plots import no_curve_note
+from harness.report.plots import CLOSED_FORM, no_curve_note
 
 PCT_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 
@@ -145,13 +145,18 @@ def notes(r: Row) -> str:
 
 
 def budget_cells(r: Row) -> list[str]:
-    """epochs, steps, examples seen, optimizer, lr, precision — or a closed-form fit's note."""
+    """epochs, steps, examples seen, optimizer or solver, lr or chosen C, precision: a fit in closed
+    form shows its solver and what it chose, not the loop's optimizer and lr it never used."""
     b = r.budget
     if not b:
         return [DASH] * 6
     steps = b.get("steps")
-    if not steps and r.strategy == "linear_probe":
-        return ["closed form", "–", "–", "L-BFGS", "–", value(b.get("precision"))]
+    fit = b.get("closed_form")
+    if fit is None and not steps and r.strategy in CLOSED_FORM:  # a record made before budgets named the fit
+        fit = {"solver": CLOSED_FORM[r.strategy]}
+    if fit is not None:
+        chosen = ", ".join(f"{k} = {value(v)}" for k, v in fit.items() if k != "solver") or "not recorded"
+        return ["closed form", DASH, DASH, value(fit.get("solver")), chosen, value(b.get("precision"))]
     seen = b.get("examples_seen")
     return [value(b.get("epochs")) + (f" (max {b['max_steps']} steps)" if b.get("max_steps") else ""),
             f"{steps:.0f}" if isinstance(steps, int | float) else DASH,
@@ -225,7 +230,7 @@ def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> lis
         out += ["", "Budget and tuning (the reference budget of this pair: " + reference(rows) + "):", ""]
         body = [[strategy_name(r), *budget_cells(r), search_cell(r), tuning_cell(r), convergence_cell(r)]
                 for r in rows]
-        out += table(["strategy", "epochs", "steps", "examples seen", "optimizer", "lr", "precision",
+        out += table(["strategy", "epochs", "steps", "examples seen", "optimizer / solver", "lr / chosen", "precision",
                       "search (chosen on val)", "tuning s", "converged"], body)
     costs = [c for c in COST_COLUMNS if _measured(rows, c[0])]
     out += ["", "Cost (mean per run):", ""]
