@@ -395,9 +395,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare-to", metavar="REFERENCE", help="add a section with each cell beside a reference "
                      "report's and a verdict (within its uncertainty, above, below, missing): the reference's "
                      "<suite>.csv, the markdown beside it, or a folder of them, e.g. reports/reference")
-    rep.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="t: CIs and ties from Student's t over "
-                     "seeds (default); bootstrap: over seeds and test examples, from the predictions kept beside the "
-                     "records, where every seed of a cell kept them and its metric is a mean over examples")
+    rep.add_argument("--ci", choices=["bootstrap", "seeds", "t"], default="bootstrap", help="bootstrap (default): over "
+                     "seeds and test examples, from the predictions kept beside the records (a cell without them falls "
+                     "back to seeds; the header says so); seeds (or t, its older name): Student's t over seeds only")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)

@@ -52,6 +52,9 @@ class Convergence:
         return not self.rise > max(self.spread, RISE_FLOOR)
 
 
+CI_FALLBACK = "t-fallback"  # Row.ci of a cell the bootstrap was asked for that kept no usable predictions
+
+
 @dataclass
 class Row:
     suite: str
@@ -80,7 +83,9 @@ class Row:
     best: bool = False
     tied: bool = False  # not significantly different from the best row of the pair
     vs_best: Difference | None = None  # this row − the best row, in the primary metric
-    ci: str = "t"  # what made the primary metric's CI and the tie: "t" (over seeds) or "bootstrap" (report/evidence.py)
+    # what made the primary metric's CI and the tie: "t" (over seeds), "bootstrap" (report/evidence.py),
+    # or CI_FALLBACK (the bootstrap was asked for; the cell kept no usable predictions: t over seeds)
+    ci: str = "t"
     gains: dict[str, Summary] = field(default_factory=dict)  # baseline strategy → gain in the primary metric
     pareto: bool = False
     convergence: Convergence | None = None  # None: no curve of two evaluations (a closed-form fit)
