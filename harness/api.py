@@ -218,11 +218,12 @@ def report(results_dir: str | Path = "results", out: str | Path | None = None, *
     written = []
     if ci not in ("bootstrap", "seeds", "t"):
         raise HarnessError(f"ci must be 'bootstrap' or 'seeds' (got {ci!r})")
-    if ci == "bootstrap":
-        from harness.report.evidence import bootstrap_rows
+    from harness.report.evidence import bootstrap_rows, budget_checks
 
-        for group in groups.values():
+    for group in groups.values():
+        if ci == "bootstrap":
             bootstrap_rows(group, records, results_dir)
+        budget_checks(group, records, results_dir)  # the cells that ran one (`budget_check: true`)
     for (name, smoke), group in sorted(groups.items()):
         stem = f"{name}{'-smoke' if smoke else ''}"
         path = Path(out) if out else Path(reports_dir) / f"{stem}.md"

@@ -63,7 +63,7 @@ def describe_node(r) -> str:
         grid = ", ".join(f"{k} ∈ {v}" for k, v in r.search.space.items())
         what += f"  final: best of {r.search.n_points()} ({grid}) on val"
     if r.role == "aux":
-        what += "  aux"
+        what += f"  aux: budget check, {r.budget_check}× the epochs" if r.budget_check else "  aux"
     for name, dep in r.inputs.items():
         what += f"  ← {name} {dep}"
     return what
@@ -88,7 +88,7 @@ def cmd_plan(args) -> int:
     print(f"{len(runs)} runs: {n['final']} finals ({len({(r.pair, r.label) for r in finals})} cells of "
           f"{len({r.pair for r in finals})} pairs × {len({r.label for r in finals})} strategies, "
           f"× {len({r.seed for r in finals})} seeds), "
-          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names, pretrained sources)")
+          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names, pretrained sources, budget checks)")
     return 0
 
 

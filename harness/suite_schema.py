@@ -194,6 +194,9 @@ def suite_schema() -> dict[str, Any]:
         "strategies": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/strategy"},
                        "description": "the strategies every pair runs"},
         "price_per_gpu_hour": {"type": "number", "minimum": 0, "description": "turns GPU-hours into a price column"},
+        "budget_check": {"type": "boolean", "description": "every trained cell also runs its first seed at twice "
+                         "its epochs (the chosen point of a search); the report marks a cell ↗ when that gains "
+                         "more than the validation noise (default: false)"},
     }
     assert set(top) == set(TOP_KEYS), "the top-level keys changed: update the schema"
     defs["pair"] = pair

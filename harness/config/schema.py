@@ -145,6 +145,9 @@ class SuiteSpec:
     search: SearchLayer = field(default_factory=SearchLayer)  # written inside `defaults:`
     warnings: tuple[Any, ...] = ()  # harness.errors.Issue: legal, probably unintended (validate prints them)
     overrides: tuple[str, ...] = ()  # the `--set KEY.PATH=VALUE` texts applied to the file's data, in order
+    # every trained cell also runs its first seed at twice the budget (plan.py: budget checks); off by
+    # default, so a suite's plan is what it was
+    budget_check: bool = False
 
 
 def layered_settings(defaults: Mapping[str, Any], pair: PairSpec | None = None, strategy: StrategySpec | None = None,

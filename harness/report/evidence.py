@@ -27,7 +27,7 @@ import numpy as np
 from harness.metrics import entity_counts, f1_of_counts
 from harness.predictions import DamagedPredictions, SplitPredictions, load
 from harness.records import RecordSummary, latest, suite_dir
-from harness.report.aggregate import CI_FALLBACK, Row
+from harness.report.aggregate import CI_FALLBACK, Adequacy, Row
 from harness.report.stats import (
     N_BOOT,
     count_bootstrap,
@@ -35,6 +35,7 @@ from harness.report.stats import (
     paired_bootstrap,
     paired_count_bootstrap,
 )
+from harness.search import val_score
 
 # primary metrics that are a mean of a per-example score (the score: whether the prediction is right)
 PER_EXAMPLE = ("accuracy",)
@@ -59,8 +60,8 @@ def value_of(scores: dict) -> float:
     return float(values.mean()) if values.ndim == 1 else float(f1_of_counts(values.sum(axis=0)))
 
 
-def example_scores(record: RecordSummary, results: str | Path) -> dict | None:
-    """``{content key: score}`` on the test split of ``record``'s kept predictions (looked for in
+def example_scores(record: RecordSummary, results: str | Path, split: str = "test") -> dict | None:
+    """``{content key: score}`` on ``split`` (test) of ``record``'s kept predictions (looked for in
     its suite's directory under ``results``, or in ``results`` itself): accuracy's 1.0 / 0.0 per
     example, F1's ``[right, predicted, gold]`` entity counts per sentence. None when it has none,
     they are damaged, or the primary metric is neither. A key seen twice in the split (a duplicate
@@ -69,7 +70,7 @@ def example_scores(record: RecordSummary, results: str | Path) -> dict | None:
         return None
     for directory in (suite_dir(results, record.suite, record.smoke), Path(results)):
         try:
-            test = load(directory, record.predictions).get("test")
+            test = load(directory, record.predictions).get(split)
         except DamagedPredictions:
             continue
         scores = None if test is None else _per_example(test, record.primary_metric)
@@ -137,3 +138,41 @@ def bootstrap_rows(rows: list[Row], records: Iterable[RecordSummary], results: s
             row.vs_best = paired_bootstrap(cells[id(row)], cells[id(top)], n_boot, rng)
         row.tied = not row.vs_best.significant
     return len(cells)
+
+
+def budget_checks(rows: list[Row], records: Iterable[RecordSummary], results: str | Path, n_boot: int = N_BOOT,
+                  seed: int = 0) -> int:
+    """Give each row whose cell ran a budget check (``budget_check: true``: an aux run of the first
+    seed at twice the epochs) its :class:`~harness.report.aggregate.Adequacy` (in place): the gain
+    of the check over the final of that seed on the validation split, paired by example and
+    bootstrapped (accuracy per example, entity F1 per sentence) when both kept their validation
+    predictions. Returns how many rows got one."""
+    latest_ok = [r for r in latest(records).values() if r.status == "ok"]
+
+    def cell(r: RecordSummary) -> tuple:
+        return r.suite, r.smoke, r.pair, r.label, r.seed, r.data.get("fingerprint")
+
+    checks = {cell(r): r for r in sorted(latest_ok, key=lambda r: r.written_at)
+              if r.role == "aux" and (r.budget or {}).get("check")}
+    finals = {cell(r): r for r in sorted(latest_ok, key=lambda r: r.written_at) if r.role == "final"}
+    done = 0
+    for row in rows:
+        found = [(k, c) for k, c in checks.items() if k[:4] == (row.suite, row.smoke, row.pair, row.label)
+                 and (row.variant is None or k[5] == row.variant)]
+        if not found or found[0][0] not in finals:
+            continue
+        key, check = found[0]
+        final = finals[key]
+        ours, more = val_score(final), val_score(check)
+        limit = ", ".join(f"{k} {final.budget[k]}" for k in ("epochs", "max_steps") if final.budget.get(k))
+        gain = None
+        a, b = example_scores(check, results, "val"), example_scores(final, results, "val")
+        if a and b and more is not None and ours is not None \
+                and abs(value_of(a) - more) < 1e-9 and abs(value_of(b) - ours) < 1e-9:
+            rng = np.random.default_rng(seed)
+            gain = paired_count_bootstrap({0: a}, {0: b}, f1_of_counts, n_boot, rng) if row.primary in COUNTED \
+                else paired_bootstrap({0: a}, {0: b}, n_boot, rng)
+        row.adequacy = Adequacy(int(check.budget["check"].get("factor", 2)), limit or "its budget",
+                                None if ours is None or more is None else more - ours, gain)
+        done += 1
+    return done

@@ -35,7 +35,7 @@ def flat(r: Row) -> dict[str, Any]:
         "task": r.task, "primary": r.primary, "n_ok": r.n_ok, "n_failed": r.n_failed,
         "rank": r.rank, "best": r.best, "tied_with_best": r.tied, "pareto": r.pareto,
         "trainable_params": r.params[0], "total_params": r.params[1], "variant": r.variant,
-        "converged": False if r.collapsed else None if r.convergence is None else r.convergence.converged,
+        "converged": False if r.collapsed else None if r.convergence is None and r.adequacy is None else not r.still_rising,
         "collapsed_seeds": ",".join(str(s) for s in r.collapsed),
         "val_rise": NAN if r.convergence is None else r.convergence.rise,
         "budget_differs": ",".join(r.budget_differs),

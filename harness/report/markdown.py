@@ -18,6 +18,7 @@ from harness.report.domain import render_domain
 from harness.report.format import DASH, bold, ci, gain, human, num, pct, strategy_name, table, value
 from harness.report.machines import render_machines
 from harness.report.plots import CLOSED_FORM, no_curve_note
+from harness.report.stats import Difference
 
 PCT_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 
@@ -51,11 +52,18 @@ BOOTSTRAP_LEGEND = (
 )
 
 
+BUDGET_CHECK_LEGEND = (
+    " Cells with a budget check (`budget_check: true`; the converged column says 2×): ↗ means instead that "
+    "their first seed, trained again at twice the epochs (the chosen point of a search), scored higher on "
+    "validation than the noise allows (the paired bootstrap of the two runs' validation predictions lies "
+    "above 0), whatever the schedule; the notes name the budget the cell ranks at."
+)
+
+
 def legend(rows: Sequence[Row]) -> str:
     """The legend; its first sentences say which procedure made the CIs and the bold."""
-    if not any(r.ci == "bootstrap" for r in rows):
-        return LEGEND
-    return BOOTSTRAP_LEGEND + LEGEND[LEGEND.index("Gains are"):]
+    text = LEGEND if not any(r.ci == "bootstrap" for r in rows) else BOOTSTRAP_LEGEND + LEGEND[LEGEND.index("Gains are"):]
+    return text + (BUDGET_CHECK_LEGEND if any(r.adequacy is not None for r in rows) else "")
 
 
 def ci_note(rows: Sequence[Row]) -> list[str]:
@@ -123,7 +131,7 @@ def metric_order(rows: list[Row]) -> list[str]:
 def marks(r: Row) -> str:
     """The row's warning marks (see the legend), as one string."""
     out = ""
-    if r.convergence is not None and not r.convergence.converged:
+    if r.still_rising:
         out += "↗"
     if r.budget_differs:
         out += "≠"
@@ -136,11 +144,20 @@ def marks(r: Row) -> str:
     return out
 
 
+def paired(d: Difference) -> str:
+    """A bootstrapped difference in points with its percentile interval."""
+    lo, hi = d.interval if d.interval is not None else (math.nan, math.nan)
+    return f"{100 * d.mean:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+
+
 def notes(r: Row) -> str:
     """The marks spelled out, for the per-pair results table."""
     out = []
-    c = r.convergence
-    if c is not None and not c.converged:
+    c, a = r.convergence, r.adequacy
+    if a is not None and a.adequate is False and a.gain is not None:
+        out.append(f"↗ budget: {a.factor}× the epochs gains {paired(a.gain)} val points on seed 0's run; the cell "
+                   f"ranks at the suite's limit ({a.limit})")
+    elif r.still_rising and c is not None:
         out.append(f"↗ still rising (+{100 * c.rise:.2f} at the last eval, seed spread {100 * c.spread:.2f})")
     if r.budget_differs:
         ref = r.budget.get("reference") or {}
@@ -204,11 +221,16 @@ def tuning_cell(r: Row) -> str:
 def convergence_cell(r: Row) -> str:
     if r.collapsed:  # a flat curve at the plateau is not convergence
         return f"**no** ∅ collapsed on {len(r.collapsed)}/{r.n_ok} seeds"
+    a = r.adequacy
+    if a is not None and a.adequate is not None and a.gain is not None:
+        return ("**no** ↗" if not a.adequate else "yes") + f" ({a.factor}×: {paired(a.gain)} val)"
     c = r.convergence
     if c is None:
         return "solver" if r.budget and not r.budget.get("steps") else DASH
     sign = "+" if c.rise >= 0 else ""
-    return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval)"
+    unmeasured = f"; {a.factor}×: {100 * a.raw_gain:+.2f} val, noise not measured" \
+        if a is not None and a.raw_gain is not None else ""
+    return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval{unmeasured})"
 
 
 def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> list[str]:

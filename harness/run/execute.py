@@ -215,8 +215,9 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
     differs = [k for k in own if k in ref and own[k] != ref[k]]
     how = ({"optimizer": cfg.optimizer, "lr": cfg.lr, "scheduler": cfg.scheduler, "weight_decay": cfg.weight_decay}
            if closed_form is None else {"closed_form": dict(closed_form)})
+    check = {"check": {"factor": spec.budget_check}} if spec.budget_check else {}  # the report's adequacy test
     return {**own, "steps": steps, "examples_seen": examples, **how, "precision": precision,
-            "reference": ref, "differs": differs}
+            "reference": ref, "differs": differs, **check}
 
 
 def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
