@@ -325,6 +325,8 @@ class _Builder:
         ids: list[str] = []
         points: Sequence[dict[str, Any] | None] = ([None] * search.n_points() if search.sequential
                                                else search.points(f"{self.suite.suite}/{cell.pair.id}/{cell.label}"))
+        if search.method == "grid" and search.extend_edges:  # slots past an edge: points known at run time
+            points = [*points, *[None] * search.extend_edges]
         for k, point in enumerate(points):
             for seed in search.selection_seeds:
                 inputs = self.inputs(cell, seed)

@@ -72,6 +72,9 @@ def _search(param_keys: set[str]) -> dict[str, Any]:
             "selection_seeds": {"type": "array", "minItems": 1, "uniqueItems": True,
                                 "items": {"type": "integer", "minimum": 0},
                                 "description": "the seeds the trials run on (default: the suite's first)"},
+            "extend_edges": {"type": "integer", "minimum": 0, "maximum": 10,
+                             "description": "grid: when the best point sits at a numeric key's edge, try up to "
+                             "this many steps beyond it (the grid's ratio), one at a time (default 0)"},
         },
         "propertyNames": {"enum": sorted((TRAIN_KEYS | param_keys | SEARCH_OPTIONS) - {"label", "search"})},
         "additionalProperties": values,

@@ -164,7 +164,9 @@ def notes(r: Row) -> str:
         out.append("≠ budget " + ", ".join(f"{k} {r.budget.get(k)} (pair: {ref.get(k)})" for k in r.budget_differs))
     if r.search and r.search.get("edge"):
         chosen = r.search.get("chosen") or {}
-        out.append("⇥ " + ", ".join(f"{k}={chosen.get(k)} at the grid's edge" for k in r.search["edge"]))
+        limit = r.search.get("edge_limit")
+        out.append("⇥ " + ", ".join(f"{k}={chosen.get(k)} at the grid's edge" for k in r.search["edge"])
+                   + (f", extended {limit} step(s) beyond it: the suite's limit (extend_edges: {limit})" if limit else ""))
     if r.in_domain_da:
         d = r.data
         out.append(f"⌂ scored on {d.get('eval_domain') or 'its training domain'}, not on the unlabeled "
@@ -206,6 +208,9 @@ def search_cell(r: Row) -> str:
     parts = []
     for k, values in space.items():
         shown = "[" + ", ".join(value(v) for v in values) + "]" if isinstance(values, list) else str(values)
+        extended = (s.get("extended") or {}).get(k)
+        if extended:  # values tried past the grid's edge (extend_edges)
+            shown += " + beyond [" + ", ".join(value(v) for v in extended) + "]"
         parts.append(f"{k} ∈ {shown} → **{value(chosen.get(k))}**" + (" ⇥" if k in (s.get("edge") or []) else ""))
     n = len(s.get("trials") or [])
     seeds = s.get("selection_seeds") or []
