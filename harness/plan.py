@@ -8,8 +8,9 @@ strategy that reads another run's output (``distill``'s teacher) depends on that
 seed; a teacher that is not a cell of the suite (a source-spec teacher) is an **aux** cell. A
 source with a ``pretrain:`` block is trained on that task first by one **aux** run (at the block's
 seed, over the suite's defaults and the block's ``train``), which every run starting from the
-source's weights reads (input ``pretrain``) and hashes into its run_id.
-Only finals enter the leaderboard.
+source's weights reads (input ``pretrain``) and hashes into its run_id. With ``budget_check: true``
+each cell that trains by epochs gets one more aux run, its first seed at twice the epochs (the
+report's adequacy test). Only finals enter the leaderboard.
 
 Identity: a run_id hashes what the run computes (model, data, strategy, training settings, seed,
 the runs it reads), never where it runs: the placement keys (device, DataLoader workers, the

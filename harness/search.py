@@ -6,6 +6,9 @@ Parsing: a ``search:`` block (in ``defaults``, a pair's ``train``, a strategy bl
 gives per key a non-empty list of candidates (a grid) or, for ``method: random|tpe``, a
 distribution; the suite assembly (:mod:`harness.suite`) calls :func:`parse_search` for each.
 
+Extending: with ``extend_edges: k`` a grid has k more slots, each filled at run time
+(:func:`edge_point`) one step past the edge the best point so far sits at.
+
 Choosing: a trial is scored by the primary metric on the validation split (``metrics.val``),
 averaged over the selection seeds; only points whose every selection seed finished ok compete.
 Ties go to the cheaper point: fewer trainable parameters, then fewer training FLOPs, then the
