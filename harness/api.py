@@ -182,16 +182,17 @@ class Written:
 def report(results_dir: str | Path = "results", out: str | Path | None = None, *, reports_dir: str | Path = "reports",
            suite: str | None = None, plots: bool = True, exports: bool = True, html: bool = False,
            jobs: int | None = None, on_corrupt: Callable[[Path], None] | None = None,
-           compare_to: str | Path | None = None, ci: Literal["t", "bootstrap"] = "t") -> list[Written]:
+           compare_to: str | Path | None = None, ci: Literal["bootstrap", "seeds", "t"] = "bootstrap") -> list[Written]:
     """Write the leaderboard of each suite under ``results_dir`` (``suite``: only that one; its
     smoke results are ``<suite>-smoke``) to ``reports_dir/<suite>.md`` — or to ``out`` when the
     records hold one suite — with its plots and CSV/Parquet exports unless turned off, and an
     HTML page beside it with ``html``. ``on_corrupt`` is told of each unreadable record skipped.
     ``compare_to``: a reference report (its ``.csv``/``.parquet``, the markdown beside them, or a
     folder of them such as ``reports/reference``): each cell is shown beside it with a verdict.
-    ``ci="bootstrap"``: cells whose every seed kept its predictions get CIs and ties with the best from
-    a bootstrap over seeds and test examples (:mod:`harness.report.evidence`); the default, ``"t"``,
-    writes the report as before."""
+    ``ci="bootstrap"`` (the default): cells whose every seed kept its predictions get CIs and ties
+    with the best from a bootstrap over seeds and test examples (:mod:`harness.report.evidence`);
+    the others fall back to Student's t over seeds, and the report's header names them.
+    ``ci="seeds"`` (or its older name ``"t"``): Student's t over seeds for every cell."""
     from harness.report.aggregate import aggregate
     from harness.report.export import scan_results, write_report
     from harness.report.transferability import read as read_scores
@@ -215,11 +216,14 @@ def report(results_dir: str | Path = "results", out: str | Path | None = None, *
         raise HarnessError(f"out (--out) names one file but the records hold several suites ({names}); "
                            "choose one with suite (--suite)")
     written = []
-    if ci == "bootstrap":
-        from harness.report.evidence import bootstrap_rows
+    if ci not in ("bootstrap", "seeds", "t"):
+        raise HarnessError(f"ci must be 'bootstrap' or 'seeds' (got {ci!r})")
+    from harness.report.evidence import bootstrap_rows, budget_checks
 
-        for group in groups.values():
+    for group in groups.values():
+        if ci == "bootstrap":
             bootstrap_rows(group, records, results_dir)
+        budget_checks(group, records, results_dir)  # the cells that ran one (`budget_check: true`)
     for (name, smoke), group in sorted(groups.items()):
         stem = f"{name}{'-smoke' if smoke else ''}"
         path = Path(out) if out else Path(reports_dir) / f"{stem}.md"

@@ -1,5 +1,6 @@
 """Re-baselining: run a suite afresh beside its baseline, show what moved, and replace the
-baseline's records only when every run is ok (``harness baseline``)."""
+baseline's records (with the per-example predictions beside them) only when every run is ok
+(``harness baseline``)."""
 
 from __future__ import annotations
 
@@ -41,17 +42,34 @@ def rebaseline(suite_file: str | Path, baseline: Path, run_suite: SuiteRunner) -
                   end="")
         fresh = work / "baseline"
         fresh.mkdir()
+        kept = 0
         for r in records:
             shutil.copy2(r, fresh / r.name)
+            kept += copy_predictions(r, fresh)
         if baseline.exists():
             baseline.rename(work / "retired")
         fresh.rename(baseline)
-        print(f"baseline replaced: {len(records)} records of suite {suite.suite} in {baseline} (was {len(old)}); "
-              "commit them with the change that moved them")
+        print(f"baseline replaced: {len(records)} records of suite {suite.suite} in {baseline} (was {len(old)}), "
+              f"{kept} with their per-example predictions; commit them with the change that moved them")
         warn_if_uncommitted(records)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def copy_predictions(record: Path, into: Path) -> int:
+    """Copy the per-example predictions file ``record`` names (beside it) into ``into``, so that
+    `harness rescore` and the report's bootstrap work on the baseline too; 1 if copied, 0 if the
+    record names none (a failed run) or it is missing."""
+    ref = json.loads(record.read_text()).get("predictions") or {}
+    name = ref.get("file")
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        return 0
+    source = record.parent / name
+    if not source.is_file():
+        return 0
+    shutil.copy2(source, into / name)
+    return 1
 
 
 def warn_if_uncommitted(records: list[Path]) -> None:

@@ -63,7 +63,7 @@ def describe_node(r) -> str:
         grid = ", ".join(f"{k} ∈ {v}" for k, v in r.search.space.items())
         what += f"  final: best of {r.search.n_points()} ({grid}) on val"
     if r.role == "aux":
-        what += "  aux"
+        what += f"  aux: budget check, {r.budget_check}× the epochs" if r.budget_check else "  aux"
     for name, dep in r.inputs.items():
         what += f"  ← {name} {dep}"
     return what
@@ -88,7 +88,7 @@ def cmd_plan(args) -> int:
     print(f"{len(runs)} runs: {n['final']} finals ({len({(r.pair, r.label) for r in finals})} cells of "
           f"{len({r.pair for r in finals})} pairs × {len({r.label for r in finals})} strategies, "
           f"× {len({r.seed for r in finals})} seeds), "
-          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names, pretrained sources)")
+          f"{n['trial']} search trials, {n['aux']} aux (teachers no cell names, pretrained sources, budget checks)")
     return 0
 
 
@@ -395,9 +395,9 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--compare-to", metavar="REFERENCE", help="add a section with each cell beside a reference "
                      "report's and a verdict (within its uncertainty, above, below, missing): the reference's "
                      "<suite>.csv, the markdown beside it, or a folder of them, e.g. reports/reference")
-    rep.add_argument("--ci", choices=["t", "bootstrap"], default="t", help="t: CIs and ties from Student's t over "
-                     "seeds (default); bootstrap: over seeds and test examples, from the predictions kept beside the "
-                     "records, where every seed of a cell kept them and its metric is a mean over examples")
+    rep.add_argument("--ci", choices=["bootstrap", "seeds", "t"], default="bootstrap", help="bootstrap (default): over "
+                     "seeds and test examples, from the predictions kept beside the records (a cell without them falls "
+                     "back to seeds; the header says so); seeds (or t, its older name): Student's t over seeds only")
     rep.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
                      help="processes drawing the plots (default: one per CPU; 1 = in this process)")
     rep.set_defaults(fn=cmd_report)

@@ -91,6 +91,33 @@ def _seqeval(p: Predictions, strict: bool) -> dict:
     }
 
 
+def entity_counts(p: Predictions, strict: bool = True) -> np.ndarray:
+    """Per sentence, ``[entities predicted right, entities predicted, gold entities]`` (int, shape
+    ``(sentences, 3)``), as seqeval counts them (``strict``: IOB2 strict mode, else conlleval's
+    chunking). Summed over any sample of sentences they give that sample's micro F1,
+    ``2·right / (predicted + gold)`` — what a bootstrap over sentences resamples."""
+    gold, preds = word_sequences(p)
+    if strict:
+        from seqeval.scheme import IOB2, Entities
+
+        gold_sets = [{e.to_tuple() for e in sent} for sent in Entities(gold, IOB2).entities]
+        pred_sets = [{e.to_tuple() for e in sent} for sent in Entities(preds, IOB2).entities]
+    else:
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        gold_sets = [set(get_entities(sent)) for sent in gold]
+        pred_sets = [set(get_entities(sent)) for sent in preds]
+    return np.asarray([[len(g & q), len(q), len(g)] for g, q in zip(gold_sets, pred_sets, strict=True)],
+                      dtype=np.int64).reshape(-1, 3)
+
+
+def f1_of_counts(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 from summed ``[right, predicted, gold]`` counts (last axis); 0 where nothing is right."""
+    right, predicted, gold = counts[..., 0], counts[..., 1], counts[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(right > 0, 2.0 * right / (predicted + gold), 0.0)
+
+
 @METRICS.register("seqeval", description="entity-level precision/recall/F1 (seqeval, IOB2, strict), micro-averaged, per type")
 def seqeval_strict(p: Predictions) -> dict:
     return _seqeval(p, strict=True)

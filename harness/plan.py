@@ -8,8 +8,9 @@ strategy that reads another run's output (``distill``'s teacher) depends on that
 seed; a teacher that is not a cell of the suite (a source-spec teacher) is an **aux** cell. A
 source with a ``pretrain:`` block is trained on that task first by one **aux** run (at the block's
 seed, over the suite's defaults and the block's ``train``), which every run starting from the
-source's weights reads (input ``pretrain``) and hashes into its run_id.
-Only finals enter the leaderboard.
+source's weights reads (input ``pretrain``) and hashes into its run_id. With ``budget_check: true``
+each cell that trains by epochs gets one more aux run, its first seed at twice the epochs (the
+report's adequacy test). Only finals enter the leaderboard.
 
 Identity: a run_id hashes what the run computes (model, data, strategy, training settings, seed,
 the runs it reads), never where it runs: the placement keys (device, DataLoader workers, the
@@ -46,6 +47,8 @@ BUDGET_KEYS = ("epochs", "max_steps", "max_train_samples", "batch_size", "grad_a
 ROLES = ("final", "trial", "aux")
 PRETRAIN_INPUT = "pretrain"  # the input by which a run reads its pretrain: source's weights
 PRETRAIN_EXPORT = "weights"  # what a pretrain run exports (harness.run.outputs)
+BUDGET_CHECK_FACTOR = 2  # a budget check trains at this many times the cell's epochs
+BUDGET_SEARCHED = frozenset({"epochs", "max_steps"})  # a cell searching these has no one budget to double
 
 
 
@@ -77,6 +80,9 @@ class RunSpec:
     # the suite's `--set` texts: recorded, not hashed — their values are in train/params/source/target
     # (hashed there), and a value set on the command line computes what the same value in the file does
     overrides: tuple[str, ...] = ()
+    # a budget check's factor (an aux run of a final cell at `factor` × its epochs, report's adequacy
+    # test); None for every other run. Not hashed: the doubled budget it computes is
+    budget_check: int | None = None
 
     @property
     def resolved(self) -> bool:
@@ -320,6 +326,8 @@ class _Builder:
         ids: list[str] = []
         points: Sequence[dict[str, Any] | None] = ([None] * search.n_points() if search.sequential
                                                else search.points(f"{self.suite.suite}/{cell.pair.id}/{cell.label}"))
+        if search.method == "grid" and search.extend_edges:  # slots past an edge: points known at run time
+            points = [*points, *[None] * search.extend_edges]
         for k, point in enumerate(points):
             for seed in search.selection_seeds:
                 inputs = self.inputs(cell, seed)
@@ -336,6 +344,29 @@ class _Builder:
                 self.nodes.setdefault(node.run_id, node)
                 ids.append(node.run_id)
         return ids
+
+    def budget_check(self, cell: Cell) -> str | None:
+        """run_id of the aux run that trains ``cell`` on the suite's first seed at
+        ``BUDGET_CHECK_FACTOR`` × its epochs (and max_steps), at the point its search chooses; None
+        for a cell that does not train by epochs (a closed-form fit) or that searches its budget."""
+        if not trains_by_epochs(cell) or (cell.search is not None and set(cell.search.space) & BUDGET_SEARCHED):
+            return None
+        seed = self.suite.seeds[0]
+        train = {**cell.train, "epochs": cell.train["epochs"] * BUDGET_CHECK_FACTOR}
+        if cell.train.get("max_steps"):
+            train["max_steps"] = cell.train["max_steps"] * BUDGET_CHECK_FACTOR
+        inputs = self.inputs(cell, seed)
+        base = replace(self.spec(replace(cell, train=train), seed, "aux", inputs), budget_check=BUDGET_CHECK_FACTOR)
+        label = f"{cell.label}.x{BUDGET_CHECK_FACTOR}"
+        if cell.search is None:
+            node = replace(base, run_id=make_run_id(cell.pair.id, label, seed, base.base_config()))
+        else:  # resolved by the driver as a final is: the point its trials choose
+            cfg = {**base.base_config(), "search": cell.search.describe()}
+            node = replace(base, run_id=make_run_id(cell.pair.id, label, seed, cfg), search=cell.search,
+                           depends_on=tuple(self.trials(cell)))
+        node = replace(node, depends_on=tuple(dict.fromkeys([*node.depends_on, *inputs.values()])))
+        self.nodes.setdefault(node.run_id, node)
+        return node.run_id
 
     def spec(self, cell: Cell, seed: int, role: str, inputs: Mapping[str, str]) -> RunSpec:
         return RunSpec(run_id="", suite=self.suite.suite, pair=cell.pair.id, strategy=cell.strategy, label=cell.label,
@@ -355,6 +386,8 @@ def expand(suite: SuiteSpec, smoke: bool = False) -> list[RunSpec]:
             cell = b.cell(pair, strat.label)
             for seed in suite.seeds:
                 b.final(cell, seed)
+            if suite.budget_check:
+                b.budget_check(cell)
     order: list[str] = []
     placed: set[str] = set()
 
@@ -372,6 +405,16 @@ def expand(suite: SuiteSpec, smoke: bool = False) -> list[RunSpec]:
     nodes = [replace(n, exports=tuple(dict.fromkeys([*n.exports, "train_logits"]))) if (n.pair, n.label) in exporting
              else n for n in (b.nodes[i] for i in order)]
     return [replace(n, overrides=suite.overrides) for n in nodes] if suite.overrides else nodes
+
+
+def trains_by_epochs(cell: Cell) -> bool:
+    """Whether ``cell``'s strategy trains in the loop for its epochs (not a closed-form fit, whose
+    budget is a solver's convergence)."""
+    from harness.registry import STRATEGIES
+
+    cls = STRATEGIES.get(cell.strategy)
+    params = cls.Params.model_validate({k: v for k, v in cell.params.items() if v != SEARCHED})
+    return "epochs" not in cls.unused_keys(params)
 
 
 def closure(runs: list[RunSpec], chosen: list[RunSpec]) -> list[RunSpec]:

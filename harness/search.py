@@ -6,6 +6,9 @@ Parsing: a ``search:`` block (in ``defaults``, a pair's ``train``, a strategy bl
 gives per key a non-empty list of candidates (a grid) or, for ``method: random|tpe``, a
 distribution; the suite assembly (:mod:`harness.suite`) calls :func:`parse_search` for each.
 
+Extending: with ``extend_edges: k`` a grid has k more slots, each filled at run time
+(:func:`edge_point`) one step past the edge the best point so far sits at.
+
 Choosing: a trial is scored by the primary metric on the validation split (``metrics.val``),
 averaged over the selection seeds; only points whose every selection seed finished ok compete.
 Ties go to the cheaper point: fewer trainable parameters, then fewer training FLOPs, then the
@@ -45,10 +48,14 @@ class Search:
     method: str = "grid"
     trials: int | None = None
     selection_seeds: tuple[int, ...] = (0,)
+    extend_edges: int = 0  # a grid's steps beyond an edge the best point sits at (edge_point)
 
     def describe(self) -> dict[str, Any]:
-        return {"space": {k: v for k, v in self.space.items()}, "method": self.method, "n_trials": self.trials,
-                "selection_seeds": list(self.selection_seeds)}
+        out = {"space": {k: v for k, v in self.space.items()}, "method": self.method, "n_trials": self.trials,
+               "selection_seeds": list(self.selection_seeds)}
+        if self.extend_edges:  # only when set: a search without it keeps the identity it had
+            out["extend_edges"] = self.extend_edges
+        return out
 
     @property
     def sequential(self) -> bool:
@@ -57,7 +64,7 @@ class Search:
 
     def n_points(self) -> int:
         if self.method == "grid":
-            return math.prod(len(v) for v in self.space.values())
+            return math.prod(len(v) for v in self.space.values()) + self.extend_edges
         return self.trials or 8
 
     def points(self, salt: str = "") -> list[dict[str, Any]]:
@@ -115,7 +122,8 @@ def merge_search(layers: list[tuple[dict[str, Any], Any]], seeds: tuple[int, ...
     if not space:
         return None
     return Search(space=space, method=options.get("method", "grid"), trials=options.get("trials"),
-                  selection_seeds=tuple(options.get("selection_seeds") or seeds[:1]))
+                  selection_seeds=tuple(options.get("selection_seeds") or seeds[:1]),
+                  extend_edges=options.get("extend_edges", 0))
 
 
 # --------------------------------------------------------------------------- parsing a search: block
@@ -180,6 +188,8 @@ def parse_search(col: Collector, data: Any, path: Path_, owners: Mapping[str, ty
             col.add(kpath, f"a search key takes a non-empty list of candidate values (a grid), or a distribution "
                     f"{{{'|'.join(DISTRIBUTIONS)}: [low, high]}} with method: random or tpe; got {values!r}")
     method = options.get("method", "grid")
+    if options.get("extend_edges") and method != "grid":
+        col.add((*path, "extend_edges"), f"extends a grid's edges; method {method!r} draws its own points")
     if method == "grid":
         for key, values in space.items():
             if isinstance(values, dict):
@@ -188,6 +198,9 @@ def parse_search(col: Collector, data: Any, path: Path_, owners: Mapping[str, ty
         size = 1
         for values in space.values():
             size *= len(values) if isinstance(values, list) else 1
+        if options.get("extend_edges") and not any(extendable(v) for v in space.values()):
+            col.add((*path, "extend_edges"), "no key of this grid can be extended: it needs a key of two or more "
+                    "positive numbers")
         if size > MAX_GRID_POINTS:
             col.add(path, f"the grid has {size} points (more than {MAX_GRID_POINTS}); use method: random or tpe "
                     "with `trials:`")
@@ -200,6 +213,11 @@ def _search_option(col: Collector, key: str, value: Any, path: Path_) -> Any:
             close = did_you_mean(str(value), SEARCH_METHODS)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             col.add(path, f"unknown search method {value!r}.{hint} Methods: {', '.join(SEARCH_METHODS)}.")
+            return None
+        return value
+    if key == "extend_edges":
+        if type(value) is not int or not 0 <= value <= 10:
+            col.add(path, f"must be a whole number from 0 to 10, got {value!r}")
             return None
         return value
     if key == "trials":
@@ -301,7 +319,7 @@ def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, Record
         raise ValueError(f"no point of the search finished on every selection seed ({len(rows)} point(s) tried; {tried})")
     neg, _, _, index, point = min(candidates)
     summary = {**search.describe(), "chosen": point, "chosen_index": index, "val": -neg,
-               "edge": search.at_edge(point), "trials": rows, "tuning_wall_s": round(sum(r["wall_s"] for r in rows), 3)}
+               **edge_summary(search, point, rows), "trials": rows, "tuning_wall_s": round(sum(r["wall_s"] for r in rows), 3)}
     return Choice(point=point, index=index, score=-neg, summary=summary)
 
 
@@ -337,3 +355,63 @@ def distribution(spec: Any):
     if kind == "int":
         return optuna.distributions.IntDistribution(low, high)
     return optuna.distributions.FloatDistribution(low, high, log=kind == "log_uniform")
+
+
+# --------------------------------------------------------------------------- a grid's edges, extended
+
+
+def extendable(values: Any) -> bool:
+    """A grid key a step beyond its edge can be computed for: two or more positive numbers (the step
+    is the grid's ratio at that edge, so a value stays positive and the grid's spacing is kept)."""
+    return isinstance(values, list) and len(values) >= 2 and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def beyond(values: Sequence[float], top: bool) -> float | int:
+    """One step past the largest (``top``) or smallest of ``values`` by the ratio of the last two."""
+    v = sorted(set(values))
+    new = v[-1] * v[-1] / v[-2] if top else v[0] * v[0] / v[1]
+    if all(isinstance(x, int) for x in v):
+        return max(1, round(new)) if round(new) not in v else (v[-1] + 1 if top else max(1, v[0] - 1))
+    return float(f"{new:.6g}")
+
+
+def tried_values(search: Search, points: Sequence[Mapping[str, Any] | None]) -> dict[str, list]:
+    """Each extendable key's grid values and the values the extension slots tried beyond them."""
+    out = {k: list(v) for k, v in search.space.items() if extendable(v)}
+    for p in points:
+        for k in out:
+            if p and k in p and p[k] not in out[k]:
+                out[k].append(p[k])
+    return out
+
+
+def edge_point(search: Search, earlier: Sequence[tuple[dict[str, Any] | None, float | None]]) -> dict[str, Any]:
+    """The point of a grid's next extension slot from the points before it and their validation
+    scores (averaged over the selection seeds): the best point so far with its first key that sits
+    at an edge of the values tried moved one step beyond it (:func:`beyond`); the best point itself
+    when none does, which the driver finds already computed (a slot that costs nothing)."""
+    scored = [(s, i, p) for i, (p, s) in enumerate(earlier) if p is not None and s is not None]
+    if not scored:
+        raise ValueError("no earlier point of the grid finished: no edge to extend")
+    best = min(scored, key=lambda t: (-t[0], t[1]))[2]
+    for k, values in tried_values(search, [p for p, _ in earlier]).items():
+        nums = sorted(values)
+        if best[k] in (nums[0], nums[-1]):
+            return {**best, k: beyond(nums, top=best[k] == nums[-1])}
+    return dict(best)
+
+
+def edge_summary(search: Search, chosen: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a final's record says of its grid's edges: ``edge`` (keys whose chosen value is the
+    smallest or largest of the values tried, with ≥ 3 of them), and with ``extend_edges`` the
+    values tried beyond the grid and ``edge_limit`` (the suite's limit, when every slot was
+    spent and the chosen value still sits at the edge)."""
+    if not search.extend_edges:
+        return {"edge": search.at_edge(chosen)}
+    values = tried_values(search, [r.get("point") for r in rows])
+    grid = Search({**search.space, **values}, search.method)
+    edge = grid.at_edge(chosen)
+    added = {k: [v for v in vs if v not in search.space[k]] for k, vs in values.items()}
+    return {"edge": edge, "extended": {k: v for k, v in added.items() if v},
+            **({"edge_limit": search.extend_edges} if edge else {})}

@@ -28,7 +28,7 @@ from harness.errors import ConfigError, UnknownNameError, did_you_mean
 from harness.plan_checks import check_cells
 from harness.search import parse_search, pop_search
 
-TOP_KEYS = ("suite", "description", "seeds", "defaults", "pairs", "strategies", "price_per_gpu_hour")
+TOP_KEYS = ("suite", "description", "seeds", "defaults", "pairs", "strategies", "price_per_gpu_hour", "budget_check")
 PAIR_KEYS = ("id", "source", "target", "train", "overrides", "strategies")
 PRETRAIN_KEYS = ("id", "target", "strategy", "train", "seed")
 PRETRAIN_STRATEGIES = ("scratch", "full_finetune")  # they train the backbone's own modules, changing none
@@ -271,6 +271,9 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
     price = data.get("price_per_gpu_hour")
     if price is not None and (isinstance(price, bool) or not isinstance(price, int | float) or price < 0):
         col.add(("price_per_gpu_hour",), f"must be a non-negative number, got {price!r}")
+    budget_check = data.get("budget_check", False)
+    if type(budget_check) is not bool:
+        col.add(("budget_check",), f"must be true or false, got {budget_check!r}")
     defaults = col.mapping(data.get("defaults", {}), ("defaults",), "defaults") or {}
     raw_defaults_search = defaults.get("search")
     defaults = set_fields(col.model(TrainConfig, {k: v for k, v in defaults.items() if k != "search"}, ("defaults",)))
@@ -315,7 +318,7 @@ def parse_suite(data: Any, col: Collector) -> SuiteSpec | None:
         return None
     suite_spec = SuiteSpec(suite=suite, path=col.file, seeds=tuple(seeds), defaults=defaults, pairs=tuple(pairs),
                            strategies=tuple(strategies), description=description or "", price_per_gpu_hour=price,
-                           search=search)
+                           search=search, budget_check=budget_check is True)
     # Strategy checks that need the whole suite (a teacher that exists, a depth that fits), for the
     # values each cell will run with: its own, and every point of its search.
     warnings = check_cells(suite_spec, col)

@@ -72,6 +72,9 @@ def _search(param_keys: set[str]) -> dict[str, Any]:
             "selection_seeds": {"type": "array", "minItems": 1, "uniqueItems": True,
                                 "items": {"type": "integer", "minimum": 0},
                                 "description": "the seeds the trials run on (default: the suite's first)"},
+            "extend_edges": {"type": "integer", "minimum": 0, "maximum": 10,
+                             "description": "grid: when the best point sits at a numeric key's edge, try up to "
+                             "this many steps beyond it (the grid's ratio), one at a time (default 0)"},
         },
         "propertyNames": {"enum": sorted((TRAIN_KEYS | param_keys | SEARCH_OPTIONS) - {"label", "search"})},
         "additionalProperties": values,
@@ -194,6 +197,9 @@ def suite_schema() -> dict[str, Any]:
         "strategies": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/strategy"},
                        "description": "the strategies every pair runs"},
         "price_per_gpu_hour": {"type": "number", "minimum": 0, "description": "turns GPU-hours into a price column"},
+        "budget_check": {"type": "boolean", "description": "every trained cell also runs its first seed at twice "
+                         "its epochs (the chosen point of a search); the report marks a cell ↗ when that gains "
+                         "more than the validation noise (default: false)"},
     }
     assert set(top) == set(TOP_KEYS), "the top-level keys changed: update the schema"
     defs["pair"] = pair

@@ -69,7 +69,7 @@ TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom", "gpu_share")
 
 
-SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds"})
+SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds", "extend_edges"})
 SPLIT_KEY = "split"  # unlabeled: {dataset: …, split: …}: which split of the other target (default train)
 
 
@@ -145,6 +145,9 @@ class SuiteSpec:
     search: SearchLayer = field(default_factory=SearchLayer)  # written inside `defaults:`
     warnings: tuple[Any, ...] = ()  # harness.errors.Issue: legal, probably unintended (validate prints them)
     overrides: tuple[str, ...] = ()  # the `--set KEY.PATH=VALUE` texts applied to the file's data, in order
+    # every trained cell also runs its first seed at twice the budget (plan.py: budget checks); off by
+    # default, so a suite's plan is what it was
+    budget_check: bool = False
 
 
 def layered_settings(defaults: Mapping[str, Any], pair: PairSpec | None = None, strategy: StrategySpec | None = None,

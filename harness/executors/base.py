@@ -24,7 +24,7 @@ from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.options import ExecOptions
 from harness.run.progress import Progress
-from harness.search import choose, next_point, val_score
+from harness.search import choose, edge_point, next_point, val_score
 
 
 class Executor(Protocol):
@@ -115,6 +115,8 @@ class Graph:
         inputs = {name: self.concrete(run_id) for name, run_id in spec.inputs.items()}
         if spec.resolved:
             return self.reuse(spec) or Job(spec, inputs)
+        if spec.role == "trial" and spec.search.method == "grid":  # a slot past the grid's edge
+            return self.edge_slot(spec, inputs)
         if spec.role == "trial":  # a sequential search: this point from the trials before it
             earlier = [self.nodes[d] for d in spec.depends_on if self.nodes[d].role == "trial"]
             history = [((self.records[t.run_id].search or {}).get("point"),
@@ -137,6 +139,30 @@ class Graph:
             return trial.model_copy(update={"recorded_at": now("microseconds"),
                 "run_id": spec.run_id, "role": spec.role, "search": choice.summary,
                 "config": {**resolved.config(), "notes": notes}})
+        return self.reuse(resolved) or Job(resolved, inputs)
+
+    def edge_slot(self, spec: RunSpec, inputs: dict[str, RunSpec]) -> Job | RunRecord:
+        """A grid's extension slot (``extend_edges``): one step past the edge the best point so far
+        sits at (:func:`harness.search.edge_point`, over every earlier point's validation score
+        averaged across the selection seeds); the best point itself when it sits at no edge, whose
+        record is then reused rather than trained again."""
+        by_index: dict[int, list[RunRecord]] = {}
+        for d in spec.depends_on:
+            node = self.nodes.get(d)
+            if node is not None and node.role == "trial" and node.label == spec.label and node.pair == spec.pair \
+                    and (node.trial_index or 0) < (spec.trial_index or 0):
+                by_index.setdefault(node.trial_index or 0, []).append(self.records[d])
+        earlier = []
+        for _, recs in sorted(by_index.items()):
+            scores = [val_score(r) if r.status == "ok" else None for r in recs]
+            point = self.concrete(recs[0].run_id).point if recs[0].status == "ok" else None
+            ok = all(x is not None for x in scores)
+            earlier.append((point, sum(scores) / len(scores) if ok else None))  # type: ignore[arg-type]
+        try:
+            point = edge_point(spec.search, earlier)
+        except ValueError as e:
+            return failed_record(spec, f"search: {e}", "SearchFailed")
+        resolved = spec.with_point(point)
         return self.reuse(resolved) or Job(resolved, inputs)
 
     def reuse(self, spec: RunSpec) -> RunRecord | None:

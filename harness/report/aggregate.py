@@ -52,6 +52,28 @@ class Convergence:
         return not self.rise > max(self.spread, RISE_FLOOR)
 
 
+@dataclass(frozen=True)
+class Adequacy:
+    """A cell's budget check (``budget_check: true``): its first seed trained again at ``factor`` ×
+    its epochs, against the final of that seed, on the validation split."""
+
+    factor: int
+    limit: str  # the budget the cell ranks at, as the suite set it ("epochs 3")
+    raw_gain: float | None  # check − final, validation primary metric, from the records
+    gain: Difference | None = None  # the same, paired by validation example (bootstrap); None: no predictions
+
+    @property
+    def adequate(self) -> bool | None:
+        """The extra budget gains less than the noise: its paired interval does not lie above 0.
+        None when the noise could not be measured (no kept validation predictions)."""
+        if self.gain is None or self.gain.interval is None:
+            return None
+        return not (self.gain.significant and self.gain.mean > 0)
+
+
+CI_FALLBACK = "t-fallback"  # Row.ci of a cell the bootstrap was asked for that kept no usable predictions
+
+
 @dataclass
 class Row:
     suite: str
@@ -80,16 +102,28 @@ class Row:
     best: bool = False
     tied: bool = False  # not significantly different from the best row of the pair
     vs_best: Difference | None = None  # this row − the best row, in the primary metric
-    ci: str = "t"  # what made the primary metric's CI and the tie: "t" (over seeds) or "bootstrap" (report/evidence.py)
+    # what made the primary metric's CI and the tie: "t" (over seeds), "bootstrap" (report/evidence.py),
+    # or CI_FALLBACK (the bootstrap was asked for; the cell kept no usable predictions: t over seeds)
+    ci: str = "t"
     gains: dict[str, Summary] = field(default_factory=dict)  # baseline strategy → gain in the primary metric
     pareto: bool = False
     convergence: Convergence | None = None  # None: no curve of two evaluations (a closed-form fit)
+    adequacy: Adequacy | None = None  # the budget check's verdict (report/evidence.py:budget_checks), when run
     budget: dict[str, Any] = field(default_factory=dict)  # what the cell trained with (first ok seed)
     budget_differs: list[str] = field(default_factory=list)  # keys unlike the pair's reference budget
     search: dict[str, Any] | None = None  # the space, the chosen point, the grid edge, the tuning cost
     data: dict[str, Any] = field(default_factory=dict)  # fingerprint, evaluation / unlabeled domain
     machines: dict[str, int] = field(default_factory=dict)  # the machine of each record (machines.describe) → count
     busy: list[Busy] = field(default_factory=list)  # seeds whose machine was loaded beyond its cores
+
+    @property
+    def still_rising(self) -> bool:
+        """↗: the budget check found that twice the budget gains more than the noise; without a
+        measured check, the validation metric still rose at the last evaluation (:class:`Convergence`)."""
+        verdict = self.adequacy.adequate if self.adequacy is not None else None
+        if verdict is not None:
+            return not verdict
+        return self.convergence is not None and not self.convergence.converged
 
     @property
     def group(self) -> str:

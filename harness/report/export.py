@@ -2,7 +2,8 @@
 
 Column names: ``<metric>_{mean,std,ci95,n}`` for every metric, ``gain_<baseline>_{mean,low,high,n}``
 for the seed-paired gain of the primary metric, ``cost_<key>_{mean,std}`` for every cost figure,
-``budget_<key>`` (epochs, steps, examples_seen, optimizer, lr, precision) and ``budget_differs``,
+``budget_<key>`` (epochs, steps, examples_seen, optimizer, lr, precision; ``budget_closed_form``: a
+closed-form fit's solver and chosen C, JSON) and ``budget_differs``,
 ``converged`` / ``val_rise``, ``search_chosen`` (JSON) / ``search_edge``, plus identity, the data
 ``variant``, seed counts, rank, ``tied_with_best``, ``pareto`` and the parameter counts.
 Missing values are empty (NaN / null), never zero.
@@ -34,7 +35,7 @@ def flat(r: Row) -> dict[str, Any]:
         "task": r.task, "primary": r.primary, "n_ok": r.n_ok, "n_failed": r.n_failed,
         "rank": r.rank, "best": r.best, "tied_with_best": r.tied, "pareto": r.pareto,
         "trainable_params": r.params[0], "total_params": r.params[1], "variant": r.variant,
-        "converged": False if r.collapsed else None if r.convergence is None else r.convergence.converged,
+        "converged": False if r.collapsed else None if r.convergence is None and r.adequacy is None else not r.still_rising,
         "collapsed_seeds": ",".join(str(s) for s in r.collapsed),
         "val_rise": NAN if r.convergence is None else r.convergence.rise,
         "budget_differs": ",".join(r.budget_differs),
@@ -44,6 +45,8 @@ def flat(r: Row) -> dict[str, Any]:
     for k in ("epochs", "steps", "examples_seen", "optimizer", "lr", "precision"):
         v = r.budget.get(k)
         d[f"budget_{k}"] = v if v is not None else (None if k in ("optimizer", "precision") else NAN)
+    fit = r.budget.get("closed_form")
+    d["budget_closed_form"] = json.dumps(fit, sort_keys=True) if fit else None
     for m in SCALAR_METRICS:
         s = r.metrics.get(m)
         d[f"{m}_mean"], d[f"{m}_std"] = (s.mean, s.std) if s else (NAN, NAN)

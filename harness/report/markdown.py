@@ -2,8 +2,8 @@
 
 Layout: a legend, a summary table (strategies as rows, pairs as columns: the primary metric with
 its 95% CI and marks), then per pair three tables — results (every metric, gains over scratch
-and linear_probe, notes), budget and tuning (epochs, steps, examples seen, optimizer, lr,
-precision, the search and its choice, convergence), cost (time, memory, FLOPs, parameters,
+and linear_probe, notes), budget and tuning (epochs, steps, examples seen, optimizer and lr — or a
+closed-form fit's solver and chosen C —, precision, the search and its choice, convergence), cost (time, memory, FLOPs, parameters,
 Pareto flag) — per-entity-type F1 for NER pairs, the failed runs, and the plots when given.
 """
 
@@ -13,11 +13,12 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
-from harness.report.aggregate import GAIN_BASELINES, PARETO_COST, Row
+from harness.report.aggregate import CI_FALLBACK, GAIN_BASELINES, PARETO_COST, Row
 from harness.report.domain import render_domain
 from harness.report.format import DASH, bold, ci, gain, human, num, pct, strategy_name, table, value
 from harness.report.machines import render_machines
-from harness.report.plots import no_curve_note
+from harness.report.plots import CLOSED_FORM, no_curve_note
+from harness.report.stats import Difference
 
 PCT_METRICS = ("accuracy", "macro_f1", "f1", "precision", "recall")
 
@@ -41,9 +42,9 @@ LEGEND = (
 )
 BOOTSTRAP_LEGEND = (
     "Metrics in %: mean ± sample std over seeds; [95% CI] from a bootstrap over seeds and test examples "
-    "(`--ci bootstrap`: Efron & Tibshirani 1993; seeds and the test examples they share resampled, "
-    "docs/reporting.md) where every seed of the cell kept its predictions and the metric is a mean over "
-    "examples, else from Student's t; clipped to the metric's range. "
+    "(the default, `--ci bootstrap`: Efron & Tibshirani 1993; seeds and the test examples they share resampled, "
+    "sentences whole for entity F1; docs/reporting.md) where every seed of the cell kept its predictions, "
+    "else from Student's t; clipped to the metric's range. "
     "**Bold**: the best strategy of its pair and every strategy not significantly different from it "
     "(the same bootstrap of the difference, paired by seed and test example, contains 0; else the "
     "two-sided seed-paired t-test at 5%; Welch's t-test when fewer than two seeds are shared; one seed "
@@ -51,11 +52,34 @@ BOOTSTRAP_LEGEND = (
 )
 
 
+BUDGET_CHECK_LEGEND = (
+    " Cells with a budget check (`budget_check: true`; the converged column says 2×): ↗ means instead that "
+    "their first seed, trained again at twice the epochs (the chosen point of a search), scored higher on "
+    "validation than the noise allows (the paired bootstrap of the two runs' validation predictions lies "
+    "above 0), whatever the schedule; the notes name the budget the cell ranks at."
+)
+
+
 def legend(rows: Sequence[Row]) -> str:
     """The legend; its first sentences say which procedure made the CIs and the bold."""
-    if not any(r.ci == "bootstrap" for r in rows):
-        return LEGEND
-    return BOOTSTRAP_LEGEND + LEGEND[LEGEND.index("Gains are"):]
+    text = LEGEND if not any(r.ci == "bootstrap" for r in rows) else BOOTSTRAP_LEGEND + LEGEND[LEGEND.index("Gains are"):]
+    return text + (BUDGET_CHECK_LEGEND if any(r.adequacy is not None for r in rows) else "")
+
+
+def ci_note(rows: Sequence[Row]) -> list[str]:
+    """The header's word on cells that the bootstrap (asked for) could not serve: they fell back to
+    Student's t over seeds because their records kept no per-example predictions."""
+    fallen = [r for r in rows if r.ci == CI_FALLBACK]
+    if not fallen:
+        return []
+    if len(fallen) == sum(1 for r in rows if r.n_ok):
+        return ["> **CIs over seeds only** (Student's t): these records kept no per-example predictions, so the "
+                "default bootstrap over seeds and test examples could not be computed; a deterministic cell "
+                "(one fit for every seed) shows a zero-width interval that ignores the test set's sampling.", ""]
+    names = ", ".join(f"`{r.label}` ({r.group})" for r in fallen)
+    return [f"> **{len(fallen)} of {sum(1 for r in rows if r.n_ok)} cells fall back to CIs over seeds only** "
+            f"(Student's t; their records kept no usable per-example predictions): {names}. The others use "
+            "the bootstrap over seeds and test examples.", ""]
 
 
 MARKS = (("↗", "not converged"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"),
@@ -107,7 +131,7 @@ def metric_order(rows: list[Row]) -> list[str]:
 def marks(r: Row) -> str:
     """The row's warning marks (see the legend), as one string."""
     out = ""
-    if r.convergence is not None and not r.convergence.converged:
+    if r.still_rising:
         out += "↗"
     if r.budget_differs:
         out += "≠"
@@ -120,18 +144,29 @@ def marks(r: Row) -> str:
     return out
 
 
+def paired(d: Difference) -> str:
+    """A bootstrapped difference in points with its percentile interval."""
+    lo, hi = d.interval if d.interval is not None else (math.nan, math.nan)
+    return f"{100 * d.mean:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+
+
 def notes(r: Row) -> str:
     """The marks spelled out, for the per-pair results table."""
     out = []
-    c = r.convergence
-    if c is not None and not c.converged:
+    c, a = r.convergence, r.adequacy
+    if a is not None and a.adequate is False and a.gain is not None:
+        out.append(f"↗ budget: {a.factor}× the epochs gains {paired(a.gain)} val points on seed 0's run; the cell "
+                   f"ranks at the suite's limit ({a.limit})")
+    elif r.still_rising and c is not None:
         out.append(f"↗ still rising (+{100 * c.rise:.2f} at the last eval, seed spread {100 * c.spread:.2f})")
     if r.budget_differs:
         ref = r.budget.get("reference") or {}
         out.append("≠ budget " + ", ".join(f"{k} {r.budget.get(k)} (pair: {ref.get(k)})" for k in r.budget_differs))
     if r.search and r.search.get("edge"):
         chosen = r.search.get("chosen") or {}
-        out.append("⇥ " + ", ".join(f"{k}={chosen.get(k)} at the grid's edge" for k in r.search["edge"]))
+        limit = r.search.get("edge_limit")
+        out.append("⇥ " + ", ".join(f"{k}={chosen.get(k)} at the grid's edge" for k in r.search["edge"])
+                   + (f", extended {limit} step(s) beyond it: the suite's limit (extend_edges: {limit})" if limit else ""))
     if r.in_domain_da:
         d = r.data
         out.append(f"⌂ scored on {d.get('eval_domain') or 'its training domain'}, not on the unlabeled "
@@ -145,13 +180,18 @@ def notes(r: Row) -> str:
 
 
 def budget_cells(r: Row) -> list[str]:
-    """epochs, steps, examples seen, optimizer, lr, precision — or a closed-form fit's note."""
+    """epochs, steps, examples seen, optimizer or solver, lr or chosen C, precision: a fit in closed
+    form shows its solver and what it chose, not the loop's optimizer and lr it never used."""
     b = r.budget
     if not b:
         return [DASH] * 6
     steps = b.get("steps")
-    if not steps and r.strategy == "linear_probe":
-        return ["closed form", "–", "–", "L-BFGS", "–", value(b.get("precision"))]
+    fit = b.get("closed_form")
+    if fit is None and not steps and r.strategy in CLOSED_FORM:  # a record made before budgets named the fit
+        fit = {"solver": CLOSED_FORM[r.strategy]}
+    if fit is not None:
+        chosen = ", ".join(f"{k} = {value(v)}" for k, v in fit.items() if k != "solver") or "not recorded"
+        return ["closed form", DASH, DASH, value(fit.get("solver")), chosen, value(b.get("precision"))]
     seen = b.get("examples_seen")
     return [value(b.get("epochs")) + (f" (max {b['max_steps']} steps)" if b.get("max_steps") else ""),
             f"{steps:.0f}" if isinstance(steps, int | float) else DASH,
@@ -168,6 +208,9 @@ def search_cell(r: Row) -> str:
     parts = []
     for k, values in space.items():
         shown = "[" + ", ".join(value(v) for v in values) + "]" if isinstance(values, list) else str(values)
+        extended = (s.get("extended") or {}).get(k)
+        if extended:  # values tried past the grid's edge (extend_edges)
+            shown += " + beyond [" + ", ".join(value(v) for v in extended) + "]"
         parts.append(f"{k} ∈ {shown} → **{value(chosen.get(k))}**" + (" ⇥" if k in (s.get("edge") or []) else ""))
     n = len(s.get("trials") or [])
     seeds = s.get("selection_seeds") or []
@@ -183,11 +226,16 @@ def tuning_cell(r: Row) -> str:
 def convergence_cell(r: Row) -> str:
     if r.collapsed:  # a flat curve at the plateau is not convergence
         return f"**no** ∅ collapsed on {len(r.collapsed)}/{r.n_ok} seeds"
+    a = r.adequacy
+    if a is not None and a.adequate is not None and a.gain is not None:
+        return ("**no** ↗" if not a.adequate else "yes") + f" ({a.factor}×: {paired(a.gain)} val)"
     c = r.convergence
     if c is None:
         return "solver" if r.budget and not r.budget.get("steps") else DASH
     sign = "+" if c.rise >= 0 else ""
-    return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval)"
+    unmeasured = f"; {a.factor}×: {100 * a.raw_gain:+.2f} val, noise not measured" \
+        if a is not None and a.raw_gain is not None else ""
+    return ("yes" if c.converged else "**no** ↗") + f" ({sign}{100 * c.rise:.2f} last eval{unmeasured})"
 
 
 def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> list[str]:
@@ -225,7 +273,7 @@ def render_pair(rows: list[Row], assets: Mapping[str, str] | None = None) -> lis
         out += ["", "Budget and tuning (the reference budget of this pair: " + reference(rows) + "):", ""]
         body = [[strategy_name(r), *budget_cells(r), search_cell(r), tuning_cell(r), convergence_cell(r)]
                 for r in rows]
-        out += table(["strategy", "epochs", "steps", "examples seen", "optimizer", "lr", "precision",
+        out += table(["strategy", "epochs", "steps", "examples seen", "optimizer / solver", "lr / chosen", "precision",
                       "search (chosen on val)", "tuning s", "converged"], body)
     costs = [c for c in COST_COLUMNS if _measured(rows, c[0])]
     out += ["", "Cost (mean per run):", ""]
@@ -328,6 +376,7 @@ def render(rows: list[Row], title: str | None = None,
                  "a cluster runs them in less wall-clock time).")
     lines += [f"Generated by `harness report` from {n_runs} run records ({n_failed} failed).{tuned}{spent}", ""]
     lines += render_machines(rows)
+    lines += ci_note(rows)
     lines += [legend(rows), ""]
     by_group: dict[str, list[Row]] = defaultdict(list)
     for r in rows:

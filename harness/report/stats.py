@@ -1,5 +1,6 @@
 """Statistics over seeds: mean, sample std, Student-t 95% CI, seed-paired gains and tests; and a
-hierarchical bootstrap over seeds and test examples (``harness report --ci bootstrap``). Pure.
+hierarchical bootstrap over seeds and test examples (``harness report``'s default CI), for a mean
+over examples (accuracy) and for a ratio of summed counts (entity F1). Pure.
 
 Everything here takes plain floats (or ``{seed: value}`` dicts; the bootstrap: numpy arrays of
 per-example scores) so it is checked against hand-computed values without pandas or scipy.
@@ -8,7 +9,7 @@ per-example scores) so it is checked against hand-computed values without pandas
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -217,10 +218,83 @@ def paired_bootstrap(a: Mapping[int, Mapping[str, float]], b: Mapping[int, Mappi
     the per-example differences are resampled hierarchically (seeds, then examples), so an
     example both cells got right (or wrong) adds no noise, and two cells a few examples apart
     are not called different."""
-    seeds = sorted(set(a) & set(b))
-    keys = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds))) if seeds else []
+    seeds, keys = _shared(a, b)
     if not keys:  # nothing to pair: never called different
         return Difference(math.nan, math.nan, len(seeds), "untestable")
     diffs = [np.array([a[s][k] - b[s][k] for k in keys], dtype=float) for s in seeds]
     lo, hi = _interval(_replicates(diffs, n_boot, rng or np.random.default_rng(0)))
     return Difference(float(np.mean([d.mean() for d in diffs])), (hi - lo) / 2, len(seeds), "bootstrap", (lo, hi))
+
+
+def _shared(a: Mapping[int, Mapping[str, object]], b: Mapping[int, Mapping[str, object]]) -> tuple[list[int], list[str]]:
+    """The seeds both cells have, and the content keys every one of those seeds scored in both."""
+    seeds = sorted(set(a) & set(b))
+    keys = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds))) if seeds else []
+    return seeds, keys
+
+
+# --- the same bootstrap for a metric that is not a mean over examples but a ratio of summed counts:
+# entity F1 = 2·right / (predicted + gold), summed over the sentences resampled ---
+
+CountStat = Callable[[np.ndarray], np.ndarray]  # summed counts (..., c) → the metric (...)
+
+
+def _count_replicates(per_seed: Sequence[np.ndarray], stat: CountStat, n_boot: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """The cell's mean metric in ``n_boot`` replicates, ``per_seed[s]`` an (examples, c) array of
+    per-example counts aligned by example. As :func:`_replicates`, seeds and examples are crossed:
+    a replicate draws the examples once for every seed and computes each seed's metric on that
+    draw (the examples' part: their mean over the seeds), then adds the seeds' deviations from
+    the cell's mean on the whole test set, resampled and shrunk so that their variance is the
+    between-seed variance only. The ratio has no per-example residual to measure the
+    seed-by-example noise with, so its size is read off the replicates themselves: how much a
+    seed's metric moves about the seeds' mean from one draw of the examples to the next."""
+    values = np.stack([np.asarray(v, dtype=float) for v in per_seed])  # (seeds, examples, c)
+    seeds, n, width = values.shape
+    full = stat(values.sum(axis=1))  # (seeds,): each seed's metric on the whole test set
+    per_draw = np.empty((n_boot, seeds))
+    chunk = max(1, 2_000_000 // max(n * seeds * width, 1))  # bounded memory
+    for lo in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - lo)
+        per_draw[lo:lo + k] = stat(values[:, rng.integers(0, n, size=(k, n))].sum(axis=2)).T
+    examples = per_draw.mean(axis=1)
+    deviation = full - full.mean()
+    shrink = 0.0
+    if seeds > 1:
+        noise = float((per_draw - examples[:, None]).var(axis=0, ddof=1).mean()) * seeds / (seeds - 1)
+        spread = float(deviation.var(ddof=1))
+        shrink = math.sqrt(max(0.0, 1 - noise / spread)) if spread > 0 else 0.0
+    return examples + shrink * deviation[rng.integers(0, seeds, size=(n_boot, seeds))].mean(axis=1)
+
+
+def count_bootstrap(per_seed_counts: list[np.ndarray], stat: CountStat, n_boot: int = N_BOOT,
+                    rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """95% percentile interval of a cell's mean metric when the metric is ``stat`` of per-example
+    counts summed over the test set (entity F1 from each sentence's ``[right, predicted, gold]``):
+    :func:`hierarchical_bootstrap` for a metric that is not a mean over examples. The sentences
+    are resampled, never the words: a sentence's entities are scored together."""
+    if not per_seed_counts or any(len(v) == 0 for v in per_seed_counts):
+        return math.nan, math.nan
+    if len({len(v) for v in per_seed_counts}) != 1:
+        raise ValueError("every seed must be scored on the same examples (align them by content key)")
+    return _interval(_count_replicates(per_seed_counts, stat, n_boot, rng or np.random.default_rng(0)))
+
+
+def paired_count_bootstrap(a: Mapping[int, Mapping[str, np.ndarray]], b: Mapping[int, Mapping[str, np.ndarray]],
+                           stat: CountStat, n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> Difference:
+    """:func:`paired_bootstrap` for a metric of summed counts: each replicate draws the examples
+    both cells scored (paired by seed and content key) and takes the difference of the two cells'
+    metrics on that draw, so a sentence both got right adds no noise."""
+    seeds, keys = _shared(a, b)
+    if not keys:
+        return Difference(math.nan, math.nan, len(seeds), "untestable")
+    both = [np.concatenate([np.stack([np.asarray(a[s][k], dtype=float) for k in keys]),
+                            np.stack([np.asarray(b[s][k], dtype=float) for k in keys])], axis=1) for s in seeds]
+    width = both[0].shape[1] // 2
+
+    def diff(summed: np.ndarray) -> np.ndarray:
+        return stat(summed[..., :width]) - stat(summed[..., width:])
+
+    lo, hi = _interval(_count_replicates(both, diff, n_boot, rng or np.random.default_rng(0)))
+    mean = float(np.mean([diff(d.sum(axis=0)) for d in both]))
+    return Difference(mean, (hi - lo) / 2, len(seeds), "bootstrap", (lo, hi))

@@ -196,15 +196,20 @@ def read_inputs(spec: RunSpec, inputs: Mapping[str, RunSpec] | None, options: Ex
     return found
 
 
-def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, precision: str | None) -> dict[str, Any]:
-    """The budget a run had (and what it used), beside its pair's reference budget."""
+def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, precision: str | None,
+              closed_form: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The budget a run had (and what it used), beside its pair's reference budget. A fit in
+    closed form (``Strategy.closed_form``) records its solver and what it chose (``C``) in place of
+    the optimizer, lr, scheduler and weight decay it never used."""
     own = {"epochs": cfg.epochs, "max_steps": cfg.max_steps, "max_train_samples": cfg.max_train_samples,
            "batch_size": cfg.batch_size, "grad_accum": cfg.grad_accum}
     ref = dict(spec.reference)
     differs = [k for k in own if k in ref and own[k] != ref[k]]
-    return {**own, "steps": steps, "examples_seen": examples, "optimizer": cfg.optimizer, "lr": cfg.lr,
-            "scheduler": cfg.scheduler, "weight_decay": cfg.weight_decay, "precision": precision,
-            "reference": ref, "differs": differs}
+    how = ({"optimizer": cfg.optimizer, "lr": cfg.lr, "scheduler": cfg.scheduler, "weight_decay": cfg.weight_decay}
+           if closed_form is None else {"closed_form": dict(closed_form)})
+    check = {"check": {"factor": spec.budget_check}} if spec.budget_check else {}  # the report's adequacy test
+    return {**own, "steps": steps, "examples_seen": examples, **how, "precision": precision,
+            "reference": ref, "differs": differs, **check}
 
 
 def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -288,7 +293,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
             if result.final_trainable is not None:
                 extra_cost["trainable_params"] = result.final_trainable
                 extra_cost["trainable_fraction"] = round(result.final_trainable / total, 6) if total else None
-            budget = budget_of(spec, cfg, result.steps, result.train_samples, result.precision)
+            budget = budget_of(spec, cfg, result.steps, result.train_samples, result.precision,
+                               None if strategy.trains_in_loop() else strategy.closed_form())
         # per example, keyed by content, so metrics can be recomputed (`harness rescore`); outside the meter
         collected = kept_predictions.collect(result.predictions, data.keys)
         preds_bytes = kept_predictions.encode(collected) if collected else None

@@ -38,7 +38,7 @@ def run_title(spec: RunSpec) -> str:
     if spec.point:
         title += f" {point_text(spec.point)}"
     if spec.role == "aux":
-        title += " (aux)"
+        title += f" (budget check, {spec.budget_check}× epochs)" if spec.budget_check else " (aux)"
     return title
 
 

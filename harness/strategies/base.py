@@ -123,6 +123,12 @@ class Strategy:
         skips its optimizer steps and only evaluates."""
         return True
 
+    def closed_form(self) -> dict[str, Any] | None:
+        """How a strategy that fits outside the loop (``trains_in_loop() == False``) fitted, for
+        the record's budget and the report's budget table: ``{"solver": …}`` plus the
+        hyper-parameters it chose (the probe's ``C``). None for a model the loop trains."""
+        return None
+
     def held_out_val(self) -> dict[str, Any] | None:
         """Validation metrics the strategy measured itself, when the model the loop would validate
         has since trained on the validation split (a probe refitted on train + val)."""

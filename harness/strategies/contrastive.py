@@ -1,12 +1,12 @@
-"""``contrastive``: metric learning with a contrastive margin loss on the feature space, as the
-project's documents state it (Hadsell, Chopra & LeCun, 2006, "Dimensionality Reduction by
-Learning an Invariant Mapping", CVPR):
+"""``contrastive``: metric learning with the contrastive margin loss of Hadsell, Chopra & LeCun
+(2006, "Dimensionality Reduction by Learning an Invariant Mapping", CVPR, eq. 4), the form CCSA
+uses too (Motiian et al., 2017, eqs. 4-5):
 
-    min  Σ_similar d(x_i, x_j) + Σ_dissimilar max(0, m − d(x_i, x_j))
+    L = mean_similar ½ d(x_i, x_j)² + mean_dissimilar ½ max(0, m − d(x_i, x_j))²
 
 with d the Euclidean distance between L2-normalised pooled features (so d ∈ [0, 2] and the margin
-``margin`` means the same for every backbone), each sum averaged over its pairs, added to the
-task loss with ``weight``. Same-class pairs are pulled together and different-class pairs pushed
+``margin`` means the same for every backbone), added to the task loss with ``weight``. The papers
+sum over pairs; each kind of pair is averaged here, so ``weight`` does not scale with the batch. Same-class pairs are pulled together and different-class pairs pushed
 beyond the margin:
 
 * **across domains** when the target offers a few labelled target-domain examples
@@ -46,21 +46,22 @@ class ContrastiveParams(Params):
 
 def contrastive_loss(a: torch.Tensor, ya: torch.Tensor, b: torch.Tensor, yb: torch.Tensor, margin: float,
                      exclude_diagonal: bool = False) -> torch.Tensor:
-    """mean_{same class} d + mean_{different class} max(0, m − d) over the pairs (a_i, b_j), on
-    L2-normalised rows (a set with no pair of a kind contributes 0 for it)."""
+    """mean_{same class} ½d² + mean_{different class} ½max(0, m − d)² over the pairs (a_i, b_j), on
+    L2-normalised rows (Hadsell et al. 2006, eq. 4; a set with no pair of a kind contributes 0 for it)."""
     import torch
     import torch.nn.functional as F
 
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    d = (torch.cdist(a, b).pow(2) + 1e-12).sqrt()
+    d2 = torch.cdist(a, b).pow(2)
+    d = (d2 + 1e-12).sqrt()  # the epsilon keeps the push term's gradient finite where two rows coincide
     same = ya.unsqueeze(1) == yb.unsqueeze(0)
     keep = torch.ones_like(same)
     if exclude_diagonal:
         keep.fill_diagonal_(False)
     pos, neg = same & keep, ~same & keep
     zero = d.sum() * 0
-    pull = d[pos].mean() if pos.any() else zero
-    push = F.relu(margin - d[neg]).mean() if neg.any() else zero
+    pull = 0.5 * d2[pos].mean() if pos.any() else zero
+    push = 0.5 * F.relu(margin - d[neg]).pow(2).mean() if neg.any() else zero
     return pull + push
 
 

@@ -67,6 +67,7 @@ class LinearProbe(Strategy):
     def __init__(self, params, train):
         super().__init__(params, train)
         self.selection_val: dict | None = None
+        self.fit: dict | None = None  # the L-BFGS fit (chosen C, scores, head), once adapt made it
 
     @classmethod
     def check(cls, params, pair, suite):
@@ -113,6 +114,13 @@ class LinearProbe(Strategy):
         from harness.sources.nets import HeadModel
 
         return HeadModel(model.head), feats
+
+    SOLVER = "L-BFGS logistic regression"  # what the budget table names the fit
+
+    def closed_form(self):
+        if self.params.solver != "lbfgs" or self.fit is None:
+            return None
+        return {"solver": self.SOLVER, "C": self.fit["c"]}
 
     def feature_batch_size(self) -> int:
         """Examples per forward pass of the frozen backbone (no gradients: twice a training batch, at least 64)."""

@@ -81,6 +81,7 @@ class SubspaceAlignment(LinearProbe):
 
     Params = SubspaceAlignmentParams
     uses_unlabeled = True
+    SOLVER = "PCA alignment + L-BFGS logistic regression"
 
     @classmethod
     def check(cls, params, pair, suite):

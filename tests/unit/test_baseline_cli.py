@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from harness import api
 from harness.cli import main
 from tests.conftest import TINY_SUITE
 
@@ -20,10 +21,15 @@ def test_baseline_makes_then_replaces_the_records_and_shows_what_moved(write_sui
     assert main(["baseline", str(write_suite(SUITE)), "--baseline", str(base), "--no-progress"]) == 0
     first = records(base)
     assert len(first) == 2 and all(r["status"] == "ok" and r["env"]["git_sha"] for r in first.values())
-    assert sorted(p.name for p in base.iterdir()) == sorted(first)  # records only: no lock, no cache
+    # the records and the predictions each names beside it: no lock, no cache
+    preds = sorted(r["predictions"]["file"] for r in first.values())
+    assert len(preds) == 2 and sorted(p.name for p in base.iterdir()) == sorted([*first, *preds])
+    rescored = api.rescore(base)  # rescore works on the baseline: every record's predictions are there
+    assert not rescored.skipped and {r.run_id for r in rescored.rows} == {r["run_id"] for r in first.values()}
     assert not [p for p in base.parent.iterdir() if p.name.startswith(".tiny.new-")]  # its work dir is gone
     captured = capsys.readouterr()
-    assert "baseline replaced: 2 records" in captured.out and "what moves" not in captured.out
+    assert "baseline replaced: 2 records" in captured.out and "2 with their per-example predictions" in captured.out
+    assert "what moves" not in captured.out
     shas = {r["env"]["git_sha"] for r in first.values()}
     # a baseline no commit can reproduce is called out (the nightly workflow reruns the baseline's commit)
     assert ("made from uncommitted code" in captured.err) == any(s.endswith("-dirty") for s in shas)

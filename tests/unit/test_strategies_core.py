@@ -120,6 +120,9 @@ def test_lbfgs_probe_fits_in_adapt_and_the_loop_takes_no_step(write_suite, tmp_p
     assert [s["C"] for s in lbfgs["scores"]] == [0.01, 1, 100]
     assert lbfgs["chosen_C"] == lbfgs["scores"][int(np.argmax(scores))]["C"]
     assert record.metrics["val"]["accuracy"] == max(scores)
+    # the budget names the fit and its chosen C, not the loop's optimizer and lr it never used
+    assert record.budget["closed_form"] == {"solver": "L-BFGS logistic regression", "C": lbfgs["chosen_C"]}
+    assert "lr" not in record.budget and "optimizer" not in record.budget
 
 
 def feature_data(train, val, test) -> TargetData:

@@ -157,17 +157,36 @@ def test_subspace_alignment_of_one_domain_with_itself_is_the_identity_map():
 # ------------------------------------------------------------------------------ contrastive
 
 
-def test_contrastive_loss_equals_the_documents_formula():
+def hadsell_loss(a, ya, b, yb, margin, exclude_diagonal=False):
+    """Hadsell et al. 2006, eq. 4, with plain loops: ½d² per similar pair, ½max(0, m − d)² per
+    dissimilar pair, each kind averaged over its pairs, on L2-normalised rows."""
+    def unit(v):
+        n = sum(x * x for x in v) ** 0.5
+        return [x / n for x in v]
+    a, b = [unit(v) for v in a.tolist()], [unit(v) for v in b.tolist()]
+    pull, push = [], []
+    for i, (u, yu) in enumerate(zip(a, ya.tolist(), strict=True)):
+        for j, (v, yv) in enumerate(zip(b, yb.tolist(), strict=True)):
+            if exclude_diagonal and i == j:
+                continue
+            d = sum((x - y) ** 2 for x, y in zip(u, v, strict=True)) ** 0.5
+            if yu == yv:
+                pull.append(0.5 * d * d)
+            else:
+                push.append(0.5 * max(0.0, margin - d) ** 2)
+    return (sum(pull) / len(pull) if pull else 0.0) + (sum(push) / len(push) if push else 0.0)
+
+
+def test_contrastive_loss_is_hadsells_half_squared_form_computed_with_loops():
     a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     b = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     ya, yb = torch.tensor([0, 1, 0]), torch.tensor([0, 1])
-    an = a / a.norm(dim=1, keepdim=True)
-    d = torch.cdist(an, b)
-    similar = [d[0, 0], d[1, 1], d[2, 0]]
-    dissimilar = [d[0, 1], d[1, 0], d[2, 1]]
-    m = 1.0
-    expected = sum(similar) / 3 + sum(max(0.0, m - float(x)) for x in dissimilar) / 3
-    assert float(contrastive_loss(a, ya, b, yb, m)) == pytest.approx(float(expected), abs=1e-5)
+    for m in (1.0, 1.5, 2.0):
+        assert float(contrastive_loss(a, ya, b, yb, m)) == pytest.approx(hadsell_loss(a, ya, b, yb, m), abs=1e-6)
+    # random features, within one batch (the diagonal left out), every pair kind present
+    x, y = gaussian(9, 4, seed=5).float(), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    assert float(contrastive_loss(x, y, x, y, 1.2, exclude_diagonal=True)) == pytest.approx(
+        hadsell_loss(x, y, x, y, 1.2, exclude_diagonal=True), abs=1e-6)
     # pairs of one class at one point and other classes beyond the margin cost nothing
     far = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
     assert float(contrastive_loss(far, torch.tensor([0, 0, 1]), far, torch.tensor([0, 0, 1]), 1.5,
@@ -223,6 +242,10 @@ def test_each_strategy_runs_on_images_and_text(write_suite, tmp_path, pair, stra
         assert notes["weights_last"]["min"] > 0 and "domain_loss_last" in notes
     if strategy == "subspace_alignment":
         assert notes["subspace_alignment"]["components"] >= 1
+        assert record.budget["closed_form"] == {"solver": "PCA alignment + L-BFGS logistic regression",
+                                                "C": notes["lbfgs"]["chosen_C"]}
+    else:
+        assert "closed_form" not in record.budget and record.budget["lr"] is not None
     if strategy == "contrastive":
         assert notes["pairs"] == "within source"
 
