@@ -21,7 +21,9 @@ from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.stats import Summary, paired_gain
 from harness.targets.naming import qualified
 
-SOURCE_ONLY, ADAPTED, REFERENCE = "source only", "adapted", "target-supervised reference"
+SOURCE_ONLY, CONTROL, ADAPTED, REFERENCE = "source only", "control", "adapted", "target-supervised reference"
+ROLE_ORDER = {SOURCE_ONLY: 0, CONTROL: 1, ADAPTED: 2, REFERENCE: 3}
+ADABN = "adabn"
 
 
 def trained(r: Row) -> str:
@@ -36,6 +38,8 @@ def evaluated(r: Row) -> str:
 
 
 def role(r: Row) -> str:
+    if r.data.get("control"):  # AdaBN, a method with its loss weight 0: what a method's gain is measured against
+        return CONTROL
     if r.data.get("unlabeled_domain") or r.data.get("target_shots"):
         return ADAPTED
     return REFERENCE if trained(r) == evaluated(r) else SOURCE_ONLY
@@ -76,6 +80,11 @@ def baseline(rows: list[Row]) -> Row | None:
     return next((r for r in plain if r.strategy == "full_finetune"), plain[0] if plain else None)
 
 
+def adabn(rows: list[Row]) -> Row | None:
+    """The shift's AdaBN control (source only, scored with target BatchNorm statistics)."""
+    return next((r for r in rows if r.strategy == ADABN and r.n_ok), None)
+
+
 def gap_closed(r: Row, base: Row | None, ref: Row | None) -> str:
     if base is None or ref is None or r is base or r is ref or not r.n_ok:
         return DASH
@@ -114,9 +123,14 @@ def render_domain(rows: list[Row]) -> list[str]:
     out = ["## Domain adaptation", "",
            "Per shift (a source model and the domain it is evaluated on), every row of the suite scored on that "
            "domain: trained on the other domain only (source only), given the target domain's unlabeled data "
-           "(adapted), or trained on the evaluated domain's labels (the target-supervised reference: an upper "
-           "bound, not a method). Gain: seed-paired vs the source-only full fine-tune, with its 95% CI. Gap "
-           "closed: the share of the distance from source only to the reference that a row covers.", ""]
+           "(adapted), a control (AdaBN: source only scored with BatchNorm statistics re-estimated on the "
+           "unlabeled target data; `weight: 0`: a method's pipeline without its loss), or trained on the evaluated "
+           "domain's labels (the target-supervised reference: an upper bound, not a method). Gain: seed-paired vs "
+           "the source-only full fine-tune (and vs AdaBN, what a method adds beyond target statistics), with its "
+           "95% CI. Gap closed: the share of the distance from source only to the reference that a row covers. BN "
+           "statistics: the data behind the BatchNorm statistics a row is scored with (`labelled`: its training "
+           "batches; `labelled+target`: those and unlabeled target batches in train mode; `target`: re-estimated "
+           "on the unlabeled target data; `frozen`: the source model's; `none`: no BatchNorm).", ""]
     searched = any(r.search for group in groups.values() for r in group if role(r) != REFERENCE)
     out[-2] += (" Whatever a row chooses on validation (the probe's C" + ("; the learning rates searched here"
                 if searched else "") + ") it chooses on the evaluated domain's validation split: an unsupervised-DA "
@@ -127,15 +141,20 @@ def render_domain(rows: list[Row]) -> list[str]:
         base = baseline(group)
         refs = [r for r in group if role(r) == REFERENCE and r.n_ok]
         ref = max(refs, key=lambda r: r.score.mean) if refs else None
-        order = {SOURCE_ONLY: 0, ADAPTED: 1, REFERENCE: 2}
+        ada = adabn(group)
         body = []
-        for r in sorted(group, key=lambda r: order[role(r)]):  # stable: suite order within a role
+        for r in sorted(group, key=lambda r: ROLE_ORDER[role(r)]):  # stable: suite order within a role
             g: Summary | None = None if base is None or r is base else paired_gain(r.primary_seeds, base.primary_seeds)
-            body.append([f"`{r.pair}`", strategy_name(r), role(r), trained_on(r),
-                         pct(r.score) + (f" {ci(r.score)}" if r.score.n >= 2 else ""), gain(g),
-                         gap_closed(r, base, ref), f"{r.n_ok}/{r.n_ok + r.n_failed}"])
+            line = [f"`{r.pair}`", strategy_name(r), role(r), trained_on(r),
+                    pct(r.score) + (f" {ci(r.score)}" if r.score.n >= 2 else ""), gain(g)]
+            if ada is not None:
+                line.append(DASH if r is ada or role(r) in (SOURCE_ONLY, REFERENCE)
+                            else gain(paired_gain(r.primary_seeds, ada.primary_seeds)))
+            body.append([*line, gap_closed(r, base, ref), r.data.get("bn_statistics") or DASH,
+                         f"{r.n_ok}/{r.n_ok + r.n_failed}"])
         head = ["pair", "strategy", "role", "trained on", f"{primary} % (± std) [95% CI]",
-                f"gain vs {base.label if base else 'source only'}", "gap closed", "seeds ok"]
+                f"gain vs {base.label if base else 'source only'}", *([f"gain vs {ada.label}"] if ada else []),
+                "gap closed", "BN statistics", "seeds ok"]
         out += [f"### {source}, evaluated on {target}", "", gap_line(group), ""]
         out += [*table(head, body, left=4), ""]
     return out

@@ -215,6 +215,19 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
             "reference": ref, "differs": differs}
 
 
+def bn_statistics(strategy, model: torch.nn.Module, norm_stats: Mapping[str, Any]) -> str:
+    """Which data the BatchNorm statistics a run is scored with come from: the strategy's word
+    (:meth:`~harness.strategies.base.Strategy.bn_statistics`), ``none`` for a model without
+    BatchNorm, and the layers the frozen-module policy kept at the source's (``frozen``: all)."""
+    total = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not total:
+        return "none"
+    said, frozen = strategy.bn_statistics(), int(norm_stats.get("frozen_batchnorms") or 0)
+    if said.startswith("labelled") and frozen:
+        return "frozen" if frozen >= total else f"{said} ({frozen} of {total} frozen)"
+    return said
+
+
 def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report needs of a run's data: which examples, which domain it was trained and
     evaluated on, the unlabeled domain it adapted to (for strategies that use one) with the target
@@ -227,6 +240,7 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
     eval_domain = domain_name(evaluated) or split.get("eval_domain") or domain
     cls = STRATEGIES.get(spec.strategy) if spec.strategy in STRATEGIES else None
     adapts, labelled = (cls.uses_unlabeled, cls.uses_target_labels) if cls else (False, False)
+    control = cls.control(cls.Params.model_validate(spec.params)) if cls else None
     dataset = spec.target.get("dataset")
     return {"fingerprint": data_fingerprint(split), "eval_domain": eval_domain, "train_domain": domain,
             "unlabeled_domain": domain_name(spec.target.get("unlabeled")) if adapts else None,
@@ -238,6 +252,9 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
             "target_shots_domain": domain_name(spec.target.get("unlabeled")) if labelled and split.get("target_shots")
             else None,
             "domain_gap": (notes or {}).get("domain_gap"),
+            # where the BatchNorm statistics it was scored with come from, and what it controls for
+            "bn_statistics": ((notes or {}).get("norm_stats") or {}).get("statistics"),
+            "control": control,
             "source": spec.source.get("model"), "dataset": spec.target.get("dataset"),
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
 
@@ -282,7 +299,9 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),
-                     "host_memory": host_memory, "norm_stats": result.norm_stats,
+                     "host_memory": host_memory,
+                     "norm_stats": {**result.norm_stats, "statistics": bn_statistics(strategy, model,
+                                                                                     result.norm_stats)},
                      "source_info": model.backbone.info, "head_init": model.backbone.head_init_used(model.head_init)}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,

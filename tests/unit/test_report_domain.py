@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.report.aggregate import aggregate
-from harness.report.domain import ADAPTED, REFERENCE, SOURCE_ONLY, role, shifts
+from harness.report.domain import ADAPTED, CONTROL, REFERENCE, SOURCE_ONLY, role, shifts
 from harness.report.markdown import render
 from tests.factories import make_record
 
@@ -74,3 +74,25 @@ def test_rows_of_records_older_than_the_dataset_fields_join_their_pairs_shift():
     rows = next(iter(groups.values()))
     assert ("shift", "dann") in {(r.pair, r.label) for r in rows}
     assert {role(r) for r in rows if r.label == "dann"} == {ADAPTED}
+
+
+def test_controls_sit_between_source_only_and_the_methods_with_each_methods_gain_over_adabn():
+    recs = suite_records()
+    for s in range(3):
+        recs.append(rec("shift", "adabn", "adabn", s, [0.40, 0.41, 0.45][s], unlabeled="shifted"))
+        recs.append(rec("shift", "dann_w0", "dann", s, 0.45, unlabeled="shifted"))
+    recs = [r.model_copy(update={"data": {**r.data, "control": "adabn" if r.label == "adabn" else
+                                          "weight 0" if r.label == "dann_w0" else None,
+                                          "bn_statistics": "target" if r.label == "adabn" else "labelled"}})
+            for r in recs]
+    rows = aggregate(recs)
+    assert {role(r) for r in rows if r.label in ("adabn", "dann_w0")} == {CONTROL}
+    section = render(rows).split("## Domain adaptation", 1)[1].split("## Per pair", 1)[0]
+    head = next(line for line in section.splitlines() if line.startswith("| pair"))
+    assert "gain vs adabn" in head and "BN statistics" in head
+    dann = next(line for line in section.splitlines() if "| `dann` |" in line)
+    # dann − adabn per seed: +0.10, +0.11, +0.15 → +12.00 points
+    assert "| +12.00 [" in dann
+    assert "| target |" in next(line for line in section.splitlines() if "| `adabn` |" in line)
+    order = [line.split("|")[3].strip() for line in section.splitlines() if line.startswith("| `")]
+    assert order == [SOURCE_ONLY, SOURCE_ONLY, CONTROL, CONTROL, ADAPTED, ADAPTED, REFERENCE]
