@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness import cache as store
@@ -19,7 +20,7 @@ from harness.errors import RunTimeout
 from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS
-from harness.run import alloc, cost, domain_gap, outputs
+from harness.run import alloc, cost, domain_gap, outputs, selection
 from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
 from harness.run.progress import run_title
@@ -215,6 +216,25 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
             "reference": ref, "differs": differs}
 
 
+def label_free(spec: RunSpec, strategy, model, data: TargetData, task, result, device: torch.device,
+               ctx: RunContext) -> dict[str, float | None]:
+    """Every validator's score of the trained model (:mod:`harness.run.selection`), so a search can
+    choose without target labels and the report can show what each would have chosen. A validator
+    that cannot be computed (too few rows, a singular fit) leaves the run ok and says why."""
+    from harness.targets.naming import evaluated_elsewhere
+
+    cfg = spec.train_config
+    try:
+        with ctx.phase("eval"):
+            scores, ctx.notes["validators"] = selection.measure(
+                model, data, task, strategy.evaluating(model), result.val.get(task.primary), device,
+                cfg.eval_batch_size or 2 * cfg.batch_size, result.precision, evaluated_elsewhere(spec.target))
+    except (ValueError, np.linalg.LinAlgError) as e:
+        ctx.notes["validators"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+        return {"oracle": result.val.get(task.primary)}
+    return scores
+
+
 def bn_statistics(strategy, model: torch.nn.Module, norm_stats: Mapping[str, Any]) -> str:
     """Which data the BatchNorm statistics a run is scored with come from: the strategy's word
     (:meth:`~harness.strategies.base.Strategy.bn_statistics`), ``none`` for a model without
@@ -296,6 +316,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
             result = fit(trained, data, task, strategy, cfg, device, spec.seed, meter, options.show_progress,
                          deadline, desc=run_title(spec))
             metrics = {**result.test, "val": result.val}
+            if trained is model and "unlabeled" in data.extra:  # a model over cached features has no such outputs
+                metrics["validators"] = label_free(spec, strategy, model, data, task, result, device, ctx)
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),

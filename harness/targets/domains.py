@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
-from harness.targets.base import LeakError, Split, TargetData, TensorSplit, TokenSplit
+from harness.targets.base import SOURCE_VAL, LeakError, Split, TargetData, TensorSplit, TokenSplit
 from harness.targets.naming import SPLIT_KEY, domain_name
 
 CROSS_KEYS = ("unlabeled", "eval_domain")
@@ -128,6 +128,7 @@ def with_domains(data: TargetData, target: dict[str, Any], ref: str,
         block = cross["eval_domain"]
         other = load(block)
         mapping = label_mapping(data.label_names, other.label_names, ref, block["dataset"])
+        extra.setdefault(SOURCE_VAL, data.splits["val"])  # the training domain's val: label-free selection reads it
         for k in ("val", "test"):
             splits[k] = relabel(other.splits[k], mapping)
             keys[k] = other.keys[k]
