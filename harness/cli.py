@@ -61,7 +61,8 @@ def describe_node(r) -> str:
         what += f"  trial #{r.trial_index}: {point}"
     elif r.search is not None:
         grid = ", ".join(f"{k} ∈ {v}" for k, v in r.search.space.items())
-        what += f"  final: best of {r.search.n_points()} ({grid}) on val"
+        what += f"  final: best of {r.search.n_points()} ({grid}) " + \
+            ("on val" if r.search.select_by == "oracle" else f"by {r.search.select_by}")
     if r.role == "aux":
         what += "  aux"
     for name, dep in r.inputs.items():

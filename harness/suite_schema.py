@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from harness.config.schema import SEARCH_OPTIONS, SLUG, TRAIN_KEYS, TrainConfig
-from harness.search import DISTRIBUTIONS, SEARCH_METHODS
+from harness.search import DISTRIBUTIONS, SEARCH_METHODS, SELECT_BY
 from harness.suite import PAIR_KEYS, PRETRAIN_KEYS, TOP_KEYS
 
 SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema"
@@ -72,6 +72,10 @@ def _search(param_keys: set[str]) -> dict[str, Any]:
             "selection_seeds": {"type": "array", "minItems": 1, "uniqueItems": True,
                                 "items": {"type": "integer", "minimum": 0},
                                 "description": "the seeds the trials run on (default: the suite's first)"},
+            "select_by": {"enum": list(SELECT_BY),
+                          "description": "what chooses the point: oracle (default: the pair's labelled validation "
+                                         "split), or a validator that reads no target label (source_val, dev, "
+                                         "entropy, snd; a pair with unlabeled target data)"},
         },
         "propertyNames": {"enum": sorted((TRAIN_KEYS | param_keys | SEARCH_OPTIONS) - {"label", "search"})},
         "additionalProperties": values,

@@ -69,7 +69,7 @@ TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom", "gpu_share")
 
 
-SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds"})
+SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds", "select_by"})
 SPLIT_KEY = "split"  # unlabeled: {dataset: …, split: …}: which split of the other target (default train)
 
 

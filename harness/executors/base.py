@@ -24,7 +24,7 @@ from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.execute import ExecOptions
 from harness.run.progress import Progress
-from harness.search import choose, next_point, val_score
+from harness.search import choose, next_point, trial_score
 
 
 class Executor(Protocol):
@@ -118,7 +118,8 @@ class Graph:
         if spec.role == "trial":  # a sequential search: this point from the trials before it
             earlier = [self.nodes[d] for d in spec.depends_on if self.nodes[d].role == "trial"]
             history = [((self.records[t.run_id].search or {}).get("point"),
-                        val_score(self.records[t.run_id]) if self.records[t.run_id].status == "ok" else None)
+                        trial_score(self.records[t.run_id], spec.search.select_by)
+                        if self.records[t.run_id].status == "ok" else None)
                        for t in earlier if t.seed == spec.seed]
             salt = f"{spec.suite}/{spec.pair}/{spec.label}"
             point = next_point(spec.search, spec.trial_index or 0, [h for h in history if h[0] is not None], salt)
