@@ -115,6 +115,102 @@ def gap_line(rows: list[Row]) -> str:
             f"{100 * g['domain_error']:.1f} % on held-out rows, {g['rows_per_domain']} rows per domain).")
 
 
+LABEL_FREE = ("source_val", "dev", "entropy", "snd")  # harness/run/validators.py: what a run records
+
+
+def chosen_by(trials: list[dict], validator: str) -> dict | None:
+    """The point a validator would have chosen among a search's trial rows (its best mean score
+    over the selection seeds; the earlier point on a tie), or None when it scored none."""
+    scored = [(t["validators"][validator], -t["index"], t) for t in trials
+              if t.get("status") == "ok" and isinstance((t.get("validators") or {}).get(validator), int | float)]
+    return max(scored, key=lambda s: s[:2])[2] if scored else None
+
+
+def point_text(point: dict | None) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (point or {}).items())
+
+
+def selection_table(group: list[Row]) -> list[str]:
+    """Per searched row: the test score (selection seeds) of the point each validator would have
+    chosen, the oracle's, and the oracle's advantage over the label-free validators' mean."""
+    body = []
+    for r in sorted(group, key=lambda r: ROLE_ORDER[role(r)]):
+        trials = (r.search or {}).get("trials") or []
+        if role(r) == REFERENCE or not any(t.get("validators") for t in trials):
+            continue
+        picks = {v: chosen_by(trials, v) for v in ("oracle", *LABEL_FREE)}
+        oracle = picks["oracle"]
+        cells, free = [], []
+        for v in ("oracle", *LABEL_FREE):
+            t = picks[v]
+            test = t.get("test") if t else None
+            if v != "oracle" and isinstance(test, int | float):
+                free.append(test)
+            cells.append(DASH if not isinstance(test, int | float) else f"{100 * test:.2f} ({point_text(t['point'])})")
+        advantage = DASH
+        if oracle is not None and isinstance(oracle.get("test"), int | float) and free:
+            advantage = f"{100 * (oracle['test'] - sum(free) / len(free)):+.2f}"
+        body.append([f"`{r.pair}`", strategy_name(r), role(r), *cells, advantage])
+    if not body:
+        return []
+    seeds = sorted({s for r in group for s in (r.search or {}).get("selection_seeds") or []})
+    return ["Choosing without target labels: the test score (%, mean over the selection seed"
+            f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}) of the point each validator chooses "
+            "among a row's search trials — `oracle`: the evaluated domain's labelled validation split (how every "
+            "row above was chosen); `source_val`: the source domain's validation split; `dev`: importance-weighted "
+            "source validation (DEV); `entropy`: confident target predictions; `snd`: soft neighbourhood density "
+            "(docs/strategies.md, *Choosing hyperparameters without target labels*). Oracle's advantage: oracle − "
+            "the mean of the four label-free choices, in points: what the target labels were worth to the row.", "",
+            *table(["pair", "strategy", "role", "oracle", *LABEL_FREE, "oracle's advantage"], body, left=3), ""]
+
+
+def shared_conditions(group: list[Row]) -> str:
+    """What every row of a shift shares (input, budget, selection), read from the records; values
+    that differ between rows are listed with the rows that have them."""
+
+    def said(values: dict[str, list[str]], what: str) -> str:
+        if len(values) == 1:
+            return f"{what} {next(iter(values))}"
+        return f"{what} " + "; ".join(f"{v} ({', '.join(rows)})" for v, rows in values.items())
+
+    def collect(fn) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for r in group:
+            value = fn(r)
+            if value is not None:
+                out[value].append(r.label)
+        return dict(out)
+
+    trained = [r for r in group if r.budget.get("steps")]  # the closed-form rows train no steps
+    parts = []
+    size = collect(lambda r: f"{r.data['resolution']} px" if r.data.get("resolution") else
+                   f"{r.data['max_length']} tokens" if r.data.get("max_length") else None)
+    if size:
+        parts.append(said(size, "input"))
+    budget = collect(lambda r: f"{r.budget.get('epochs')} epochs × batch {r.budget.get('batch_size')}"
+                     + (f", {r.budget['max_train_samples']} training examples" if r.budget.get("max_train_samples")
+                        else "") if r in trained else None)
+    if budget:
+        parts.append(said(budget, "budget (rows that train in the loop)"))
+    space = collect(lambda r: ", ".join(f"{k} ∈ {v}" for k, v in (r.search or {}).get("space", {}).items())
+                    + f" chosen by {(r.search or {}).get('select_by', 'oracle')}" if r.search else None)
+    if space:
+        parts.append(said(space, "search"))
+    bn = collect(lambda r: r.data.get("bn_statistics"))
+    frozen = [r.label for r in group if r.data.get("bn_statistics") == "frozen"]
+    if frozen:
+        parts.append(f"frozen features ({', '.join(frozen)}): the probe's L-BFGS head on the raw (unstandardised) "
+                     "pooled features; subspace_alignment standardises each domain's before its PCA")
+    refs = [r.label for r in group if role(r) == REFERENCE]
+    controls = [r.label for r in group if role(r) == CONTROL]
+    plain = [r.label for r in group if role(r) == SOURCE_ONLY]
+    parts.append(f"source only: {', '.join(plain) or 'none'}; controls: {', '.join(controls) or 'none'}; "
+                 f"references (target labels, an upper bound): {', '.join(refs) or 'none'}")
+    if len(bn) > 1:
+        parts.append("BatchNorm statistics differ between rows (the BN statistics column)")
+    return "Every row here shares: " + "; ".join(parts) + "."
+
+
 def render_domain(rows: list[Row]) -> list[str]:
     """The section, or nothing when no row trains away from the domain it is scored on."""
     groups = shifts(rows)
@@ -155,6 +251,7 @@ def render_domain(rows: list[Row]) -> list[str]:
         head = ["pair", "strategy", "role", "trained on", f"{primary} % (± std) [95% CI]",
                 f"gain vs {base.label if base else 'source only'}", *([f"gain vs {ada.label}"] if ada else []),
                 "gap closed", "BN statistics", "seeds ok"]
-        out += [f"### {source}, evaluated on {target}", "", gap_line(group), ""]
+        out += [f"### {source}, evaluated on {target}", "", shared_conditions(group), "", gap_line(group), ""]
         out += [*table(head, body, left=4), ""]
+        out += selection_table(group)
     return out

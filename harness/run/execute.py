@@ -276,6 +276,8 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
             "bn_statistics": ((notes or {}).get("norm_stats") or {}).get("statistics"),
             "control": control,
             "source": spec.source.get("model"), "dataset": spec.target.get("dataset"),
+            # the input every row of a shift should share (the domain report's header says it)
+            "resolution": (split.get("preprocessing") or {}).get("size"), "max_length": spec.source.get("max_length"),
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
 
 
