@@ -55,8 +55,9 @@ def train_mode(model: nn.Module, norm_stats: str = "frozen", frozen_dropout: boo
       exactly what it computed before training — the features a linear probe caches.
     * ``norm_stats: frozen`` (the default): a BatchNorm layer whose own weights do not all train
       (or, without affine weights, whose parent's do not) keeps the source's running mean and
-      variance. ``adapt``: every BatchNorm re-estimates them on the target while training (AdaBN,
-      Li et al. 2016), frozen or not.
+      variance. ``adapt``: every BatchNorm, frozen or not, updates them on the training batches (the
+      target *task*'s data; for a domain-adaptation pair the labelled source domain's — AdaBN on
+      the unlabeled target domain is the ``adabn`` strategy's ``evaluating``).
     """
     model.train()
     if not frozen_dropout:
