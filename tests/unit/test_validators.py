@@ -112,3 +112,14 @@ pairs:
         assert scores["oracle"] == record.metrics["val"][record.primary_metric]
         assert scores["entropy"] <= 0 and scores["snd"] >= 0 and 0 <= scores["source_val"] <= 1
         assert record.config["notes"]["validators"]["dev"]["components"] >= 1
+
+
+def test_density_ratios_of_separable_domains_are_clipped_and_dev_stays_a_weighted_loss():
+    rng = np.random.default_rng(4)
+    source, target = rng.normal(0, 1, (300, 3)), rng.normal(8, 1, (300, 3))  # a classifier separates them
+    val = np.vstack([rng.normal(0, 1, (50, 3)), rng.normal(8, 1, (5, 3))])
+    weights, info = v.density_ratios(source, target, val)
+    assert weights.min() >= 1 / v.DEV_CLIP and weights.max() <= v.DEV_CLIP and info["clipped"] > 0.9
+    losses = rng.exponential(1.0, len(val))
+    risk = v.dev_risk(losses, weights)
+    assert abs(risk) < v.DEV_CLIP * losses.max() * 2  # bounded by the clip, whatever the odds were
