@@ -7,14 +7,22 @@ import pytest
 from harness.plan import expand
 from harness.run import validators
 from harness.search import SELECT_BY, choose
+from harness.suite import load_suite
 from tests.factories import make_record
-from tests.unit.test_search import errors, suite
+from tests.unit.test_search import SUITE, errors
 
 GRID = "search: {lr: [1e-3, 1e-2, 1e-1]"
+DA_SUITE = SUITE.replace("task: image-classification}}", "task: image-classification, unlabeled: shifted}}")
+
+
+def suite(write_suite, strategies: str, name: str = "suite.yaml"):
+    """The search tests' suite, its pair given unlabeled target data (what the validators read)."""
+    return load_suite(write_suite(DA_SUITE.format(strategies=strategies, defaults="", pair=""), name))
 
 
 def test_the_validators_a_search_can_select_by_are_the_ones_runs_record():
     assert set(SELECT_BY) == set(validators.VALIDATORS)
+    assert DA_SUITE != SUITE  # the pair of these tests has unlabeled data
 
 
 def test_select_by_is_checked_at_validate_with_the_nearest_name(write_suite):
@@ -69,3 +77,8 @@ def test_a_trial_without_the_validator_cannot_be_chosen_by_it(write_suite):
     recs = {t.run_id: trial_record(t, 0.5, 0.5, {"entropy": -0.3}) for t in trials}
     with pytest.raises(ValueError, match="no trial recorded the validator 'dev'"):
         choose(final.search, trials, recs)
+
+
+def test_select_by_a_validator_on_a_pair_without_unlabeled_data_fails_at_validate(write_suite):
+    msg = errors(write_suite, f"  - lora: {{{GRID}, select_by: snd}}}}\n")
+    assert "pair 'cnn': search: select_by: snd reads the unlabeled target data the pair does not have" in msg
