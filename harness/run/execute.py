@@ -219,13 +219,14 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
 def label_free(spec: RunSpec, strategy, model, data: TargetData, task, result, device: torch.device,
                ctx: RunContext) -> dict[str, float | None]:
     """Every validator's score of the trained model (:mod:`harness.run.selection`), so a search can
-    choose without target labels and the report can show what each would have chosen. A validator
-    that cannot be computed (too few rows, a singular fit) leaves the run ok and says why."""
+    choose without target labels and the report can show what each would have chosen; timed as
+    ``cost.validators_s``, not charged to the run. A validator that cannot be computed (too few
+    rows, a singular fit) leaves the run ok and says why."""
     from harness.targets.naming import evaluated_elsewhere
 
     cfg = spec.train_config
     try:
-        with ctx.phase("eval"):
+        with ctx.phase("validators"):  # a measurement beside the run, not its cost (cost.NOT_CHARGED)
             scores, ctx.notes["validators"] = selection.measure(
                 model, data, task, strategy.evaluating(model), result.val.get(task.primary), device,
                 cfg.eval_batch_size or 2 * cfg.batch_size, result.precision, evaluated_elsewhere(spec.target))

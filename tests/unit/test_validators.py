@@ -112,6 +112,7 @@ pairs:
         assert scores["oracle"] == record.metrics["val"][record.primary_metric]
         assert scores["entropy"] <= 0 and scores["snd"] >= 0 and 0 <= scores["source_val"] <= 1
         assert record.config["notes"]["validators"]["dev"]["components"] >= 1
+        assert record.cost["validators_s"] > 0  # timed beside the run, not charged to it
 
 
 def test_density_ratios_of_separable_domains_are_clipped_and_dev_stays_a_weighted_loss():
