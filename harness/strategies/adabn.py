@@ -109,6 +109,9 @@ class AdaBN(FullFinetune):
     @contextlib.contextmanager
     def evaluating(self, model):
         assert self.split is not None, "adapt() was not called"
+        if not batchnorms(model):  # a transformer: nothing to re-estimate, no pass over the target data
+            yield
+            return
         with statistics_of(model, self.split, self.params.unlabeled_batch_size or self.train.batch_size,
                            self.device) as batches:
             self.reestimations += 1

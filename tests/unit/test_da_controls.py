@@ -76,6 +76,7 @@ def test_an_adabn_run_is_scored_with_target_statistics_and_says_so(write_suite, 
     bert = execute(one(runs, "bert", "adabn"), ExecOptions(cache_dir=tmp_path))
     assert bert.status == "ok", bert.error
     assert bert.data["bn_statistics"] == "none"  # a transformer: AdaBN is source only there
+    assert bert.config["notes"]["adabn"] == {"reestimations": 0, "batchnorms": 0, "batches_per_reestimation": 0}
 
 
 @pytest.mark.parametrize(("strategy", "expected"), [("coral", "labelled+target"), ("dann", "labelled+target"),
