@@ -60,8 +60,8 @@ def describe_node(r) -> str:
         point = ", ".join(f"{k}={v}" for k, v in r.point.items()) if r.point else "drawn from the trials before it"
         what += f"  trial #{r.trial_index}: {point}"
     elif r.search is not None:
-        grid = ", ".join(f"{k} ∈ {v}" for k, v in r.search.space.items())
-        what += f"  final: best of {r.search.n_points()} ({grid}) on val"
+        grid, by = ", ".join(f"{k} ∈ {v}" for k, v in r.search.space.items()), r.search.select_by
+        what += f"  final: best of {r.search.n_points()} ({grid}) " + ("on val" if by == "oracle" else f"by {by}")
     if r.role == "aux":
         what += f"  aux: budget check, {r.budget_check}× the epochs" if r.budget_check else "  aux"
     for name, dep in r.inputs.items():

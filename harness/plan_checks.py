@@ -47,6 +47,10 @@ def cell_issues(cls, strat: StrategySpec, pair: PairSpec, suite: SuiteSpec, warn
     if cell.search is not None and cell.search.sequential and len(cell.search.selection_seeds) > 1:
         return [f"search: method {cell.search.method} draws each point from the trials before it on one seed; "
                 f"give it one selection seed (got {list(cell.search.selection_seeds)})"]
+    if cell.search is not None and cell.search.select_by != "oracle" and not pair.target.params.get("unlabeled"):
+        # the validators are measured on unlabeled target data: without it no trial records one
+        return [f"search: select_by: {cell.search.select_by} reads the unlabeled target data the pair does not have "
+                "(set unlabeled: on its target), or select_by: oracle"]
     points: list[dict[str, Any]] = [{}]
     if cell.search is not None and cell.search.method == "grid":
         points = cell.search.points()

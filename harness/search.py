@@ -9,8 +9,9 @@ distribution; the suite assembly (:mod:`harness.suite`) calls :func:`parse_searc
 Extending: with ``extend_edges: k`` a grid has k more slots, each filled at run time
 (:func:`edge_point`) one step past the edge the best point so far sits at.
 
-Choosing: a trial is scored by the primary metric on the validation split (``metrics.val``),
-averaged over the selection seeds; only points whose every selection seed finished ok compete.
+Choosing: a trial is scored by the primary metric on the validation split (``metrics.val``), or
+with ``select_by:`` by a validator that reads no target label (``metrics.validators``), averaged
+over the selection seeds; only points whose every selection seed finished ok compete.
 Ties go to the cheaper point: fewer trainable parameters, then fewer training FLOPs, then the
 earlier point.
 """
@@ -32,6 +33,10 @@ from harness.errors import did_you_mean
 from harness.records import RecordSummary
 
 SEARCH_METHODS = ("grid", "random", "tpe")
+# what a trial is scored by: ``oracle``, the primary metric on the pair's own validation split (for a
+# DA pair the evaluated domain's, labels and all); or a validator that reads no target label, from
+# the trial record's ``metrics.validators`` (harness/run/validators.py; docs/strategies.md)
+SELECT_BY = ("oracle", "source_val", "dev", "entropy", "snd")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int")
 MAX_GRID_POINTS = 1000
 
@@ -49,12 +54,15 @@ class Search:
     trials: int | None = None
     selection_seeds: tuple[int, ...] = (0,)
     extend_edges: int = 0  # a grid's steps beyond an edge the best point sits at (edge_point)
+    select_by: str = "oracle"
 
     def describe(self) -> dict[str, Any]:
         out = {"space": {k: v for k, v in self.space.items()}, "method": self.method, "n_trials": self.trials,
                "selection_seeds": list(self.selection_seeds)}
         if self.extend_edges:  # only when set: a search without it keeps the identity it had
             out["extend_edges"] = self.extend_edges
+        if self.select_by != "oracle":  # absent by default: the finals of every existing search keep their ids
+            out["select_by"] = self.select_by
         return out
 
     @property
@@ -123,7 +131,8 @@ def merge_search(layers: list[tuple[dict[str, Any], Any]], seeds: tuple[int, ...
         return None
     return Search(space=space, method=options.get("method", "grid"), trials=options.get("trials"),
                   selection_seeds=tuple(options.get("selection_seeds") or seeds[:1]),
-                  extend_edges=options.get("extend_edges", 0))
+                  extend_edges=options.get("extend_edges", 0),
+                  select_by=options.get("select_by", "oracle"))
 
 
 # --------------------------------------------------------------------------- parsing a search: block
@@ -154,7 +163,7 @@ def _check_value(col: Collector, owners: list[type[BaseModel]], key: str, value:
 def parse_search(col: Collector, data: Any, path: Path_, owners: Mapping[str, type[BaseModel]]) -> SearchLayer:
     """A ``search:`` block: per key a non-empty list of candidate values (a grid), or for
     ``method: random|tpe`` a distribution ``{log_uniform|uniform|int: [low, high]}``; plus the
-    options ``method``, ``trials`` and ``selection_seeds``. ``owners`` maps strategy names to their
+    options ``method``, ``trials``, ``selection_seeds`` and ``select_by``. ``owners`` maps strategy names to their
     ``Params``: a key must be a training key or a parameter of one of them."""
     block = col.mapping(data, path, "search")
     if block is None:
@@ -207,14 +216,20 @@ def parse_search(col: Collector, data: Any, path: Path_, owners: Mapping[str, ty
     return SearchLayer(space, options)
 
 
+def _one_of(col: Collector, value: Any, allowed: tuple[str, ...], what: str, path: Path_) -> Any:
+    if value in allowed:
+        return value
+    close = did_you_mean(str(value), allowed)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    col.add(path, f"unknown {what} {value!r}.{hint} {what.split()[-1].capitalize()}s: {', '.join(allowed)}.")
+    return None
+
+
 def _search_option(col: Collector, key: str, value: Any, path: Path_) -> Any:
     if key == "method":
-        if value not in SEARCH_METHODS:
-            close = did_you_mean(str(value), SEARCH_METHODS)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            col.add(path, f"unknown search method {value!r}.{hint} Methods: {', '.join(SEARCH_METHODS)}.")
-            return None
-        return value
+        return _one_of(col, value, SEARCH_METHODS, "search method", path)
+    if key == "select_by":
+        return _one_of(col, value, SELECT_BY, "validator", path)
     if key == "extend_edges":
         if type(value) is not int or not 0 <= value <= 10:
             col.add(path, f"must be a whole number from 0 to 10, got {value!r}")
@@ -284,10 +299,29 @@ class Choice:
     summary: dict[str, Any]  # what the final's record keeps: the trials, the choice, the edge
 
 
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not math.isnan(value) else None
+
+
 def val_score(record: RecordSummary) -> float | None:
     metric = record.primary_metric
-    value = (record.metrics.get("val") or {}).get(metric) if metric else None
-    return float(value) if isinstance(value, int | float) and not math.isnan(value) else None
+    return _finite((record.metrics.get("val") or {}).get(metric) if metric else None)
+
+
+def trial_score(record: RecordSummary, select_by: str = "oracle") -> float | None:
+    """What a trial is chosen by (higher = better): its validation score, or a validator's."""
+    if select_by == "oracle":
+        return val_score(record)
+    return _finite((record.metrics.get("validators") or {}).get(select_by))
+
+
+def test_score(record: RecordSummary) -> float | None:
+    metric = record.primary_metric
+    return _finite(record.metrics.get(metric) if metric else None)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type]
 
 
 def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, RecordSummary]) -> Choice:
@@ -302,23 +336,36 @@ def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, Record
         planned = runs[0][0].point  # a sequential search's points are known from its records only
         point = planned if planned is not None else next(
             ((r.search or {}).get("point") for _, r in runs if r is not None and r.search), None)
-        scores = [val_score(r) if r is not None and r.status == "ok" else None for _, r in runs]
-        ok = all(s is not None for s in scores)
-        mean = sum(s for s in scores if s is not None) / len(scores) if ok else None
-        first = next((r for _, r in runs if r is not None and r.status == "ok"), None)
+        done = [r for _, r in runs if r is not None and r.status == "ok"]
+        ok = len(done) == len(runs)
+        mean = _mean([trial_score(r, search.select_by) for r in done]) if ok else None
+        first = done[0] if done else None
         cost = first.cost if first else {}
-        rows.append({"index": index, "point": point, "val": mean,
-                     "seeds": [t.seed for t, _ in runs], "run_ids": [t.run_id for t, _ in runs],
-                     "status": "ok" if ok else ",".join(sorted({r.status if r else "missing" for _, r in runs} - {"ok"})),
-                     "wall_s": sum(float((r.cost or {}).get("wall_s") or 0) for _, r in runs if r is not None)})
+        row = {"index": index, "point": point, "val": _mean([val_score(r) for r in done]) if ok else None,
+               "seeds": [t.seed for t, _ in runs], "run_ids": [t.run_id for t, _ in runs],
+               "status": "ok" if ok else ",".join(sorted({r.status if r else "missing" for _, r in runs} - {"ok"})),
+               "wall_s": sum(float((r.cost or {}).get("wall_s") or 0) for _, r in runs if r is not None)}
+        if ok and any("validators" in r.metrics for r in done):
+            # every validator's score and the test score of this point on the selection seeds: what the
+            # report needs to show which point each validator would have chosen, and what it scores
+            names = sorted({k for r in done for k in r.metrics.get("validators") or {}})
+            row["validators"] = {k: _mean([trial_score(r, k) for r in done]) for k in names}
+            row["test"] = _mean([test_score(r) for r in done])
+        rows.append(row)
         if mean is not None and point is not None:
             candidates.append((-mean, cost.get("trainable_params") or 0,
                                cost.get("train_flops") or 0, index, point))
+    if not candidates and search.select_by != "oracle" and any(r["status"] == "ok" for r in rows):
+        raise ValueError(f"no trial recorded the validator '{search.select_by}' (metrics.validators): select_by "
+                         "needs a pair with unlabeled target data (`unlabeled:`) and a strategy that trains its model "
+                         "in the loop")
     if not candidates:
         tried = "; ".join(f"#{r['index']} {r['point']}: {r['status']}" for r in rows[:5])
         raise ValueError(f"no point of the search finished on every selection seed ({len(rows)} point(s) tried; {tried})")
     neg, _, _, index, point = min(candidates)
-    summary = {**search.describe(), "chosen": point, "chosen_index": index, "val": -neg,
+    chosen = next(r for r in rows if r["index"] == index)
+    summary = {**search.describe(), "chosen": point, "chosen_index": index, "val": chosen["val"],
+               **({"score": -neg} if search.select_by != "oracle" else {}),
                **edge_summary(search, point, rows), "trials": rows, "tuning_wall_s": round(sum(r["wall_s"] for r in rows), 3)}
     return Choice(point=point, index=index, score=-neg, summary=summary)
 

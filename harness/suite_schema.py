@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from harness.config.schema import SEARCH_OPTIONS, SLUG, TRAIN_KEYS, TrainConfig
-from harness.search import DISTRIBUTIONS, SEARCH_METHODS
+from harness.search import DISTRIBUTIONS, SEARCH_METHODS, SELECT_BY
 from harness.suite import PAIR_KEYS, PRETRAIN_KEYS, TOP_KEYS
 
 SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema"
@@ -75,6 +75,10 @@ def _search(param_keys: set[str]) -> dict[str, Any]:
             "extend_edges": {"type": "integer", "minimum": 0, "maximum": 10,
                              "description": "grid: when the best point sits at a numeric key's edge, try up to "
                              "this many steps beyond it (the grid's ratio), one at a time (default 0)"},
+            "select_by": {"enum": list(SELECT_BY),
+                          "description": "what chooses the point: oracle (default: the pair's labelled validation "
+                                         "split), or a validator that reads no target label (source_val, dev, "
+                                         "entropy, snd; a pair with unlabeled target data)"},
         },
         "propertyNames": {"enum": sorted((TRAIN_KEYS | param_keys | SEARCH_OPTIONS) - {"label", "search"})},
         "additionalProperties": values,

@@ -53,7 +53,8 @@ class TrainConfig(Params):
         "Trainer's group_by_length): less padding, faster, but measured 1.5-2 F1 points lower on WNUT-16")
     norm_stats: Literal["frozen", "adapt"] = Field(
         "frozen", description="BatchNorm running statistics of modules whose weights do not train: frozen (the "
-        "source's, as in inference) or adapt (re-estimated on the target while training: AdaBN)")
+        "source's, as in inference) or adapt (updated on the training batches, frozen or not; for a domain-adaptation "
+        "pair those are the source domain's: AdaBN on unlabeled target data is the adabn strategy)")
     gpu_share: float = Field(
         1.0, gt=0, le=1, description="the fraction of one GPU a run needs on a Ray cluster: runs of 0.25 share a "
         "GPU four at a time (placement: not part of the run_id)")
@@ -69,7 +70,7 @@ TRAIN_KEYS = frozenset(TrainConfig.model_fields)
 PLACEMENT_KEYS = ("device", "num_workers", "timeout_s", "on_oom", "gpu_share")
 
 
-SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds", "extend_edges"})
+SEARCH_OPTIONS = frozenset({"method", "trials", "selection_seeds", "extend_edges", "select_by"})
 SPLIT_KEY = "split"  # unlabeled: {dataset: …, split: …}: which split of the other target (default train)
 
 

@@ -24,7 +24,7 @@ from harness.plan import RunSpec, closure, config_hash
 from harness.records import RunRecord, latest, now, results_lock, scan, sweep_temp, write_record
 from harness.run.options import ExecOptions
 from harness.run.progress import Progress
-from harness.search import choose, edge_point, next_point, val_score
+from harness.search import choose, edge_point, next_point, trial_score
 
 
 class Executor(Protocol):
@@ -120,7 +120,8 @@ class Graph:
         if spec.role == "trial":  # a sequential search: this point from the trials before it
             earlier = [self.nodes[d] for d in spec.depends_on if self.nodes[d].role == "trial"]
             history = [((self.records[t.run_id].search or {}).get("point"),
-                        val_score(self.records[t.run_id]) if self.records[t.run_id].status == "ok" else None)
+                        trial_score(self.records[t.run_id], spec.search.select_by)
+                        if self.records[t.run_id].status == "ok" else None)
                        for t in earlier if t.seed == spec.seed]
             salt = f"{spec.suite}/{spec.pair}/{spec.label}"
             point = next_point(spec.search, spec.trial_index or 0, [h for h in history if h[0] is not None], salt)
@@ -143,8 +144,8 @@ class Graph:
 
     def edge_slot(self, spec: RunSpec, inputs: dict[str, RunSpec]) -> Job | RunRecord:
         """A grid's extension slot (``extend_edges``): one step past the edge the best point so far
-        sits at (:func:`harness.search.edge_point`, over every earlier point's validation score
-        averaged across the selection seeds); the best point itself when it sits at no edge, whose
+        sits at (:func:`harness.search.edge_point`, over every earlier point's score under the
+        search's ``select_by`` averaged across the selection seeds); the best point itself when it sits at no edge, whose
         record is then reused rather than trained again."""
         by_index: dict[int, list[RunRecord]] = {}
         for d in spec.depends_on:
@@ -154,7 +155,7 @@ class Graph:
                 by_index.setdefault(node.trial_index or 0, []).append(self.records[d])
         earlier = []
         for _, recs in sorted(by_index.items()):
-            scores = [val_score(r) if r.status == "ok" else None for r in recs]
+            scores = [trial_score(r, spec.search.select_by) if r.status == "ok" else None for r in recs]
             point = self.concrete(recs[0].run_id).point if recs[0].status == "ok" else None
             ok = all(x is not None for x in scores)
             earlier.append((point, sum(scores) / len(scores) if ok else None))  # type: ignore[arg-type]

@@ -21,7 +21,9 @@ from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.stats import Summary, paired_gain
 from harness.targets.naming import qualified
 
-SOURCE_ONLY, ADAPTED, REFERENCE = "source only", "adapted", "target-supervised reference"
+SOURCE_ONLY, CONTROL, ADAPTED, REFERENCE = "source only", "control", "adapted", "target-supervised reference"
+ROLE_ORDER = {SOURCE_ONLY: 0, CONTROL: 1, ADAPTED: 2, REFERENCE: 3}
+ADABN = "adabn"
 
 
 def trained(r: Row) -> str:
@@ -36,6 +38,8 @@ def evaluated(r: Row) -> str:
 
 
 def role(r: Row) -> str:
+    if r.data.get("control"):  # AdaBN, a method with its loss weight 0: what a method's gain is measured against
+        return CONTROL
     if r.data.get("unlabeled_domain") or r.data.get("target_shots"):
         return ADAPTED
     return REFERENCE if trained(r) == evaluated(r) else SOURCE_ONLY
@@ -76,6 +80,11 @@ def baseline(rows: list[Row]) -> Row | None:
     return next((r for r in plain if r.strategy == "full_finetune"), plain[0] if plain else None)
 
 
+def adabn(rows: list[Row]) -> Row | None:
+    """The shift's AdaBN control (source only, scored with target BatchNorm statistics)."""
+    return next((r for r in rows if r.strategy == ADABN and r.n_ok), None)
+
+
 def gap_closed(r: Row, base: Row | None, ref: Row | None) -> str:
     if base is None or ref is None or r is base or r is ref or not r.n_ok:
         return DASH
@@ -106,6 +115,102 @@ def gap_line(rows: list[Row]) -> str:
             f"{100 * g['domain_error']:.1f} % on held-out rows, {g['rows_per_domain']} rows per domain).")
 
 
+LABEL_FREE = ("source_val", "dev", "entropy", "snd")  # harness/run/validators.py: what a run records
+
+
+def chosen_by(trials: list[dict], validator: str) -> dict | None:
+    """The point a validator would have chosen among a search's trial rows (its best mean score
+    over the selection seeds; the earlier point on a tie), or None when it scored none."""
+    scored = [(t["validators"][validator], -t["index"], t) for t in trials
+              if t.get("status") == "ok" and isinstance((t.get("validators") or {}).get(validator), int | float)]
+    return max(scored, key=lambda s: s[:2])[2] if scored else None
+
+
+def point_text(point: dict | None) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (point or {}).items())
+
+
+def selection_table(group: list[Row]) -> list[str]:
+    """Per searched row: the test score (selection seeds) of the point each validator would have
+    chosen, the oracle's, and the oracle's advantage over the label-free validators' mean."""
+    body = []
+    for r in sorted(group, key=lambda r: ROLE_ORDER[role(r)]):
+        trials = (r.search or {}).get("trials") or []
+        if role(r) == REFERENCE or not any(t.get("validators") for t in trials):
+            continue
+        picks = {v: chosen_by(trials, v) for v in ("oracle", *LABEL_FREE)}
+        oracle = picks["oracle"]
+        cells, free = [], []
+        for v in ("oracle", *LABEL_FREE):
+            t = picks[v]
+            test = t.get("test") if t else None
+            if v != "oracle" and isinstance(test, int | float):
+                free.append(test)
+            cells.append(DASH if not isinstance(test, int | float) else f"{100 * test:.2f} ({point_text(t['point'])})")
+        advantage = DASH
+        if oracle is not None and isinstance(oracle.get("test"), int | float) and free:
+            advantage = f"{100 * (oracle['test'] - sum(free) / len(free)):+.2f}"
+        body.append([f"`{r.pair}`", strategy_name(r), role(r), *cells, advantage])
+    if not body:
+        return []
+    seeds = sorted({s for r in group for s in (r.search or {}).get("selection_seeds") or []})
+    return ["Choosing without target labels: the test score (%, mean over the selection seed"
+            f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}) of the point each validator chooses "
+            "among a row's search trials — `oracle`: the evaluated domain's labelled validation split (how every "
+            "row above was chosen); `source_val`: the source domain's validation split; `dev`: importance-weighted "
+            "source validation (DEV); `entropy`: confident target predictions; `snd`: soft neighbourhood density "
+            "(docs/strategies.md, *Choosing hyperparameters without target labels*). Oracle's advantage: oracle − "
+            "the mean of the four label-free choices, in points: what the target labels were worth to the row.", "",
+            *table(["pair", "strategy", "role", "oracle", *LABEL_FREE, "oracle's advantage"], body, left=3), ""]
+
+
+def shared_conditions(group: list[Row]) -> str:
+    """What every row of a shift shares (input, budget, selection), read from the records; values
+    that differ between rows are listed with the rows that have them."""
+
+    def said(values: dict[str, list[str]], what: str) -> str:
+        if len(values) == 1:
+            return f"{what} {next(iter(values))}"
+        return f"{what} " + "; ".join(f"{v} ({', '.join(rows)})" for v, rows in values.items())
+
+    def collect(fn) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for r in group:
+            value = fn(r)
+            if value is not None:
+                out[value].append(r.label)
+        return dict(out)
+
+    trained = [r for r in group if r.budget.get("steps")]  # the closed-form rows train no steps
+    parts = []
+    size = collect(lambda r: f"{r.data['resolution']} px" if r.data.get("resolution") else
+                   f"{r.data['max_length']} tokens" if r.data.get("max_length") else None)
+    if size:
+        parts.append(said(size, "input"))
+    budget = collect(lambda r: f"{r.budget.get('epochs')} epochs × batch {r.budget.get('batch_size')}"
+                     + (f", {r.budget['max_train_samples']} training examples" if r.budget.get("max_train_samples")
+                        else "") if r in trained else None)
+    if budget:
+        parts.append(said(budget, "budget (rows that train in the loop)"))
+    space = collect(lambda r: ", ".join(f"{k} ∈ {v}" for k, v in (r.search or {}).get("space", {}).items())
+                    + f" chosen by {(r.search or {}).get('select_by', 'oracle')}" if r.search else None)
+    if space:
+        parts.append(said(space, "search"))
+    bn = collect(lambda r: r.data.get("bn_statistics"))
+    frozen = [r.label for r in group if r.data.get("bn_statistics") == "frozen"]
+    if frozen:
+        parts.append(f"frozen features ({', '.join(frozen)}): the probe's L-BFGS head on the raw (unstandardised) "
+                     "pooled features; subspace_alignment standardises each domain's before its PCA")
+    refs = [r.label for r in group if role(r) == REFERENCE]
+    controls = [r.label for r in group if role(r) == CONTROL]
+    plain = [r.label for r in group if role(r) == SOURCE_ONLY]
+    parts.append(f"source only: {', '.join(plain) or 'none'}; controls: {', '.join(controls) or 'none'}; "
+                 f"references (target labels, an upper bound): {', '.join(refs) or 'none'}")
+    if len(bn) > 1:
+        parts.append("BatchNorm statistics differ between rows (the BN statistics column)")
+    return "Every row here shares: " + "; ".join(parts) + "."
+
+
 def render_domain(rows: list[Row]) -> list[str]:
     """The section, or nothing when no row trains away from the domain it is scored on."""
     groups = shifts(rows)
@@ -114,9 +219,14 @@ def render_domain(rows: list[Row]) -> list[str]:
     out = ["## Domain adaptation", "",
            "Per shift (a source model and the domain it is evaluated on), every row of the suite scored on that "
            "domain: trained on the other domain only (source only), given the target domain's unlabeled data "
-           "(adapted), or trained on the evaluated domain's labels (the target-supervised reference: an upper "
-           "bound, not a method). Gain: seed-paired vs the source-only full fine-tune, with its 95% CI. Gap "
-           "closed: the share of the distance from source only to the reference that a row covers.", ""]
+           "(adapted), a control (AdaBN: source only scored with BatchNorm statistics re-estimated on the "
+           "unlabeled target data; `weight: 0`: a method's pipeline without its loss), or trained on the evaluated "
+           "domain's labels (the target-supervised reference: an upper bound, not a method). Gain: seed-paired vs "
+           "the source-only full fine-tune (and vs AdaBN, what a method adds beyond target statistics), with its "
+           "95% CI. Gap closed: the share of the distance from source only to the reference that a row covers. BN "
+           "statistics: the data behind the BatchNorm statistics a row is scored with (`labelled`: its training "
+           "batches; `labelled+target`: those and unlabeled target batches in train mode; `target`: re-estimated "
+           "on the unlabeled target data; `frozen`: the source model's; `none`: no BatchNorm).", ""]
     searched = any(r.search for group in groups.values() for r in group if role(r) != REFERENCE)
     out[-2] += (" Whatever a row chooses on validation (the probe's C" + ("; the learning rates searched here"
                 if searched else "") + ") it chooses on the evaluated domain's validation split: an unsupervised-DA "
@@ -127,15 +237,21 @@ def render_domain(rows: list[Row]) -> list[str]:
         base = baseline(group)
         refs = [r for r in group if role(r) == REFERENCE and r.n_ok]
         ref = max(refs, key=lambda r: r.score.mean) if refs else None
-        order = {SOURCE_ONLY: 0, ADAPTED: 1, REFERENCE: 2}
+        ada = adabn(group)
         body = []
-        for r in sorted(group, key=lambda r: order[role(r)]):  # stable: suite order within a role
+        for r in sorted(group, key=lambda r: ROLE_ORDER[role(r)]):  # stable: suite order within a role
             g: Summary | None = None if base is None or r is base else paired_gain(r.primary_seeds, base.primary_seeds)
-            body.append([f"`{r.pair}`", strategy_name(r), role(r), trained_on(r),
-                         pct(r.score) + (f" {ci(r.score)}" if r.score.n >= 2 else ""), gain(g),
-                         gap_closed(r, base, ref), f"{r.n_ok}/{r.n_ok + r.n_failed}"])
+            line = [f"`{r.pair}`", strategy_name(r), role(r), trained_on(r),
+                    pct(r.score) + (f" {ci(r.score)}" if r.score.n >= 2 else ""), gain(g)]
+            if ada is not None:
+                line.append(DASH if r is ada or role(r) in (SOURCE_ONLY, REFERENCE)
+                            else gain(paired_gain(r.primary_seeds, ada.primary_seeds)))
+            body.append([*line, gap_closed(r, base, ref), r.data.get("bn_statistics") or DASH,
+                         f"{r.n_ok}/{r.n_ok + r.n_failed}"])
         head = ["pair", "strategy", "role", "trained on", f"{primary} % (± std) [95% CI]",
-                f"gain vs {base.label if base else 'source only'}", "gap closed", "seeds ok"]
-        out += [f"### {source}, evaluated on {target}", "", gap_line(group), ""]
+                f"gain vs {base.label if base else 'source only'}", *([f"gain vs {ada.label}"] if ada else []),
+                "gap closed", "BN statistics", "seeds ok"]
+        out += [f"### {source}, evaluated on {target}", "", shared_conditions(group), "", gap_line(group), ""]
         out += [*table(head, body, left=4), ""]
+        out += selection_table(group)
     return out

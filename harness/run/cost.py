@@ -93,7 +93,9 @@ class Meter:
         }
 
 
-NOT_CHARGED = ("domain_gap",)  # phases timed beside a run, left out of its wall_s (and GPU-hours)
+# phases timed beside a run, left out of its wall_s (and GPU-hours): the domain gap a probe measures
+# for its pair, the label-free validators a DA run measures for model selection
+NOT_CHARGED = ("domain_gap", "validators")
 
 
 def gpu_energy_mj(device: torch.device) -> float | None:

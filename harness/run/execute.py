@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness import cache as store
@@ -18,7 +19,7 @@ from harness.errors import RunTimeout
 from harness.plan import PRETRAIN_EXPORT, PRETRAIN_INPUT, RunSpec
 from harness.records import RunRecord, now
 from harness.registry import SOURCES, STRATEGIES, TASKS
-from harness.run import alloc, cost, domain_gap, outputs
+from harness.run import alloc, cost, domain_gap, outputs, selection
 from harness.run.context import InputRun, RunContext
 from harness.run.loop import fit, place
 from harness.run.options import ExecOptions
@@ -212,6 +213,39 @@ def budget_of(spec: RunSpec, cfg, steps: int | None, examples: int | None, preci
             "reference": ref, "differs": differs, **check}
 
 
+def label_free(spec: RunSpec, strategy, model, data: TargetData, task, result, device: torch.device,
+               ctx: RunContext) -> dict[str, float | None]:
+    """Every validator's score of the trained model (:mod:`harness.run.selection`), so a search can
+    choose without target labels and the report can show what each would have chosen; timed as
+    ``cost.validators_s``, not charged to the run. A validator that cannot be computed (too few
+    rows, a singular fit) leaves the run ok and says why."""
+    from harness.targets.naming import evaluated_elsewhere
+
+    cfg = spec.train_config
+    try:
+        with ctx.phase("validators"):  # a measurement beside the run, not its cost (cost.NOT_CHARGED)
+            scores, ctx.notes["validators"] = selection.measure(
+                model, data, task, strategy.evaluating(model), result.val.get(task.primary), device,
+                cfg.eval_batch_size or 2 * cfg.batch_size, result.precision, evaluated_elsewhere(spec.target))
+    except (ValueError, np.linalg.LinAlgError) as e:
+        ctx.notes["validators"] = {"error": f"{type(e).__name__}: {e}"[:500]}
+        return {"oracle": result.val.get(task.primary)}
+    return scores
+
+
+def bn_statistics(strategy, model: torch.nn.Module, norm_stats: Mapping[str, Any]) -> str:
+    """Which data the BatchNorm statistics a run is scored with come from: the strategy's word
+    (:meth:`~harness.strategies.base.Strategy.bn_statistics`), ``none`` for a model without
+    BatchNorm, and the layers the frozen-module policy kept at the source's (``frozen``: all)."""
+    total = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not total:
+        return "none"
+    said, frozen = strategy.bn_statistics(), int(norm_stats.get("frozen_batchnorms") or 0)
+    if said.startswith("labelled") and frozen:
+        return "frozen" if frozen >= total else f"{said} ({frozen} of {total} frozen)"
+    return said
+
+
 def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report needs of a run's data: which examples, which domain it was trained and
     evaluated on, the unlabeled domain it adapted to (for strategies that use one) with the target
@@ -224,6 +258,7 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
     eval_domain = domain_name(evaluated) or split.get("eval_domain") or domain
     cls = STRATEGIES.get(spec.strategy) if spec.strategy in STRATEGIES else None
     adapts, labelled = (cls.uses_unlabeled, cls.uses_target_labels) if cls else (False, False)
+    control = cls.control(cls.Params.model_validate(spec.params)) if cls else None
     dataset = spec.target.get("dataset")
     return {"fingerprint": data_fingerprint(split), "eval_domain": eval_domain, "train_domain": domain,
             "unlabeled_domain": domain_name(spec.target.get("unlabeled")) if adapts else None,
@@ -235,7 +270,12 @@ def data_summary(spec: RunSpec, split: Mapping[str, Any], notes: Mapping[str, An
             "target_shots_domain": domain_name(spec.target.get("unlabeled")) if labelled and split.get("target_shots")
             else None,
             "domain_gap": (notes or {}).get("domain_gap"),
+            # where the BatchNorm statistics it was scored with come from, and what it controls for
+            "bn_statistics": ((notes or {}).get("norm_stats") or {}).get("statistics"),
+            "control": control,
             "source": spec.source.get("model"), "dataset": spec.target.get("dataset"),
+            # the input every row of a shift should share (the domain report's header says it)
+            "resolution": (split.get("preprocessing") or {}).get("size"), "max_length": spec.source.get("max_length"),
             "duplicates_across_splits": split.get("duplicates_across_splits") or {}}
 
 
@@ -276,10 +316,14 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
             result = fit(trained, data, task, strategy, cfg, device, spec.seed, meter, options.show_progress,
                          deadline, desc=run_title(spec))
             metrics = {**result.test, "val": result.val}
+            if trained is model and "unlabeled" in data.extra:  # a model over cached features has no such outputs
+                metrics["validators"] = label_free(spec, strategy, model, data, task, result, device, ctx)
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),
-                     "host_memory": host_memory, "norm_stats": result.norm_stats,
+                     "host_memory": host_memory,
+                     "norm_stats": {**result.norm_stats, "statistics": bn_statistics(strategy, model,
+                                                                                     result.norm_stats)},
                      "source_info": model.backbone.info, "head_init": model.backbone.head_init_used(model.head_init)}
             extra_cost = {
                 "trainable_params": trainable, "total_params": total,

@@ -55,8 +55,9 @@ def train_mode(model: nn.Module, norm_stats: str = "frozen", frozen_dropout: boo
       exactly what it computed before training — the features a linear probe caches.
     * ``norm_stats: frozen`` (the default): a BatchNorm layer whose own weights do not all train
       (or, without affine weights, whose parent's do not) keeps the source's running mean and
-      variance. ``adapt``: every BatchNorm re-estimates them on the target while training (AdaBN,
-      Li et al. 2016), frozen or not.
+      variance. ``adapt``: every BatchNorm, frozen or not, updates them on the training batches (the
+      target *task*'s data; for a domain-adaptation pair the labelled source domain's — AdaBN on
+      the unlabeled target domain is the ``adabn`` strategy's ``evaluating``).
     """
     model.train()
     if not frozen_dropout:
@@ -353,7 +354,7 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
             tally.flush()
         last = step >= total_steps or epoch == cfg.epochs - 1
         if (epoch + 1) % cfg.eval_every == 0 or last:
-            with phase("eval"):
+            with phase("eval"), strategy.evaluating(model):
                 val_metrics, val_preds = scored(model, val, task, data.label_names, device, eval_bs, precision)
             score = val_metrics.get(task.primary, float("nan"))
             result.curve.append({"epoch": epoch + 1, "step": step, "train_loss": tally.mean,
@@ -378,12 +379,12 @@ def fit(model, data: TargetData, task: Task, strategy, cfg: TrainConfig, device:
     if not result.val:  # no epoch ran (the strategy fitted its model itself)
         result.val = strategy.held_out_val() or {}
         if not result.val:
-            with phase("eval"):
+            with phase("eval"), strategy.evaluating(model):
                 result.val, result.predictions["val"] = scored(model, val, task, data.label_names, device, eval_bs,
                                                                precision)
     if best_state is not None:
         model.load_state_dict(best_state)
     result.steps = step
-    with phase("eval"):
+    with phase("eval"), strategy.evaluating(model):
         result.test, result.predictions["test"] = scored(model, test, task, data.label_names, device, eval_bs, precision)
     return result

@@ -11,6 +11,7 @@ cached features). The training loop calls these hooks and never branches on a st
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -132,6 +133,24 @@ class Strategy:
     def held_out_val(self) -> dict[str, Any] | None:
         """Validation metrics the strategy measured itself, when the model the loop would validate
         has since trained on the validation split (a probe refitted on train + val)."""
+        return None
+
+    def evaluating(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """Entered around every evaluation on the evaluated domain (val, test, the target side of the
+        label-free validators): what the model is while it is scored there (AdaBN: BatchNorm
+        statistics of the target domain), undone on exit so training goes on unchanged."""
+        return contextlib.nullcontext()
+
+    def bn_statistics(self) -> str:
+        """Which data the BatchNorm running statistics the model is scored with come from (the
+        record's ``data.bn_statistics``; docs/strategies.md, *BatchNorm statistics*): ``labelled``,
+        the labelled training batches in train mode (for a source-only row, the source domain)."""
+        return "labelled"
+
+    @classmethod
+    def control(cls, params: AnyParams) -> str | None:
+        """What this cell controls for, when it is a control row of domain adaptation (a DA
+        method's pipeline without its alignment loss); None for a method."""
         return None
 
     def report(self, model: nn.Module) -> dict[str, Any]:

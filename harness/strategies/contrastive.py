@@ -97,6 +97,14 @@ class Contrastive(Strategy):
         ctx.notes["contrastive_pairs"] = self.mode
         return model, data
 
+    @classmethod
+    def control(cls, params) -> str | None:
+        return "weight 0: the pipeline without its contrastive loss" if params.weight == 0 else None
+
+    def bn_statistics(self) -> str:
+        # across domains, the labelled target-domain batches go through the model in train mode too
+        return "labelled" if self.target is None else "labelled+target"
+
     def extra_loss(self, model, batch, out):
         a, ya = rows(out["features"], batch)
         if self.target is not None:

@@ -58,6 +58,10 @@ class Dann(UsesUnlabeled):
         self.domain_classifier = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)).to(ctx.device)
         return model, data
 
+    @classmethod
+    def control(cls, params) -> str | None:
+        return "domain_weight 0: the pipeline without its domain loss" if params.domain_weight == 0 else None
+
     def param_groups(self, model):
         named = [(f"domain_classifier.{n}", p) for n, p in self.domain_classifier.named_parameters()]
         return super().param_groups(model) + decay_groups(named, self.train.lr, self.train.weight_decay)

@@ -85,6 +85,11 @@ class UsesUnlabeled(Strategy):
         ctx.notes["unlabeled_examples"] = len(split)
         return model, data
 
+    def bn_statistics(self) -> str:
+        # the unlabeled batches go through the model in train mode too (each normalised by its own
+        # batch's statistics): the running statistics it is scored with average both domains
+        return "labelled+target"
+
     def progress(self) -> float:
         """Training progress in [0, 1] at this call (counts calls of :meth:`target_features`)."""
         return min(self.calls / self.total, 1.0)
@@ -115,6 +120,10 @@ class FeatureAlignment(UsesUnlabeled):
 
     def discrepancy(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def control(cls, params) -> str | None:
+        return "weight 0: the pipeline without its alignment loss" if params.weight == 0 else None
 
     def extra_loss(self, model, batch, out):
         features = out["features"]

@@ -94,6 +94,9 @@ class LinearProbe(Strategy):
     def trains_in_loop(self):
         return self.params.solver != "lbfgs"
 
+    def bn_statistics(self) -> str:
+        return "frozen"  # the source model's own: the backbone never runs in train mode
+
     def adapt(self, model, data, ctx):
         from harness.targets.naming import evaluated_elsewhere
 

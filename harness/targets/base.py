@@ -203,6 +203,9 @@ class TargetData:
     origins: dict[str, str] = field(default_factory=dict)
 
 
+SOURCE_VAL = "source_val"  # extra: the training domain's labelled val, when val and test are another domain's
+
+
 class LeakError(HarnessError):
     """Two splits share examples they must not (the run would select or stop on its test set)."""
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.targets.base import LeakError, Split, TargetData, TensorSplit, TokenSplit
+from harness.targets.base import SOURCE_VAL, LeakError, Split, TargetData, TensorSplit, TokenSplit
 from harness.targets.naming import SPLIT_KEY, domain_name
 
 if TYPE_CHECKING:
@@ -134,6 +134,7 @@ def with_domains(data: TargetData, target: dict[str, Any], ref: str,
         block = cross["eval_domain"]
         other = load(block)
         mapping = label_mapping(data.label_names, other.label_names, ref, block["dataset"])
+        extra.setdefault(SOURCE_VAL, data.splits["val"])  # the training domain's val: label-free selection reads it
         for k in ("val", "test"):
             splits[k] = relabel(other.splits[k], mapping)
             keys[k] = other.keys[k]

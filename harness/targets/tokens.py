@@ -25,6 +25,7 @@ from harness.digest import content_key
 from harness.errors import HarnessError
 from harness.registry import TARGETS
 from harness.targets.base import (
+    SOURCE_VAL,
     SplitParams,
     Target,
     TargetData,
@@ -245,6 +246,7 @@ class PackagedText(Target):
             shifted = token_target_data(noisy(sentences, p.split_seed), p, backbone, desc,
                                         carve_keys=sentence_keys(sentences))
             if p.eval_domain == "noisy":  # same split indices, same label list: only the words differ
+                data.extra[SOURCE_VAL] = data.splits["val"]  # the training domain's: label-free selection reads it
                 data.splits.update(val=shifted.splits["val"], test=shifted.splits["test"])
                 data.keys.update(val=shifted.keys["val"], test=shifted.keys["test"])
             if p.domain == "noisy":  # the labelled training tweets in the noisy domain
@@ -362,6 +364,7 @@ def tiny_ner(params: dict[str, Any], backbone) -> TargetData:
     shifted = tiny_sentences(n, np.random.default_rng(p.split_seed + 1), first_letter=13, max_entity=4)
     other = token_target_data(shifted, p, backbone, "synthetic")  # split like the original sentences
     if params.get("eval_domain") == "shifted":
+        data.extra[SOURCE_VAL] = data.splits["val"]
         data = replace(data, splits={**data.splits, "val": other.splits["val"], "test": other.splits["test"]},
                        keys={**data.keys, "val": other.keys["val"], "test": other.keys["test"]},
                        split_info={**data.split_info, "eval_domain": "shifted"})

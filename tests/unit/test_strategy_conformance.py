@@ -30,6 +30,7 @@ PAIRS = {
 # and ``pairs`` (extra keys merged into each pair, e.g. more tasks).
 SUITE_CONTEXT: dict[str, dict | Callable[[str], dict]] = {
     "distill": {"params": {"teacher": "full_finetune"}, "with": [{"full_finetune": {}}]},
+    "adabn": {"target": {"unlabeled": "shifted"}},
     "dann": {"target": {"unlabeled": "shifted"}},
     "coral": {"target": {"unlabeled": "shifted"}},
     "mmd": {"target": {"unlabeled": "shifted"}},

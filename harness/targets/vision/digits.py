@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from harness.registry import TARGETS
 from harness.targets.base import (
+    SOURCE_VAL,
     SplitParams,
     Target,
     TargetData,
@@ -76,6 +77,9 @@ def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: lis
     splits = {k: TensorSplit({"pixel_values": to_model_input((images if k == "train" else held_out)[v], spec),
                               "labels": y[v]}) for k, v in parts.items()}
     extra = {k: TensorSplit({"pixel_values": to_model_input(imgs, spec)}) for k, imgs in (domains or {}).items()}
+    if eval_images is not None:  # the training domain's own val: label-free model selection reads it
+        extra[SOURCE_VAL] = TensorSplit({"pixel_values": to_model_input(images[parts["val"]], spec),
+                                         "labels": y[parts["val"]]})
     if unlabeled is not None:
         extra["unlabeled"] = TensorSplit({"pixel_values": to_model_input(unlabeled[parts["train"]], spec)})
         if target_shots:
