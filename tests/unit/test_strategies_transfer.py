@@ -287,6 +287,10 @@ def test_digits_shifted_domain_keeps_labels_and_exposes_unlabeled_train_images()
     unl = da.extra["unlabeled"]
     assert len(unl) == len(da.splits["train"]) and "labels" not in unl.tensors
     assert not base.extra
+    # the training domain's own val, for the label-free validators: the original images, labelled
+    source_val = da.extra["source_val"]
+    assert torch.equal(source_val.tensors["pixel_values"], base.splits["val"].tensors["pixel_values"])
+    assert torch.equal(source_val.tensors["labels"], base.splits["val"].tensors["labels"])
     parity = load("digits", {"image_size": 8, "labels": "parity"}, "image-classification", backbone)
     assert parity.label_names == ["even", "odd"]
     torch.testing.assert_close(parity.splits["test"].tensors["labels"], base.splits["test"].tensors["labels"] % 2)

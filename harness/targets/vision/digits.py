@@ -77,7 +77,8 @@ def image_target_data(images: torch.Tensor, labels: np.ndarray, label_names: lis
     splits = {k: TensorSplit({"pixel_values": to_model_input((images if k == "train" else held_out)[v], spec),
                               "labels": y[v]}) for k, v in parts.items()}
     extra = {k: TensorSplit({"pixel_values": to_model_input(imgs, spec)}) for k, imgs in (domains or {}).items()}
-    if eval_images is not None:  # the training domain's own val: label-free model selection reads it
+    if eval_images is not None and eval_images is not images:
+        # val and test in another domain: label-free model selection reads the training domain's val
         extra[SOURCE_VAL] = TensorSplit({"pixel_values": to_model_input(images[parts["val"]], spec),
                                          "labels": y[parts["val"]]})
     if unlabeled is not None:
