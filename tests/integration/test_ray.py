@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cluster():
     """Two CPUs and two logical GPUs; GPU tasks hold no CPU slot, so two run at once."""
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a fresh instance, never a cluster that happens to run on this machine
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -58,7 +59,7 @@ def test_ray_gives_the_local_records_in_dependency_order(cluster, write_suite, t
     assert all(r.env["device"] == "cpu" for r in done)  # no CUDA here: `auto` fell back to the CPU
 
 
-def meet(job: Job, options: ExecOptions, expected: int, wait_s: float = 45.0):
+def meet(job: Job, options: ExecOptions, expected: int, wait_s: float = 240.0):
     """A run that only meets the others: it says where it runs, then waits until ``expected`` runs
     have started (or ``wait_s`` passed) and writes how many it saw. Tasks that Ray cannot run at
     once would each wait out ``wait_s`` and see fewer."""
