@@ -36,7 +36,9 @@ SEARCH_METHODS = ("grid", "random", "tpe")
 # what a trial is scored by: ``oracle``, the primary metric on the pair's own validation split (for a
 # DA pair the evaluated domain's, labels and all); or a validator that reads no target label, from
 # the trial record's ``metrics.validators`` (harness/run/validators.py; docs/strategies.md)
-SELECT_BY = ("oracle", "source_val", "dev", "entropy", "snd")
+# the validators a run with unlabeled target data records (harness.run.validators) and select_by names
+LABEL_FREE = ("source_val", "dev", "entropy", "snd")
+SELECT_BY = ("oracle", *LABEL_FREE)
 DISTRIBUTIONS = ("log_uniform", "uniform", "int")
 MAX_GRID_POINTS = 1000
 
@@ -99,6 +101,12 @@ class Search:
             if len(nums) == len(values) and chosen[k] in (min(nums), max(nums)):
                 edge.append(k)
         return edge
+
+
+def point_text(point: Mapping[str, Any] | None, sep: str = " ") -> str:
+    """A search point as a person reads it: ``lr=0.001 weight_decay=0`` (floats by ``:g``, so a
+    learning rate shows as 0.001 or 1e-05, not 0.0010000000000000002)."""
+    return sep.join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (point or {}).items())
 
 
 def draw(spec: Any, rng) -> Any:
@@ -434,8 +442,8 @@ def tried_values(search: Search, points: Sequence[Mapping[str, Any] | None]) -> 
 
 
 def edge_point(search: Search, earlier: Sequence[tuple[dict[str, Any] | None, float | None]]) -> dict[str, Any]:
-    """The point of a grid's next extension slot from the points before it and their validation
-    scores (averaged over the selection seeds): the best point so far with its first key that sits
+    """The point of a grid's next extension slot from the points before it and their scores (the
+    search's ``select_by``, averaged over the selection seeds): the best point so far with its first key that sits
     at an edge of the values tried moved one step beyond it (:func:`beyond`); the best point itself
     when none does, which the driver finds already computed (a slot that costs nothing)."""
     scored = [(s, i, p) for i, (p, s) in enumerate(earlier) if p is not None and s is not None]

@@ -19,6 +19,7 @@ from dataclasses import replace
 from harness.report.aggregate import Row
 from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.stats import Summary, paired_gain
+from harness.search import LABEL_FREE, point_text
 from harness.targets.naming import qualified
 
 SOURCE_ONLY, CONTROL, ADAPTED, REFERENCE = "source only", "control", "adapted", "target-supervised reference"
@@ -115,7 +116,6 @@ def gap_line(rows: list[Row]) -> str:
             f"{100 * g['domain_error']:.1f} % on held-out rows, {g['rows_per_domain']} rows per domain).")
 
 
-LABEL_FREE = ("source_val", "dev", "entropy", "snd")  # harness/run/validators.py: what a run records
 
 
 def chosen_by(trials: list[dict], validator: str) -> dict | None:
@@ -124,10 +124,6 @@ def chosen_by(trials: list[dict], validator: str) -> dict | None:
     scored = [(t["validators"][validator], -t["index"], t) for t in trials
               if t.get("status") == "ok" and isinstance((t.get("validators") or {}).get(validator), int | float)]
     return max(scored, key=lambda s: s[:2])[2] if scored else None
-
-
-def point_text(point: dict | None) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (point or {}).items())
 
 
 def selection_table(group: list[Row]) -> list[str]:
@@ -146,7 +142,7 @@ def selection_table(group: list[Row]) -> list[str]:
             test = t.get("test") if t else None
             if v != "oracle" and isinstance(test, int | float):
                 free.append(test)
-            cells.append(DASH if not isinstance(test, int | float) else f"{100 * test:.2f} ({point_text(t['point'])})")
+            cells.append(DASH if not isinstance(test, int | float) else f"{100 * test:.2f} ({point_text(t['point'], ', ')})")
         advantage = DASH
         if oracle is not None and isinstance(oracle.get("test"), int | float) and free:
             advantage = f"{100 * (oracle['test'] - sum(free) / len(free)):+.2f}"

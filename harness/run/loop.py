@@ -119,11 +119,27 @@ def place(data: TargetData, device: torch.device, num_workers: int = 0) -> Targe
     return replace(data, splits=moved)  # keys, origins and the rest travel with the splits
 
 
+@contextlib.contextmanager
+def inference(model: nn.Module):
+    """``model`` in eval mode inside; on exit every module's own training flag back, module by
+    module (a frozen BatchNorm inside a training model stays frozen)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+
+
 @torch.inference_mode()
 def predict(model, split: Split, label_names, device, batch_size: int, precision: str) -> tuple[Predictions, float]:
     """Predictions on a split and the mean loss over its labelled positions."""
-    modes = [(m, m.training) for m in model.modules()]  # restored module by module (frozen BatchNorms stay so)
-    model.eval()
+    with inference(model):
+        return _predict(model, split, label_names, device, batch_size, precision)
+
+
+def _predict(model, split: Split, label_names, device, batch_size: int, precision: str) -> tuple[Predictions, float]:
     y_true, y_pred, seq, losses, count = [], [], [], 0.0, 0
     for batch in split.batches(batch_size):
         batch = to_device(batch, device)
@@ -142,8 +158,6 @@ def predict(model, split: Split, label_names, device, batch_size: int, precision
             if labels.ndim == 2:
                 idx = idx.unsqueeze(1).expand_as(labels)
             seq.append(idx[mask].cpu())
-    for m, mode in modes:
-        m.train(mode)
     preds = Predictions(
         y_true=torch.cat(y_true).numpy(), y_pred=torch.cat(y_pred).numpy(), label_names=list(label_names),
         seq_index=torch.cat(seq).numpy() if seq else None, sequences=split.sequences,

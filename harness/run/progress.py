@@ -17,16 +17,7 @@ from tqdm.auto import tqdm
 
 from harness.plan import RunSpec
 from harness.records import RunRecord
-
-
-def _value(v: Any) -> str:
-    # `:g` shows a learning rate as 0.001 or 1e-05, not 0.0010000000000000002
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def point_text(point: dict[str, Any] | None) -> str:
-    """A search point as ``lr=0.001 weight_decay=0``."""
-    return " ".join(f"{k}={_value(v)}" for k, v in (point or {}).items())
+from harness.search import point_text
 
 
 def run_title(spec: RunSpec) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from harness.run import validators
-from harness.run.loop import autocast, scored
+from harness.run.loop import autocast, inference, scored
 from harness.run.seed import SUBSAMPLE_SEED
 from harness.targets.base import SOURCE_VAL, Split, TargetData
 from harness.tasks import Task
@@ -34,10 +34,8 @@ def outputs(model: torch.nn.Module, split: Split, device: torch.device, batch_si
             precision: str) -> dict[str, np.ndarray]:
     """Per example: pooled features and the mean task loss over its labelled positions (NaN without
     labels); per row (an image, or a labelled word / any non-padding token): logits."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     pooled, losses, logits = [], [], []
-    try:
+    with inference(model):
         for batch in split.batches(batch_size):
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast(device, precision):
@@ -62,9 +60,6 @@ def outputs(model: torch.nn.Module, split: Split, device: torch.device, batch_si
                 known = labels >= 0
                 per = torch.nn.functional.cross_entropy(scores, labels.clamp_min(0), reduction="none")
                 losses.append(torch.where(known, per, torch.nan))
-    finally:
-        for m, mode in modes:
-            m.train(mode)
     return {"pooled": torch.cat(pooled).cpu().double().numpy(), "loss": torch.cat(losses).cpu().double().numpy(),
             "logits": torch.cat(logits).cpu().double().numpy()}
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-LABEL_FREE = ("source_val", "dev", "entropy", "snd")
+from harness.search import LABEL_FREE
+
 VALIDATORS = (*LABEL_FREE, "oracle")
 SND_TEMPERATURE = 0.05
 SND_MAX_ROWS = 2000  # an n × n similarity matrix: token rows are subsampled (fixed seed) beyond this
