@@ -48,8 +48,8 @@ class Bug:
 
 BUGS = [
     Bug("eval-train-mode", "evaluation mode", "harness/run/loop.py",
-        "    model.eval()\n    y_true, y_pred, seq, losses, count",
-        "    model.train()\n    y_true, y_pred, seq, losses, count",
+        "    model.eval()\n    try:\n        yield",
+        "    model.train()\n    try:\n        yield",
         "evaluation runs the model in train mode (BatchNorm batch statistics, dropout on)"),
     Bug("optimizer-lr", "optimizer", "harness/strategies/base.py",
         "return decay_groups(named, self.train.lr, self.train.weight_decay)",
