@@ -106,6 +106,9 @@ class Row:
     # or CI_FALLBACK (the bootstrap was asked for; the cell kept no usable predictions: t over seeds)
     ci: str = "t"
     gains: dict[str, Summary] = field(default_factory=dict)  # baseline strategy → gain in the primary metric
+    # {seed: {content key: score}} on test when every ok seed kept its predictions (report/evidence.py sets
+    # it): the paired bootstrap of the CIs, the bold and the gains reads it
+    examples: dict[int, dict] | None = field(default=None, repr=False, compare=False)
     pareto: bool = False
     convergence: Convergence | None = None  # None: no curve of two evaluations (a closed-form fit)
     adequacy: Adequacy | None = None  # the budget check's verdict (report/evidence.py:budget_checks), when run
@@ -251,7 +254,7 @@ def convergence(records: list[RecordSummary], curve_key: str) -> Convergence | N
                        seeds=len(rises))
 
 
-def _baseline(rows: list[Row], strategy: str) -> Row | None:
+def baseline_row(rows: list[Row], strategy: str) -> Row | None:
     """The row of ``strategy`` (the one labelled like the strategy when several are)."""
     found = [r for r in rows if r.strategy == strategy]
     return next((r for r in found if r.label == strategy), found[0] if found else None)
@@ -286,7 +289,7 @@ def annotate(rows: list[Row]) -> None:
             r.vs_best = difference(r.primary_seeds, top.primary_seeds)
             r.tied = not r.vs_best.significant
     for base_name in GAIN_BASELINES:
-        base = _baseline(rows, base_name)
+        base = baseline_row(rows, base_name)
         if base is None or not base.primary_seeds:
             continue
         for r in rows:

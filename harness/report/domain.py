@@ -6,8 +6,9 @@ record's ``evaluated_on``) that some row trains away from (its ``trained_on`` di
 of the suite with the same source and evaluated domain joins it, whichever pair it sits in: the rows trained on
 the other domain without target data (source only), those given the target domain's unlabeled
 data (or a few of its labels: supervised DA), and those trained on the evaluated domain itself (the
-target-supervised reference, an upper bound, not a method). Gains are seed-paired against the
-source-only full fine-tune (or the first source-only row); *gap closed* is the share of the
+target-supervised reference, an upper bound, not a method). Gains are paired against the
+source-only full fine-tune (by seed and test example when both rows kept predictions:
+:func:`harness.report.evidence.row_gain`; else by seed) (or the first source-only row); *gap closed* is the share of the
 distance from source-only to the reference that a method covers.
 """
 
@@ -18,7 +19,8 @@ from dataclasses import replace
 
 from harness.report.aggregate import Row
 from harness.report.format import DASH, ci, gain, pct, strategy_name, table
-from harness.report.stats import Summary, paired_gain
+from harness.report.evidence import row_gain
+from harness.report.stats import Summary
 from harness.search import LABEL_FREE, point_text
 from harness.targets.naming import qualified
 
@@ -217,9 +219,10 @@ def render_domain(rows: list[Row]) -> list[str]:
            "domain: trained on the other domain only (source only), given the target domain's unlabeled data "
            "(adapted), a control (AdaBN: source only scored with BatchNorm statistics re-estimated on the "
            "unlabeled target data; `weight: 0`: a method's pipeline without its loss), or trained on the evaluated "
-           "domain's labels (the target-supervised reference: an upper bound, not a method). Gain: seed-paired vs "
+           "domain's labels (the target-supervised reference: an upper bound, not a method). Gain: paired vs "
            "the source-only full fine-tune (and vs AdaBN, what a method adds beyond target statistics), with its "
-           "95% CI. Gap closed: the share of the distance from source only to the reference that a row covers. BN "
+           "95% CI (the paired bootstrap over seeds and test examples when both rows kept their predictions, "
+           "else the t interval over seeds; `0 (same predictions)`: the two rows agree on every test example). Gap closed: the share of the distance from source only to the reference that a row covers. BN "
            "statistics: the data behind the BatchNorm statistics a row is scored with (`labelled`: its training "
            "batches; `labelled+target`: those and unlabeled target batches in train mode; `target`: re-estimated "
            "on the unlabeled target data; `frozen`: the source model's; `none`: no BatchNorm).", ""]
@@ -236,12 +239,12 @@ def render_domain(rows: list[Row]) -> list[str]:
         ada = adabn(group)
         body = []
         for r in sorted(group, key=lambda r: ROLE_ORDER[role(r)]):  # stable: suite order within a role
-            g: Summary | None = None if base is None or r is base else paired_gain(r.primary_seeds, base.primary_seeds)
+            g: Summary | None = None if base is None or r is base else row_gain(r, base)
             line = [f"`{r.pair}`", strategy_name(r), role(r), trained_on(r),
                     pct(r.score) + (f" {ci(r.score)}" if r.score.n >= 2 else ""), gain(g)]
             if ada is not None:
                 line.append(DASH if r is ada or role(r) in (SOURCE_ONLY, REFERENCE)
-                            else gain(paired_gain(r.primary_seeds, ada.primary_seeds)))
+                            else gain(row_gain(r, ada)))
             body.append([*line, gap_closed(r, base, ref), r.data.get("bn_statistics") or DASH,
                          f"{r.n_ok}/{r.n_ok + r.n_failed}"])
         head = ["pair", "strategy", "role", "trained on", f"{primary} % (± std) [95% CI]",

@@ -12,6 +12,11 @@ pair's best unless the paired bootstrap of their difference, by seed and content
   over each test sentence's ``[entities right, predicted, gold]`` (seqeval's strict IOB2 counts,
   :func:`harness.metrics.entity_counts`): sentences are resampled, whole.
 
+The gains over a baseline (the leaderboard's "gain vs scratch / linear_probe", the domain view's
+gains) are the same paired bootstraps when both cells have predictions (:func:`row_gain`). An
+entity-F1 cell that found no entity on any seed scores 0 on every resample; its interval's upper
+end is then the exact binomial bound (:func:`harness.report.stats.no_entity_f1_bound`).
+
 Any other cell keeps the t interval and the seed-paired test (``Row.ci`` says which).
 """
 
@@ -27,13 +32,18 @@ import numpy as np
 from harness.metrics import entity_counts, f1_of_counts
 from harness.predictions import DamagedPredictions, SplitPredictions, load
 from harness.records import RecordSummary, latest, suite_dir
-from harness.report.aggregate import CI_FALLBACK, Adequacy, Row
+from harness.report.aggregate import CI_FALLBACK, GAIN_BASELINES, Adequacy, Row, baseline_row
 from harness.report.stats import (
     N_BOOT,
+    Difference,
+    Summary,
+    as_gain,
     count_bootstrap,
     hierarchical_bootstrap,
+    no_entity_f1_bound,
     paired_bootstrap,
     paired_count_bootstrap,
+    paired_gain,
 )
 from harness.search import val_score
 
@@ -124,20 +134,50 @@ def bootstrap_rows(rows: list[Row], records: Iterable[RecordSummary], results: s
         rng = np.random.default_rng(seed)
         lo, hi = hierarchical_bootstrap(aligned, n_boot, rng) if aligned[0].ndim == 1 \
             else count_bootstrap(aligned, f1_of_counts, n_boot, rng)
+        if aligned[0].ndim == 2 and not any(a[:, 0].any() for a in aligned):  # no entity found, any seed
+            lo, hi = 0.0, no_entity_f1_bound(int(aligned[0][:, 2].sum()))
         row.metrics[row.primary or ""] = replace(row.score, interval=(lo, hi), ci95=(hi - lo) / 2)
         row.ci = "bootstrap"
+        row.examples = scores
     best: dict[tuple, Row] = {(r.suite, r.smoke, r.group): r for r in rows if r.best}
     for row in rows:
         top = best.get((row.suite, row.smoke, row.group))
         if top is None or row is top or row.rank is None or id(row) not in cells or id(top) not in cells:
             continue
-        rng = np.random.default_rng(seed)
-        if row.primary in COUNTED:
-            row.vs_best = paired_count_bootstrap(cells[id(row)], cells[id(top)], f1_of_counts, n_boot, rng)
-        else:
-            row.vs_best = paired_bootstrap(cells[id(row)], cells[id(top)], n_boot, rng)
+        row.vs_best = paired_difference(row, top, n_boot, seed)
         row.tied = not row.vs_best.significant
+    by_group: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_group[(row.suite, row.smoke, row.group)].append(row)
+    for group in by_group.values():
+        for name in GAIN_BASELINES:
+            base = baseline_row(group, name)
+            for row in group:
+                if name in row.gains and base is not None:
+                    row.gains[name] = row_gain(row, base, n_boot, seed)
     return len(cells)
+
+
+def paired_difference(a: Row, b: Row, n_boot: int = N_BOOT, seed: int = 0) -> Difference:
+    """``a − b`` in the primary metric by the paired bootstrap over seeds and test examples (both
+    rows' ``examples``: :func:`bootstrap_rows` set them): per example for accuracy, per sentence's
+    entity counts for F1."""
+    assert a.examples is not None and b.examples is not None
+    rng = np.random.default_rng(seed)
+    if a.primary in COUNTED:
+        return paired_count_bootstrap(a.examples, b.examples, f1_of_counts, n_boot, rng)
+    return paired_bootstrap(a.examples, b.examples, n_boot, rng)
+
+
+def row_gain(a: Row, b: Row, n_boot: int = N_BOOT, seed: int = 0) -> Summary:
+    """The gain of row ``a`` over row ``b`` in the primary metric: the paired bootstrap when both kept
+    their predictions (the test set's sampling counted: a deterministic pair gets a width), else the
+    seed-paired t interval (:func:`harness.report.stats.paired_gain`)."""
+    if a.examples is not None and b.examples is not None and a.primary == b.primary:
+        d = paired_difference(a, b, n_boot, seed)
+        if not np.isnan(d.mean):
+            return as_gain(d)
+    return paired_gain(a.primary_seeds, b.primary_seeds)
 
 
 def budget_checks(rows: list[Row], records: Iterable[RecordSummary], results: str | Path, n_boot: int = N_BOOT,

@@ -45,11 +45,18 @@ def human(n: float | None) -> str:
     return f"{n:.0f}" if isinstance(n, float) else str(n)
 
 
+SAME = "0 (same predictions)"  # a paired bootstrap with no width: the two cells agree on every test example
+
+
 def gain(g: Summary | None) -> str:
-    """A difference of two metrics in [0, 1], its interval clipped to [−100, +100] points."""
-    if g is None or g.n == 0:
+    """A difference of two metrics in [0, 1], its interval clipped to [−100, +100] points (a
+    bootstrap's interval stands with one seed too; a t interval needs two)."""
+    if g is None or g.n == 0 or math.isnan(g.mean):
         return DASH
-    interval = "" if g.n < 2 or math.isnan(g.ci95) else f" [{100 * max(g.low, -1):+.2f}, {100 * min(g.high, 1):+.2f}]"
+    if g.interval is not None and g.interval[0] == g.interval[1] == g.mean == 0:
+        return SAME  # not a zero-width interval: no resample of the test set can tell the two apart
+    shown = g.interval is not None and not math.isnan(g.low) or g.n >= 2 and not math.isnan(g.ci95)
+    interval = f" [{100 * max(g.low, -1):+.2f}, {100 * min(g.high, 1):+.2f}]" if shown else ""
     return f"{100 * g.mean:+.2f}{interval}"
 
 

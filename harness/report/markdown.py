@@ -51,6 +51,12 @@ BOOTSTRAP_LEGEND = (
     "cannot be told apart). "
 )
 
+BOOTSTRAP_GAINS = (
+    "Gains are paired differences in points with their 95% CI: the same paired bootstrap over seeds and test "
+    "examples where both cells kept their predictions, else seed-paired t; `0 (same predictions)`: the two "
+    "cells agree on every test example. "
+)
+
 
 BUDGET_CHECK_LEGEND = (
     " Cells with a budget check (`budget_check: true`; the converged column says 2×): ↗ means instead that "
@@ -62,7 +68,8 @@ BUDGET_CHECK_LEGEND = (
 
 def legend(rows: Sequence[Row]) -> str:
     """The legend; its first sentences say which procedure made the CIs and the bold."""
-    text = LEGEND if not any(r.ci == "bootstrap" for r in rows) else BOOTSTRAP_LEGEND + LEGEND[LEGEND.index("Gains are"):]
+    text = LEGEND if not any(r.ci == "bootstrap" for r in rows) else BOOTSTRAP_LEGEND + BOOTSTRAP_GAINS \
+        + LEGEND[LEGEND.index("◆"):]
     return text + (BUDGET_CHECK_LEGEND if any(r.adequacy is not None for r in rows) else "")
 
 

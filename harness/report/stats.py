@@ -211,6 +211,22 @@ def hierarchical_bootstrap(per_seed_correct: list[np.ndarray], n_boot: int = N_B
     return _interval(_replicates(per_seed_correct, n_boot, rng or np.random.default_rng(0)))
 
 
+def no_entity_f1_bound(gold: int) -> float:
+    """The 95% upper bound of entity F1 for a cell that found none of ``gold`` test entities on any
+    seed: every resample scores 0, so the bootstrap has no width. Recall's exact binomial
+    (Clopper–Pearson) upper bound with 0 hits in ``gold`` trials, R = 1 − 0.025^(1/gold), gives
+    F1 ≤ 2R / (1 + R) (precision at most 1)."""
+    if gold <= 0:
+        return math.nan
+    recall = 1 - 0.025 ** (1 / gold)
+    return 2 * recall / (1 + recall)
+
+
+def as_gain(d: Difference) -> Summary:
+    """A bootstrapped difference as a gain column's :class:`Summary` (its percentile interval kept)."""
+    return Summary(d.n, d.mean, math.nan, d.ci95, d.interval)
+
+
 def paired_bootstrap(a: Mapping[int, Mapping[str, float]], b: Mapping[int, Mapping[str, float]],
                      n_boot: int = N_BOOT, rng: np.random.Generator | None = None) -> Difference:
     """The difference of two cells scored on the same examples, paired by seed and content key:

@@ -3,10 +3,13 @@ F1 per sentence); ``--ci seeds`` the t report as before; cells without predictio
 
 from __future__ import annotations
 
+import pytest
+
 from harness import api
 from harness.records import scan
-from harness.report.aggregate import CI_FALLBACK, aggregate
-from harness.report.evidence import bootstrap_rows
+from harness.report.aggregate import CI_FALLBACK, Row, aggregate
+from harness.report.evidence import bootstrap_rows, row_gain, value_of
+from harness.report.format import SAME, gain
 from harness.report.markdown import LEGEND
 from tests.conftest import TINY_SUITE
 
@@ -85,3 +88,70 @@ def test_entity_f1_cells_get_a_bootstrap_over_sentences(write_suite, tmp_path):
     assert before["linear_probe"].low == before["linear_probe"].high and probe.score.high > probe.score.low
     other = next(r for r in rows if not r.best)
     assert other.vs_best is not None and other.vs_best.method == "bootstrap"
+
+
+# --- gains: the same paired bootstrap as the CIs and the bold, so that two deterministic cells (one fit
+# for every seed) a few test examples apart do not get a zero-width gain ---
+
+def _row(label: str, per_seed: dict[int, dict], primary: str = "accuracy") -> Row:
+    from harness.report.stats import summarize
+
+    scores = {s: value_of(v) for s, v in per_seed.items()}
+    row = Row("s", "p", label, label, "image-classification", primary, False, n_ok=len(per_seed))
+    row.by_seed[primary] = scores
+    row.metrics[primary] = summarize(list(scores.values()))
+    row.examples = per_seed
+    return row
+
+
+def _deterministic(wrong: set[int], n: int = 359) -> dict[int, dict]:
+    one = {f"k{i}": 0.0 if i in wrong else 1.0 for i in range(n)}
+    return {s: dict(one) for s in range(3)}
+
+
+def test_a_gain_between_deterministic_cells_a_few_examples_apart_has_the_test_sets_width():
+    from harness.report.stats import paired_gain
+
+    a = _row("a", _deterministic(set(range(100))))
+    b = _row("b", _deterministic(set(range(103))))  # 3 of 359 examples more wrong
+    t = paired_gain(a.primary_seeds, b.primary_seeds)
+    assert t.low == t.high  # the old gain: zero width by t over identical seeds
+    g = row_gain(a, b)
+    assert g.mean == pytest.approx(3 / 359) and g.interval is not None
+    assert g.low <= 0 < g.mean < g.high  # a width, and 3 images are not a significant gain
+    assert gain(g).startswith("+0.84 [") and "[+0.84, +0.84]" not in gain(g)
+    b.examples = None  # no predictions on one side: the seed-paired t, as before
+    assert row_gain(a, b) == t
+
+
+def test_two_cells_with_the_same_predictions_say_so_instead_of_a_zero_width_gain():
+    a, b = _row("a", _deterministic({1, 2})), _row("b", _deterministic({1, 2}))
+    assert gain(row_gain(a, b)) == SAME
+
+
+def test_bootstrap_rows_puts_the_paired_bootstrap_in_the_gain_columns(write_suite, tmp_path):
+    results = tmp_path / "results"
+    api.run(write_suite(SUITE), "local", results)
+    records = scan(results)[0]
+    rows = aggregate(records)
+    annotate_gains = {r.label: dict(r.gains) for r in rows}
+    assert "linear_probe" in annotate_gains["full_finetune"]
+    bootstrap_rows(rows, records, results)
+    ft = next(r for r in rows if r.label == "full_finetune")
+    g = ft.gains["linear_probe"]
+    assert g.interval is not None and g.mean == pytest.approx(annotate_gains["full_finetune"]["linear_probe"].mean)
+
+
+def test_a_cell_that_finds_no_entity_gets_the_binomial_bound_not_a_point(monkeypatch):
+    from harness.report import evidence
+
+    gold = 40
+    counts = {f"s{i}": [0, 0, 1] for i in range(gold)}  # 40 sentences of one gold entity each; none predicted
+    row = _row("mmd", {s: dict(counts) for s in range(3)}, primary="f1")
+    row.best = True
+    monkeypatch.setattr(evidence, "_cells", lambda rows, records, results: {id(row): row.examples})
+    bootstrap_rows([row], [], ".")
+    lo, hi = row.score.interval
+    recall = 1 - 0.025 ** (1 / gold)  # (1 − R)^40 = 0.025: the largest recall 0 hits of 40 leave at 95%
+    assert lo == 0 and hi == pytest.approx(2 * recall / (1 + recall)) and hi > 0
+    assert (1 - recall) ** gold == pytest.approx(0.025)
