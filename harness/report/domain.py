@@ -128,12 +128,21 @@ def chosen_by(trials: list[dict], validator: str) -> dict | None:
     return max(scored, key=lambda s: s[:2])[2] if scored else None
 
 
+def c_trials(r: Row) -> list[dict]:
+    """A closed-form row's C grid as search trials (``budget.closed_form.choices``: every C's
+    validators and test score, recorded by the probe and subspace alignment on a pair with
+    unlabeled data), so that :func:`chosen_by` reads both alike; [] for any other row."""
+    choices = (r.budget.get("closed_form") or {}).get("choices") or []
+    return [{"index": i, "point": {"C": c["C"]}, "status": "ok", "validators": c.get("validators"),
+             "test": c.get("test")} for i, c in enumerate(choices)]
+
+
 def selection_table(group: list[Row]) -> list[str]:
     """Per searched row: the test score (selection seeds) of the point each validator would have
     chosen, the oracle's, and the oracle's advantage over the label-free validators' mean."""
     body = []
     for r in sorted(group, key=lambda r: ROLE_ORDER[role(r)]):
-        trials = (r.search or {}).get("trials") or []
+        trials = (r.search or {}).get("trials") or c_trials(r)
         if role(r) == REFERENCE or not any(t.get("validators") for t in trials):
             continue
         picks = {v: chosen_by(trials, v) for v in ("oracle", *LABEL_FREE)}
@@ -152,9 +161,10 @@ def selection_table(group: list[Row]) -> list[str]:
     if not body:
         return []
     seeds = sorted({s for r in group for s in (r.search or {}).get("selection_seeds") or []})
-    return ["Choosing without target labels: the test score (%, mean over the selection seed"
-            f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}) of the point each validator chooses "
-            "among a row's search trials — `oracle`: the evaluated domain's labelled validation split (how every "
+    on = (f"mean over the selection seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; a closed-form "
+          "row's one fit serves every seed" if seeds else "a closed-form row's one fit serves every seed")
+    return [f"Choosing without target labels: the test score (%, {on}) of the point each validator chooses "
+            "among a row's search trials (a closed-form row: among the C of its grid, every one fitted) — `oracle`: the evaluated domain's labelled validation split (how every "
             "row above was chosen); `source_val`: the source domain's validation split; `dev`: importance-weighted "
             "source validation (DEV); `entropy`: confident target predictions; `snd`: soft neighbourhood density "
             "(docs/strategies.md, *Choosing hyperparameters without target labels*). Oracle's advantage: oracle − "
@@ -199,6 +209,10 @@ def shared_conditions(group: list[Row]) -> str:
     if frozen:
         parts.append(f"frozen features ({', '.join(frozen)}): the probe's L-BFGS head on the raw (unstandardised) "
                      "pooled features; subspace_alignment standardises each domain's before its PCA")
+    fitted = collect(lambda r: f"one of {len(fit['choices'])} values chosen by {fit.get('select_by', 'oracle')}"
+                     if (fit := r.budget.get("closed_form") or {}).get("choices") else None)
+    if fitted:
+        parts.append(said(fitted, "closed-form C:"))
     refs = [r.label for r in group if role(r) == REFERENCE]
     controls = [r.label for r in group if role(r) == CONTROL]
     plain = [r.label for r in group if role(r) == SOURCE_ONLY]
@@ -228,7 +242,8 @@ def render_domain(rows: list[Row]) -> list[str]:
            "on the unlabeled target data; `frozen`: the source model's; `none`: no BatchNorm).", ""]
     searched = any(r.search for group in groups.values() for r in group if role(r) != REFERENCE)
     out[-2] += (" Whatever a row chooses on validation (the probe's C" + ("; the learning rates searched here"
-                if searched else "") + ") it chooses on the evaluated domain's validation split: an unsupervised-DA "
+                if searched else "") + ") it chooses, unless its shift's first line says `chosen by` a label-free "
+                "validator, on the evaluated domain's validation split: an unsupervised-DA "
                 "user has no such labels, so those choices are an oracle and the rows an optimistic bound on what "
                 "each gives without them (docs/strategies.md, *Choosing hyperparameters without target labels*).")
     for (source, target), group in groups.items():

@@ -107,10 +107,22 @@ class RunContext:
         return features.frozen_rows(backbone.to(self.device), split, self.device, batch_size)
 
     def fit_logistic_head(self, head: torch.nn.Linear, data: TargetData, task: Task,
-                          params: logistic.GridParams) -> tuple[float, list[dict], dict]:
-        """The L-BFGS logistic-regression head over feature splits, C chosen on validation
-        (:func:`harness.run.logistic.select_c`)."""
-        return logistic.select_c(head, data, task, params, self.device)
+                          params: logistic.GridParams, validate: logistic.Validate | None = None,
+                          select_by: str = "oracle") -> tuple[float, list[dict], dict]:
+        """The L-BFGS logistic-regression head over feature splits, C chosen on validation or by a
+        label-free validator (:func:`harness.run.logistic.select_c`)."""
+        return logistic.select_c(head, data, task, params, self.device, validate, select_by)
+
+    def frozen_validators(self, head: torch.nn.Linear, backbone: torch.nn.Module, data: TargetData,
+                          feats: TargetData, task: Task, batch_size: int, source_map=lambda x: x,
+                          target_map=lambda x: x) -> tuple[logistic.Validate, dict[str, Any]] | None:
+        """The label-free validators of a head over frozen features, per fit of a C grid
+        (:func:`harness.run.selection.frozen`); None when the pair has no unlabeled target data."""
+        from harness.run import selection
+        from harness.targets.naming import evaluated_elsewhere
+
+        return selection.frozen(head, backbone, data, feats, task, self.device, batch_size,
+                                evaluated_elsewhere(self.target), source_map, target_map)
 
     def stream(self, split: Split, batch_size: int, salt: int) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffled batches of ``split`` forever (a fresh order each pass), on the run's device, from

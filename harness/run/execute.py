@@ -318,6 +318,8 @@ def execute_once(spec: RunSpec, options: ExecOptions | None = None, inputs: Mapp
             metrics = {**result.test, "val": result.val}
             if trained is model and "unlabeled" in data.extra:  # a model over cached features has no such outputs
                 metrics["validators"] = label_free(spec, strategy, model, data, task, result, device, ctx)
+            elif (frozen := strategy.validators()) is not None:  # a fit over frozen features measured its own
+                metrics["validators"] = frozen
             curve = result.curve
             notes = {**ctx.notes, **strategy.report(model), "precision": result.precision,
                      "deterministic": cfg.deterministic, "determinism": determinism_state(),

@@ -9,8 +9,9 @@ fitted to convergence for each inverse strength C of a grid, warm-started along 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -72,10 +73,19 @@ class GridParams(Protocol):
     refit: bool
 
 
+Validate = Callable[[], dict[str, Any]]  # the head as it stands → {"validators": {…}, "test": score}
+
+
 def select_c(head: torch.nn.Linear, data: TargetData, task: Task, params: GridParams,
-             device: torch.device) -> tuple[float, list[dict], dict]:
+             device: torch.device, validate: Validate | None = None,
+             select_by: str = "oracle") -> tuple[float, list[dict], dict]:
     """Fit the head for every C (ascending), keep the C with the best validation score, then
     (``refit``) fit it again on train + val with that C.
+
+    With ``validate`` (a pair with unlabeled target data: the probe's label-free validators), every
+    C's row also holds what it returns, the validators' scores and the test score, and
+    ``select_by`` names the score that chooses (``oracle``: the validation split's primary metric;
+    otherwise a validator, higher = better).
 
     Returns (chosen C, per-C validation scores, the validation metrics of the chosen C before the
     refit); ``head`` ends with the final weights. Ties go to the smaller C (stronger regularisation).
@@ -92,9 +102,17 @@ def select_c(head: torch.nn.Linear, data: TargetData, task: Task, params: GridPa
                 head.bias.copy_(init[1])
             metrics = evaluate(probe, data.splits["val"], task, data.label_names, device, 4096, "fp32")
             score = float(metrics.get(task.primary, float("nan")))
-            scores.append({"C": c, f"val_{task.primary}": score, "val_loss": metrics["loss"]})
-            if best is None or score > best[1]:
-                best = (c, score, init, metrics)
+            row = {"C": c, f"val_{task.primary}": score, "val_loss": metrics["loss"]}
+            if validate is not None:
+                row.update(validate())
+                row["validators"]["oracle"] = round(score, 6)
+            scores.append(row)
+            by = score if select_by == "oracle" else (row.get("validators") or {}).get(select_by)
+            if by is not None and not math.isnan(by) and (best is None or by > best[1]):
+                best = (c, by, init, metrics)
+        if best is None:
+            raise ValueError(f"select_by: {select_by} scored no C of the probe's grid (it needs unlabeled "
+                             "target data, and source_val and dev a labelled validation split of the source domain)")
         c, _, (weight, bias), chosen_val = best
         if params.refit:
             xa = torch.cat([x, val["features"].to(device)])

@@ -130,6 +130,12 @@ class Strategy:
         hyper-parameters it chose (the probe's ``C``). None for a model the loop trains."""
         return None
 
+    def validators(self) -> dict[str, Any] | None:
+        """The label-free validators' scores of a model the strategy fitted itself (the probe's
+        chosen C, measured per C of its grid), for the record's ``metrics.validators``; None: the
+        runner measures a trained model's (``run/selection.py``), or nothing."""
+        return None
+
     def held_out_val(self) -> dict[str, Any] | None:
         """Validation metrics the strategy measured itself, when the model the loop would validate
         has since trained on the validation split (a probe refitted on train + val)."""

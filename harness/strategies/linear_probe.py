@@ -30,7 +30,7 @@ from harness.registry import STRATEGIES
 from harness.strategies.base import Strategy, freeze_all_but_head
 
 if TYPE_CHECKING:
-    pass
+    import torch
 
 
 def kornblith_grid() -> list[float]:
@@ -47,9 +47,13 @@ class ProbeParams(Params):
     max_iter: int = Field(300, ge=1, description="L-BFGS iterations per C")
     refit: bool = Field(True, description="lbfgs: refit the head on train + val with the chosen C (never when val "
                         "is in another domain than train: its labels are the target domain's)")
+    select_by: Literal["oracle", "source_val", "dev", "entropy", "snd"] = Field(
+        "oracle", description="lbfgs: what chooses C — oracle: the validation split (the evaluated domain's, "
+        "labels and all); source_val, dev, entropy, snd: a validator that reads no target label (a pair with "
+        "unlabeled: data; docs/strategies.md, Choosing hyperparameters without target labels)")
 
 
-PROBE_FIT_VERSION = 1  # bump when the fit changes: cached heads are refitted
+PROBE_FIT_VERSION = 2  # bump when the fit changes: cached heads are refitted (2: per-C validators)
 
 # what the L-BFGS probe never reads: it fits to convergence on all the cached features at once
 LBFGS_UNUSED = frozenset({"epochs", "batch_size", "lr", "weight_decay", "optimizer", "momentum", "scheduler",
@@ -73,8 +77,11 @@ class LinearProbe(Strategy):
     def check(cls, params, pair, suite):
         from harness.targets.naming import evaluated_elsewhere
 
-        if params.solver != "lbfgs" and params.model_fields_set & {"c_grid", "max_iter", "refit"}:
-            return ["c_grid, max_iter and refit apply to solver: lbfgs only"]
+        if params.solver != "lbfgs" and params.model_fields_set & {"c_grid", "max_iter", "refit", "select_by"}:
+            return ["c_grid, max_iter, refit and select_by apply to solver: lbfgs only"]
+        if params.select_by != "oracle" and not pair.target.params.get("unlabeled"):
+            return [f"select_by: {params.select_by} chooses C with a validator that reads the unlabeled target "
+                    "data: give the target `unlabeled:` data, or leave select_by at oracle"]
         if "refit" in params.model_fields_set and params.refit and evaluated_elsewhere(pair.target.params):
             return [f"refit: true would fit the head on this pair's validation split, which is in the evaluated "
                     f"domain with its labels (eval_domain: {pair.target.params['eval_domain']}): the probe would "
@@ -109,11 +116,14 @@ class LinearProbe(Strategy):
         feats, key = self.transform(model, data, feats, key, ctx)
         if self.params.solver == "lbfgs":
             with ctx.phase("train"):
-                fit_hit = self.fit_head(model.head, feats, key, ctx)
+                fit_hit = self.fit_head(model.head, feats, key, ctx, model.backbone, data)
             c, scores = self.fit["c"], self.fit["scores"]
             grid = sorted(self.params.c_grid)
-            ctx.notes["lbfgs"] = {"chosen_C": c, "scores": scores, "refit_on_train_val": self.params.refit,
+            ctx.notes["lbfgs"] = {"chosen_C": c, "select_by": self.params.select_by, "scores": scores,
+                                  "refit_on_train_val": self.params.refit,
                                   "at_grid_edge": len(grid) > 2 and c in (grid[0], grid[-1]), "fit_cache_hit": fit_hit}
+            if self.fit.get("validator_facts") is not None:
+                ctx.notes["validators"] = self.fit["validator_facts"]
         from harness.sources.nets import HeadModel
 
         return HeadModel(model.head), feats
@@ -121,9 +131,32 @@ class LinearProbe(Strategy):
     SOLVER = "L-BFGS logistic regression"  # what the budget table names the fit
 
     def closed_form(self):
+        """The solver and chosen C; on a pair with unlabeled target data also what chose it and every
+        C's validators and test score (``choices``: the domain report's table of what each validator
+        would have chosen)."""
         if self.params.solver != "lbfgs" or self.fit is None:
             return None
-        return {"solver": self.SOLVER, "C": self.fit["c"]}
+        out = {"solver": self.SOLVER, "C": self.fit["c"]}
+        choices = [{"C": s["C"], "validators": s["validators"], "test": s.get("test")}
+                   for s in self.fit["scores"] if "validators" in s]
+        if choices:
+            out.update(select_by=self.params.select_by, choices=choices)
+        return out
+
+    def validators(self) -> dict | None:
+        """The chosen C's label-free validators (a record's ``metrics.validators``), when measured."""
+        if self.fit is None:
+            return None
+        return next((s["validators"] for s in self.fit["scores"] if s["C"] == self.fit["c"] and "validators" in s),
+                    None)
+
+    def map_source(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head's input is made of a labelled (source-domain) row of frozen features: itself."""
+        return x
+
+    def map_target(self, x: torch.Tensor) -> torch.Tensor:
+        """… and of an evaluated-domain (target) row: itself (subspace alignment projects each)."""
+        return x
 
     def feature_batch_size(self) -> int:
         """Examples per forward pass of the frozen backbone (no gradients: twice a training batch, at least 64)."""
@@ -134,23 +167,38 @@ class LinearProbe(Strategy):
         maps them: subspace alignment, whose key is ``key.derived(transform=…)``); by default unchanged."""
         return feats, key
 
-    def fit_head(self, head, feats, key, ctx) -> bool:
+    def fit_head(self, head, feats, key, ctx, backbone=None, data=None) -> bool:
         """The L-BFGS head: it depends on the features and the solver's params only (it starts from
         zeros, not from the seeded head), so every seed's run reuses the first one's fit from the
-        cache. Returns whether it came from there."""
+        cache. Returns whether it came from there. Given the ``backbone`` and the run's ``data`` on
+        a pair with unlabeled target data, every C of the grid also records the label-free
+        validators (``ctx.frozen_validators``) and ``select_by`` may choose by one."""
         import torch
 
         from harness.registry import TASKS
 
         def compute() -> dict:
             t0 = time.perf_counter()
-            c, scores, val = ctx.fit_logistic_head(head, feats, TASKS.get(ctx.target["task"]), self.params)
+            task = TASKS.get(ctx.target["task"])
+            with ctx.phase("validators"):  # a measurement beside the fit, not its cost (as a trained run's)
+                label_free = None if backbone is None or data is None else ctx.frozen_validators(
+                    head, backbone, data, feats, task, self.feature_batch_size(), self.map_source, self.map_target)
+            measure, facts = label_free or (None, None)
+
+            def validate() -> dict:
+                with ctx.phase("validators"):
+                    return measure()
+            if validate is None and self.params.select_by != "oracle":
+                raise ValueError(f"select_by: {self.params.select_by} needs unlabeled target data (`unlabeled:`)")
+            c, scores, val = ctx.fit_logistic_head(head, feats, task, self.params, validate if measure else None,
+                                                   self.params.select_by)
 
             def plain(x):  # metrics hold numpy scalars; the cache loads plain Python only
                 return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
             return {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), "c": c,
-                    "scores": plain(scores), "val": plain(val), "seconds": time.perf_counter() - t0}
+                    "scores": plain(scores), "val": plain(val), "validator_facts": plain(facts),
+                    "seconds": time.perf_counter() - t0}
 
         stored, hit = ctx.memo("probe_fits", {"features": key, "params": self.params.model_dump(mode="json")},
                                compute, PROBE_FIT_VERSION)

@@ -6,7 +6,7 @@ training split and of the unlabeled target-domain examples are each standardised
 their top-``components`` PCA directions, X_S and X_T (d × k). The source basis is aligned to the
 target's by M = X_Sᵀ X_T, the labelled features are projected as S · X_S · M and the target
 domain's (val, test: the domain the pair is evaluated on) as T · X_T; then the linear probe's
-L-BFGS logistic regression, C chosen on val, is fitted on the aligned source (the paper used an
+L-BFGS logistic regression, C chosen on val (or by ``select_by``), is fitted on the aligned source (the paper used an
 SVM / 1-NN; the probe keeps it comparable with ``linear_probe`` on the same cached features).
 A cheap baseline beside the probe: what aligning second-order structure buys without training.
 
@@ -96,6 +96,12 @@ class SubspaceAlignment(LinearProbe):
                             f"(set eval_domain: {p[UNLABELED]})")
         return problems
 
+    def map_source(self, x):
+        return self.align.source(x)
+
+    def map_target(self, x):
+        return self.align.target(x)
+
     def adapt(self, model, data, ctx):
         split = data.extra.get(UNLABELED)
         if split is None or not len(split):
@@ -115,6 +121,7 @@ class SubspaceAlignment(LinearProbe):
             mapped = align.source if name == "train" else align.target  # val and test: the evaluated domain
             splits[name] = TensorSplit({**s.tensors, "features": mapped(s.tensors["features"])}, s.sequences)
         model.head = torch.nn.Linear(align.k, model.head.out_features).to(ctx.device)  # the probe over k dims
+        self.align = align  # the label-free validators map their rows with it (map_source, map_target)
         ctx.notes["subspace_alignment"] = {"components": align.k, "unlabeled_rows": len(target),
                                            "subspace_divergence": round(align.divergence(), 6)}
         return replace(feats, splits=splits), key.derived(transform={"subspace_alignment": align.k})

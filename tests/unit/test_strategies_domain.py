@@ -242,8 +242,9 @@ def test_each_strategy_runs_on_images_and_text(write_suite, tmp_path, pair, stra
         assert notes["weights_last"]["min"] > 0 and "domain_loss_last" in notes
     if strategy == "subspace_alignment":
         assert notes["subspace_alignment"]["components"] >= 1
-        assert record.budget["closed_form"] == {"solver": "PCA alignment + L-BFGS logistic regression",
-                                                "C": notes["lbfgs"]["chosen_C"]}
+        fit = record.budget["closed_form"]
+        assert (fit["solver"], fit["C"]) == ("PCA alignment + L-BFGS logistic regression", notes["lbfgs"]["chosen_C"])
+        assert fit["select_by"] == "oracle" and len(fit["choices"]) == len(notes["lbfgs"]["scores"])
     else:
         assert "closed_form" not in record.budget and record.budget["lr"] is not None
     if strategy == "contrastive":
