@@ -23,7 +23,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, model_serializer
 
 from harness.config.schema import Params
 from harness.registry import STRATEGIES
@@ -51,6 +51,13 @@ class ProbeParams(Params):
         "oracle", description="lbfgs: what chooses C — oracle: the validation split (the evaluated domain's, "
         "labels and all); source_val, dev, entropy, snd: a validator that reads no target label (a pair with "
         "unlabeled: data; docs/strategies.md, Choosing hyperparameters without target labels)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_select_by(self, handler):
+        out = handler(self)
+        if isinstance(out, dict) and out.get("select_by") == "oracle":
+            del out["select_by"]  # absent by default: every probe planned before the key keeps its run id
+        return out
 
 
 PROBE_FIT_VERSION = 2  # bump when the fit changes: cached heads are refitted (2: per-C validators)
@@ -180,14 +187,19 @@ class LinearProbe(Strategy):
         def compute() -> dict:
             t0 = time.perf_counter()
             task = TASKS.get(ctx.target["task"])
+            beside = [0.0]  # seconds of validator measurement: not the fit's cost, nor charged when reused
             with ctx.phase("validators"):  # a measurement beside the fit, not its cost (as a trained run's)
                 label_free = None if backbone is None or data is None else ctx.frozen_validators(
                     head, backbone, data, feats, task, self.feature_batch_size(), self.map_source, self.map_target)
+            beside[0] += time.perf_counter() - t0
             measure, facts = label_free or (None, None)
 
             def validate() -> dict:
+                t = time.perf_counter()
                 with ctx.phase("validators"):
-                    return measure()
+                    out = measure()
+                beside[0] += time.perf_counter() - t
+                return out
             if validate is None and self.params.select_by != "oracle":
                 raise ValueError(f"select_by: {self.params.select_by} needs unlabeled target data (`unlabeled:`)")
             c, scores, val = ctx.fit_logistic_head(head, feats, task, self.params, validate if measure else None,
@@ -198,7 +210,7 @@ class LinearProbe(Strategy):
 
             return {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), "c": c,
                     "scores": plain(scores), "val": plain(val), "validator_facts": plain(facts),
-                    "seconds": time.perf_counter() - t0}
+                    "seconds": time.perf_counter() - t0 - beside[0]}
 
         stored, hit = ctx.memo("probe_fits", {"features": key, "params": self.params.model_dump(mode="json")},
                                compute, PROBE_FIT_VERSION)

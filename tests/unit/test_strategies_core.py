@@ -428,7 +428,7 @@ def test_parameter_efficient_leaves_frozen_base_unchanged(write_suite, tmp_path,
     ("layerwise_lr_decay: {decay: 1.5}", "decay: Input should be less than or equal to 1"),
     ("l2sp: {alpha: -1}", "alpha: Input should be greater than or equal to 0"),
     ("linear_probe: {solver: newton}", "solver: Input should be 'adamw' or 'lbfgs'"),
-    ("linear_probe: {solver: adamw, c_grid: [1, 10]}", "c_grid, max_iter and refit apply to solver: lbfgs only"),
+    ("linear_probe: {solver: adamw, c_grid: [1, 10]}", "c_grid, max_iter, refit and select_by apply to solver: lbfgs only"),
     ("linear_probe: {solver: lbfgs, c_grid: [0, 1]}", "c_grid[0]: Input should be greater than 0"),
     ("lora: {rank: 4}", "unknown key 'rank'"),
 ])
