@@ -197,7 +197,10 @@ def budget_cells(r: Row) -> list[str]:
     if fit is None and not steps and r.strategy in CLOSED_FORM:  # a record made before budgets named the fit
         fit = {"solver": CLOSED_FORM[r.strategy]}
     if fit is not None:
-        chosen = ", ".join(f"{k} = {value(v)}" for k, v in fit.items() if k != "solver") or "not recorded"
+        # what it chose; a closed-form row's per-C validators (``choices``) are the domain view's table, and
+        # the default way of choosing (on val) goes unsaid
+        shown = {k: v for k, v in fit.items() if k not in ("solver", "choices") and (k, v) != ("select_by", "oracle")}
+        chosen = ", ".join(f"{k} = {value(v)}" for k, v in shown.items()) or "not recorded"
         return ["closed form", DASH, DASH, value(fit.get("solver")), chosen, value(b.get("precision"))]
     seen = b.get("examples_seen")
     return [value(b.get("epochs")) + (f" (max {b['max_steps']} steps)" if b.get("max_steps") else ""),

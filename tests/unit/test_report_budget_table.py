@@ -59,3 +59,16 @@ def test_the_exported_frame_carries_the_closed_form_fit():
     assert json.loads(by_label["linear_probe"]["budget_closed_form"]) == {"solver": "L-BFGS logistic regression",
                                                                          "C": 0.316228}
     assert by_label["full_finetune"]["budget_closed_form"] is None and by_label["full_finetune"]["budget_lr"] == 0.001
+
+
+def test_a_closed_form_cell_that_recorded_its_validators_shows_the_choice_not_the_grid():
+    choices = [{"C": c, "validators": {"oracle": 0.5, "entropy": -1.0}, "test": 0.4} for c in (0.01, 1.0)]
+    by_val = {**closed("L-BFGS logistic regression", 1.0)}
+    by_val["closed_form"] = {**by_val["closed_form"], "select_by": "oracle", "choices": choices}
+    by_dev = {**by_val, "closed_form": {**by_val["closed_form"], "select_by": "dev"}}
+    records = [make_record("linear_probe", 0, 0.8, budget=by_val), make_record("probe_dev", 0, 0.7,
+                                                                               strategy="linear_probe", budget=by_dev)]
+    rows = budget_rows(records)
+    assert "C = 1 |" in rows["linear_probe"] and "validators" not in rows["linear_probe"]
+    dev = next(line for key, line in rows.items() if key.startswith("probe_dev"))
+    assert "C = 1, select_by = dev |" in dev and "validators" not in dev
