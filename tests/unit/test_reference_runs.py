@@ -55,3 +55,16 @@ def test_no_interval_of_a_report_made_from_committed_runs_has_zero_width(suite):
     intervals = re.findall(r"\[([+-]?\d+\.\d+), ([+-]?\d+\.\d+)\]", text)
     assert len(intervals) > 10  # cells and gains
     assert [i for i in intervals if i[0] == i[1]] == []
+
+
+def test_rescore_recomputes_the_committed_nightly_baseline_from_its_predictions():
+    """``harness baseline`` keeps the predictions beside the baseline's records: the committed
+    baseline can be rescored (another metric, another seqeval mode) without training."""
+    baselines = ROOT / "results" / "baselines"
+    records = [r for r in scan(baselines)[0] if r.suite == "nightly" and r.status == "ok"]
+    assert len(records) == 48 and all(r.predictions for r in records)
+    out = api.rescore(baselines, suite="nightly")
+    assert not out.skipped, out.skipped[:3]
+    got = {(row.run_id, row.metric): row.value for row in out.rows}
+    for r in records:
+        assert got[(r.run_id, r.primary_metric)] == pytest.approx(r.metrics[r.primary_metric], abs=1e-9), r.run_id
