@@ -18,8 +18,8 @@ from collections import defaultdict
 from dataclasses import replace
 
 from harness.report.aggregate import Row
-from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.evidence import row_gain
+from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.stats import Summary
 from harness.search import LABEL_FREE, point_text
 from harness.targets.naming import qualified

@@ -15,7 +15,7 @@ pair's best unless the paired bootstrap of their difference, by seed and content
 The gains over a baseline (the leaderboard's "gain vs scratch / linear_probe", the domain view's
 gains) are the same paired bootstraps when both cells have predictions (:func:`row_gain`). An
 entity-F1 cell that found no entity on any seed scores 0 on every resample; its interval's upper
-end is then the exact binomial bound (:func:`harness.report.stats.no_entity_f1_bound`).
+end is then the exact binomial bound (:func:`harness.report.stats.entity_f1_bootstrap`).
 
 Any other cell keeps the t interval and the seed-paired test (``Row.ci`` says which).
 """
@@ -38,9 +38,8 @@ from harness.report.stats import (
     Difference,
     Summary,
     as_gain,
-    count_bootstrap,
+    entity_f1_bootstrap,
     hierarchical_bootstrap,
-    no_entity_f1_bound,
     paired_bootstrap,
     paired_count_bootstrap,
     paired_gain,
@@ -125,6 +124,7 @@ def bootstrap_rows(rows: list[Row], records: Iterable[RecordSummary], results: s
     cells = _cells(rows, records, results)
     for row in rows:
         scores = cells.get(id(row))
+        row.examples = scores
         if scores is None:
             if row.n_ok:  # the bootstrap was asked for, and this cell cannot have it
                 row.ci = CI_FALLBACK
@@ -133,16 +133,13 @@ def bootstrap_rows(rows: list[Row], records: Iterable[RecordSummary], results: s
         aligned = [np.array([s[k] for k in keys], dtype=float) for s in scores.values()]
         rng = np.random.default_rng(seed)
         lo, hi = hierarchical_bootstrap(aligned, n_boot, rng) if aligned[0].ndim == 1 \
-            else count_bootstrap(aligned, f1_of_counts, n_boot, rng)
-        if aligned[0].ndim == 2 and not any(a[:, 0].any() for a in aligned):  # no entity found, any seed
-            lo, hi = 0.0, no_entity_f1_bound(int(aligned[0][:, 2].sum()))
+            else entity_f1_bootstrap(aligned, n_boot, rng)
         row.metrics[row.primary or ""] = replace(row.score, interval=(lo, hi), ci95=(hi - lo) / 2)
         row.ci = "bootstrap"
-        row.examples = scores
     best: dict[tuple, Row] = {(r.suite, r.smoke, r.group): r for r in rows if r.best}
     for row in rows:
         top = best.get((row.suite, row.smoke, row.group))
-        if top is None or row is top or row.rank is None or id(row) not in cells or id(top) not in cells:
+        if top is None or row is top or row.rank is None or row.examples is None or top.examples is None:
             continue
         row.vs_best = paired_difference(row, top, n_boot, seed)
         row.tied = not row.vs_best.significant

@@ -222,6 +222,21 @@ def no_entity_f1_bound(gold: int) -> float:
     return 2 * recall / (1 + recall)
 
 
+def entity_f1_bootstrap(per_seed_counts: list[np.ndarray], n_boot: int = N_BOOT,
+                        rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """95% interval of a cell's entity F1 from each test sentence's ``[right, predicted, gold]``
+    entity counts per seed (:func:`count_bootstrap` of :func:`harness.metrics.f1_of_counts`). As
+    :func:`hierarchical_bootstrap` does for a cell that got every example wrong, a cell that got
+    no entity right on any seed (every resample scores 0) gets the exact bound instead of a
+    zero-width interval: ``[0, no_entity_f1_bound(gold entities)]``."""
+    from harness.metrics import f1_of_counts
+
+    counts = [np.asarray(v, dtype=float) for v in per_seed_counts]
+    if counts and all(len(c) for c in counts) and not any(c[:, 0].any() for c in counts):
+        return 0.0, no_entity_f1_bound(int(counts[0][:, 2].sum()))
+    return count_bootstrap(counts, f1_of_counts, n_boot, rng)
+
+
 def as_gain(d: Difference) -> Summary:
     """A bootstrapped difference as a gain column's :class:`Summary` (its percentile interval kept)."""
     return Summary(d.n, d.mean, math.nan, d.ci95, d.interval)

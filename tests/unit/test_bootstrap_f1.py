@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.metrics import Predictions, compute, entity_counts, f1_of_counts
-from harness.report.stats import count_bootstrap, paired_count_bootstrap
+from harness.report.stats import count_bootstrap, entity_f1_bootstrap, paired_count_bootstrap
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -94,3 +94,22 @@ def test_two_f1_cells_a_few_sentences_apart_are_tied_and_far_apart_are_not():
     assert far.significant and far.interval[0] > 0
     same = paired_count_bootstrap(b, b, f1_of_counts)
     assert same.mean == 0 and not same.significant
+
+
+def test_entity_f1_bootstrap_bounds_a_cell_with_no_entity_right_and_is_count_bootstrap_otherwise():
+    rng = np.random.default_rng(3)
+    sample = population(rng)[0][:200]
+    gold = int(sample[:, 2].sum())
+    # predicted entities, none of them right, on every seed: every resample scores 0
+    none = sample.copy()
+    none[:, 0] = 0
+    lo, hi = entity_f1_bootstrap([none] * 3, n_boot=500)
+    recall = 1 - 0.025 ** (1 / gold)  # Clopper–Pearson's upper bound of recall with 0 hits
+    assert (lo, hi) == (0.0, pytest.approx(2 * recall / (1 + recall)))
+    assert 0 < hi < 0.05
+    assert count_bootstrap([none] * 3, f1_of_counts, n_boot=500) == (0.0, 0.0)  # what it replaces
+    # one right entity on one seed: the plain count bootstrap, draw for draw
+    some = [none, none.copy(), none]
+    some[1][0, 0] = 1
+    assert entity_f1_bootstrap(some, n_boot=500, rng=np.random.default_rng(7)) == \
+        count_bootstrap(some, f1_of_counts, n_boot=500, rng=np.random.default_rng(7))
