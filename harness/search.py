@@ -332,6 +332,12 @@ def _mean(values: list[float | None]) -> float | None:
     return None if not values or any(v is None for v in values) else sum(values) / len(values)  # type: ignore[arg-type]
 
 
+def preference(score: float, index: int, trainable_params: float = 0, train_flops: float = 0) -> tuple:
+    """The order a search chooses its point by, smallest first: the higher score, then on a tie the
+    cheaper point (fewer trainable parameters, then fewer training FLOPs), then the earlier one."""
+    return -score, trainable_params, train_flops, index
+
+
 def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, RecordSummary]) -> Choice:
     """The best point of ``search`` given its ``trials`` (plan nodes) and their records by run_id.
     Raises ``ValueError`` when no point finished on every selection seed."""
@@ -339,7 +345,7 @@ def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, Record
     for t in trials:
         by_index.setdefault(t.trial_index or 0, []).append((t, records.get(t.run_id)))
     rows: list[dict[str, Any]] = []
-    candidates: list[tuple[float, int, float, int, dict[str, Any]]] = []
+    candidates: list[tuple[tuple, int, dict[str, Any]]] = []
     for index, runs in sorted(by_index.items()):
         planned = runs[0][0].point  # a sequential search's points are known from its records only
         point = planned if planned is not None else next(
@@ -361,8 +367,8 @@ def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, Record
             row["test"] = _mean([test_score(r) for r in done])
         rows.append(row)
         if mean is not None and point is not None:
-            candidates.append((-mean, cost.get("trainable_params") or 0,
-                               cost.get("train_flops") or 0, index, point))
+            candidates.append((preference(mean, index, cost.get("trainable_params") or 0,
+                                          cost.get("train_flops") or 0), index, point))
     if not candidates and search.select_by != "oracle" and any(r["status"] == "ok" for r in rows):
         raise ValueError(f"no trial recorded the validator '{search.select_by}' (metrics.validators): select_by "
                          "needs a pair with unlabeled target data (`unlabeled:`) and a strategy that trains its model "
@@ -370,7 +376,8 @@ def choose(search: Search, trials: Sequence[Trial], records: Mapping[str, Record
     if not candidates:
         tried = "; ".join(f"#{r['index']} {r['point']}: {r['status']}" for r in rows[:5])
         raise ValueError(f"no point of the search finished on every selection seed ({len(rows)} point(s) tried; {tried})")
-    neg, _, _, index, point = min(candidates)
+    order, index, point = min(candidates, key=lambda c: c[0])
+    neg = order[0]
     chosen = next(r for r in rows if r["index"] == index)
     summary = {**search.describe(), "chosen": point, "chosen_index": index, "val": chosen["val"],
                **({"score": -neg} if search.select_by != "oracle" else {}),

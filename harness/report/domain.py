@@ -21,7 +21,7 @@ from harness.report.aggregate import Row
 from harness.report.evidence import row_gain
 from harness.report.format import DASH, ci, gain, pct, strategy_name, table
 from harness.report.stats import Summary
-from harness.search import LABEL_FREE, point_text
+from harness.search import LABEL_FREE, point_text, preference
 from harness.targets.naming import qualified
 
 SOURCE_ONLY, CONTROL, ADAPTED, REFERENCE = "source only", "control", "adapted", "target-supervised reference"
@@ -121,11 +121,13 @@ def gap_line(rows: list[Row]) -> str:
 
 
 def chosen_by(trials: list[dict], validator: str) -> dict | None:
-    """The point a validator would have chosen among a search's trial rows (its best mean score
-    over the selection seeds; the earlier point on a tie), or None when it scored none."""
-    scored = [(t["validators"][validator], -t["index"], t) for t in trials
+    """The point a validator would have chosen among a search's trial rows: its best mean score over
+    the selection seeds, in the order :func:`harness.search.choose` chooses by
+    (:func:`~harness.search.preference`; the rows keep no cost, and the points of one lr or C grid
+    cost the same, so a tie goes to the earlier point); None when it scored none."""
+    scored = [t for t in trials
               if t.get("status") == "ok" and isinstance((t.get("validators") or {}).get(validator), int | float)]
-    return max(scored, key=lambda s: s[:2])[2] if scored else None
+    return min(scored, key=lambda t: preference(t["validators"][validator], t["index"])) if scored else None
 
 
 def c_trials(r: Row) -> list[dict]:

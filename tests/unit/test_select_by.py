@@ -82,3 +82,21 @@ def test_a_trial_without_the_validator_cannot_be_chosen_by_it(write_suite):
 def test_select_by_a_validator_on_a_pair_without_unlabeled_data_fails_at_validate(write_suite):
     msg = errors(write_suite, f"  - lora: {{{GRID}, select_by: snd}}}}\n")
     assert "pair 'cnn': search: select_by: snd reads the unlabeled target data the pair does not have" in msg
+
+
+def test_the_reports_view_of_each_validators_choice_is_the_searchs_choice_ties_included(write_suite):
+    """The domain report's table (``report.domain.chosen_by``) says which point each validator would
+    have chosen; it must be the point ``search.choose`` chooses when the search selects by it,
+    a tie (two points with the same score) included: both go to the earlier point."""
+    from harness.report.domain import chosen_by
+
+    rows = [(0.6, 0.80, {"entropy": -0.5, "dev": -0.3}), (0.6, 0.65, {"entropy": -0.2, "dev": -0.3}),
+            (0.5, 0.40, {"entropy": -0.2, "dev": -0.9})]
+    for validator, expected in (("oracle", 0), ("entropy", 1), ("dev", 0)):
+        extra = f", select_by: {validator}" if validator != "oracle" else ""
+        runs = expand(suite(write_suite, f"  - lora: {{{GRID}{extra}}}}}\n", name=f"{validator}.yaml"))
+        trials = [r for r in runs if r.role == "trial"]
+        recs = {t.run_id: trial_record(t, *row) for t, row in zip(trials, rows, strict=True)}
+        choice = choose(next(r for r in runs if r.role == "final").search, trials, recs)
+        assert choice.index == expected, validator
+        assert chosen_by(choice.summary["trials"], validator)["index"] == expected, validator
