@@ -34,6 +34,7 @@ COUNTS: list[tuple[str, str, tuple[tuple[str, str], ...]]] = [
     ("docs/scaling.md", rf"loading {NUMBER} 8×8 images", (("digits", "all"),)),
     ("docs/scaling.md", rf"tokenising {NUMBER} tweets", (("wnut16", "all"),)),
     ("README.md", rf"of {NUMBER} test images\)", (("digits", "test"),)),
+    ("suites/zoo.yaml", rf"\({NUMBER} training images\) and on a 10-shot variant", (("digits", "train"),)),
 ]
 
 
