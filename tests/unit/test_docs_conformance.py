@@ -264,9 +264,10 @@ def benchmarks_row(prefix: str) -> str:
 README_FIGURES = [
     (r"CPU, about (\d+) minutes on 2 cores", "full quickstart", r"\*\*(\d+ min \d+ s) wall"),
     (r"`suites/quickstart\.yaml` \|[^|\n]*\| CPU, ~(\d+) min", "full quickstart", r"\*\*(\d+ min \d+ s) wall"),
-    (r"CPU, ≈ (\d+) min: the image pairs", "the whole suite, those two commands", r"\*\*≈ (\d+ min)\*\*"),
+    (r"CPU, ≈ (\d+) min with its grid extensions and budget checks: the image pairs",
+     "the whole suite, those two commands", r"\*\*(\d+ min) wall\*\*"),
     (r"the image pairs on `--executor pool --workers 2` \((\d+) min\)", "image pairs (digits",
-     r"\*\*(\d+ min) wall\*\*"),
+     r"\*\*(\d+ min \d+ s) wall\*\*"),
     (r"the text pair in one process \((\d+) min\)", "text pair (WNUT-16", r"\*\*(\d+ min \d+ s) wall\*\*"),
     (r"the whole suite \(152 runs, its 20 budget checks included\) (\d+) min", "`suites/domain.yaml`, the whole suite",
      r"\*\*(\d+ min) wall\*\*"),
