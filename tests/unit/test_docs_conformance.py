@@ -272,6 +272,7 @@ README_FIGURES = [
     (r"the whole suite \(152 runs, its 20 budget checks included\) (\d+) min", "`suites/domain.yaml`, the whole suite",
      r"\*\*(\d+ min) wall\*\*"),
     (r"CPU: \d+ runs, (\d+) min of runs", "`suites/zoo.yaml` in full", r"(\d+ min) of runs summed"),
+    (r"min of runs, (\d+) min wall on `--executor pool", "`suites/zoo.yaml` in full", r"\*\*(\d+ min \d+ s) wall"),
     (r"CPU, ≈ (\d+) min on `--executor pool --workers 2` \|\n\| `suites/vision", "the baseline: eight seeds",
      r"\*\*(\d+ min \d+ s) wall\*\*"),
 ]

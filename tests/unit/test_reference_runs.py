@@ -1,5 +1,5 @@
-"""The committed reference reports of ``suites/domain.yaml``, ``suites/quickstart.yaml`` and
-``suites/strategies.yaml`` are what their committed run records say: the records and their per-example predictions sit in
+"""The committed reference reports (``suites/domain.yaml``, ``quickstart.yaml``, ``strategies.yaml``,
+``zoo.yaml``) are what their committed run records say: the records and their per-example predictions sit in
 ``reports/reference/runs/<suite>/``, ``harness rescore`` recomputes every metric from the
 predictions without training, and ``harness report`` renders the committed markdown from the
 records again."""
@@ -23,7 +23,7 @@ def committed(suite: str):
     return scan(RUNS)[0]
 
 
-SUITES = ["domain", "quickstart", "strategies"]
+SUITES = ["domain", "quickstart", "strategies", "zoo"]
 
 
 @pytest.mark.parametrize("suite", SUITES)
