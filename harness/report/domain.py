@@ -123,8 +123,9 @@ def gap_line(rows: list[Row]) -> str:
 def chosen_by(trials: list[dict], validator: str) -> dict | None:
     """The point a validator would have chosen among a search's trial rows: its best mean score over
     the selection seeds, in the order :func:`harness.search.choose` chooses by
-    (:func:`~harness.search.preference`; the rows keep no cost, and the points of one lr or C grid
-    cost the same, so a tie goes to the earlier point); None when it scored none."""
+    (:func:`~harness.search.preference`); None when it scored none. The rows keep no cost, so a tie
+    goes to the earlier point: where tied points cost differently (a grid over trainable blocks, or
+    early stopping that changes the steps), the search gave it to the cheaper one instead."""
     scored = [t for t in trials
               if t.get("status") == "ok" and isinstance((t.get("validators") or {}).get(validator), int | float)]
     return min(scored, key=lambda t: preference(t["validators"][validator], t["index"])) if scored else None

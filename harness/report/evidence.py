@@ -14,7 +14,7 @@ pair's best unless the paired bootstrap of their difference, by seed and content
 
 The gains over a baseline (the leaderboard's "gain vs scratch / linear_probe", the domain view's
 gains) are the same paired bootstraps when both cells have predictions (:func:`row_gain`). An
-entity-F1 cell that found no entity on any seed scores 0 on every resample; its interval's upper
+entity-F1 cell that got no entity right on any seed scores 0 on every resample; its interval's upper
 end is then the exact binomial bound (:func:`harness.report.stats.entity_f1_bootstrap`).
 
 Any other cell keeps the t interval and the seed-paired test (``Row.ci`` says which).

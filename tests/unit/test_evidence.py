@@ -155,3 +155,22 @@ def test_a_cell_that_finds_no_entity_gets_the_binomial_bound_not_a_point(monkeyp
     recall = 1 - 0.025 ** (1 / gold)  # (1 − R)^40 = 0.025: the largest recall 0 hits of 40 leave at 95%
     assert lo == 0 and hi == pytest.approx(2 * recall / (1 + recall)) and hi > 0
     assert (1 - recall) ** gold == pytest.approx(0.025)
+
+
+def test_when_the_best_cell_lost_its_predictions_the_others_keep_their_bootstrap_and_no_paired_test(write_suite, tmp_path):
+    """Ties with the best need both sides' predictions: a best cell that fell back to the seeds is
+    not paired with the others' examples (which would fail); the others keep their bootstrap CIs and
+    the seed-paired test against it."""
+    results = tmp_path / "results"
+    api.run(write_suite(SUITE), "local", results)
+    best = next(r for r in aggregate(scan(results)[0]) if r.best)
+    for f in (results / "tiny").glob(f"cnn-images.{best.label}.s1-*.preds.npz"):
+        f.unlink()
+    records = scan(results)[0]
+    rows = aggregate(records)
+    assert bootstrap_rows(rows, records, results) == 1
+    top = next(r for r in rows if r.best)
+    other = next(r for r in rows if r is not top)
+    assert top.ci == CI_FALLBACK and top.examples is None
+    assert other.ci == "bootstrap" and other.examples is not None
+    assert other.vs_best is not None and other.vs_best.method != "bootstrap"  # the seeds' test, as aggregate made it

@@ -263,3 +263,12 @@ def test_a_teacher_its_pair_leaves_out_is_an_aux_run(write_suite):
     text = "  - full_finetune\n  - distill: {teacher: full_finetune}\n"
     runs = expand(suite(write_suite, text, pair="    strategies: [distill]\n"))
     assert {(r.label, r.role) for r in runs} == {("distill", "final"), ("full_finetune", "aux")}
+
+
+def test_a_tie_goes_to_fewer_trainable_parameters_before_fewer_flops_then_to_the_earlier_point():
+    from harness.search import preference
+
+    assert min(preference(0.5, 0, 20, 100), preference(0.5, 1, 10, 200)) == preference(0.5, 1, 10, 200)
+    assert min(preference(0.5, 0, 10, 200), preference(0.5, 1, 10, 100)) == preference(0.5, 1, 10, 100)
+    assert min(preference(0.5, 1, 10, 100), preference(0.5, 0, 10, 100)) == preference(0.5, 0, 10, 100)
+    assert min(preference(0.4, 0, 1, 1), preference(0.5, 1, 99, 99)) == preference(0.5, 1, 99, 99)
