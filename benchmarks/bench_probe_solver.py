@@ -16,22 +16,15 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from harness.registry import SOURCES
 from harness.run.features import extract
-from harness.run.logistic import fit_logistic, solver_threads
+from harness.run.logistic import fit_logistic, objective, solver_threads
 from harness.strategies.linear_probe import ProbeParams
 from harness.targets.load import load_target
 
 TARGET = {"dataset": "sklearn/digits", "task": "image-classification", "image_size": 48,
           "eval_domain": "shifted", "unlabeled": "shifted"}
-
-
-def objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor, c: float) -> float:
-    """What ``fit_logistic`` minimises: mean cross-entropy + ‖W‖² / (2·C·n)."""
-    x = x.double()
-    return float(F.cross_entropy(x @ w.T + b, y) + w.pow(2).sum() / (2 * c * len(x)))
 
 
 def accuracy(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
@@ -68,7 +61,7 @@ def main() -> None:
                 init = fit_logistic(x, y, 10, c, params.max_iter, init)
             warm = init
             cold = fit_logistic(x, y, 10, c, params.max_iter, None)
-            ow, oc = objective(x, y, *warm, c), objective(x, y, *cold, c)
+            ow, oc = (float(objective(x.double(), y, *fit, c)) for fit in (warm, cold))
             (aw, rw), (ac, rc) = accuracy(xt, yt, *warm), accuracy(xt, yt, *cold)
             print(f"| {c:g} | {ow:.6f} | {oc:.6f} | {abs(ow - oc) / min(ow, oc):.1e} | {100 * aw:.2f} | "
                   f"{100 * ac:.2f} | {rw - rc:+d} |")

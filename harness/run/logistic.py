@@ -22,11 +22,16 @@ from harness.targets.base import TargetData
 from harness.tasks import Task
 
 
+def objective(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, c: float) -> torch.Tensor:
+    """What :func:`fit_logistic` minimises: mean CE + ‖W‖²/(2·C·n), ``n`` the rows of ``x``."""
+    return F.cross_entropy(x @ weight.T + bias, y, ignore_index=-100) + weight.pow(2).sum() / (2 * c * len(x))
+
+
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, max_iter: int,
                  init: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise mean CE + ‖W‖²/(2·C·n) (sklearn's C·ΣCE + ½‖W‖², scaled by 1/(C·n); bias unpenalised)."""
     x, y = x.double().clone(), y.clone()  # cached features may be inference tensors: autograd needs copies
-    n, d = x.shape
+    d = x.shape[1]
     weight = (init[0].clone() if init else torch.zeros(num_classes, d, dtype=x.dtype, device=x.device)).requires_grad_(True)
     bias = (init[1].clone() if init else torch.zeros(num_classes, dtype=x.dtype, device=x.device)).requires_grad_(True)
     opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-5,
@@ -34,7 +39,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, m
 
     def closure():
         opt.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, y, ignore_index=-100) + weight.pow(2).sum() / (2 * c * n)
+        loss = objective(x, weight=weight, bias=bias, y=y, c=c)
         loss.backward()
         return loss
 
