@@ -68,3 +68,26 @@ def test_rescore_recomputes_the_committed_nightly_baseline_from_its_predictions(
     got = {(row.run_id, row.metric): row.value for row in out.rows}
     for r in records:
         assert got[(r.run_id, r.primary_metric)] == pytest.approx(r.metrics[r.primary_metric], abs=1e-9), r.run_id
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_committed_trials_give_every_final_its_recorded_choice(suite):
+    """Each final's recorded search summary (its chosen point, validation score, edge and trial
+    table) is what :func:`harness.search.choose` makes of the committed trials again: an altered
+    trial record, or a final no trial supports, fails here."""
+    from harness.executors.base import Graph
+    from harness.plan import expand
+    from harness.search import choose
+    from harness.suite import load_suite
+
+    records = {r.run_id: r for r in committed(suite) if r.suite == suite}
+    plan = expand(load_suite(ROOT / "suites" / f"{suite}.yaml"))
+    graph = Graph(plan, records)
+    searched = [s for s in plan if s.search is not None and s.role != "trial"]
+    assert searched
+    for spec in searched:
+        assert spec.run_id in records, f"{spec.run_id}: the committed runs are not this suite's plan"
+        recorded = records[spec.run_id].search
+        got = choose(spec.search, graph.trials_of(spec), records)
+        assert got.point == recorded["chosen"], spec.run_id
+        assert got.summary == recorded, spec.run_id
