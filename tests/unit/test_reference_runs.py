@@ -91,3 +91,21 @@ def test_the_committed_trials_give_every_final_its_recorded_choice(suite):
         got = choose(spec.search, graph.trials_of(spec), records)
         assert got.point == recorded["chosen"], spec.run_id
         assert got.summary == recorded, spec.run_id
+
+
+@pytest.mark.parametrize("suite", ["strategies", "domain"])
+def test_no_ranked_cell_of_a_committed_report_is_inadequate_short_of_its_suites_limit(suite):
+    """Issue 27's bar for the two suites that check budgets: a cell marked ↗ (twice the epochs
+    gains more than the noise) or ⇥ (chosen at a grid's edge) says which limit of the suite it
+    ranks at, and no cell falls back to the last-evaluation rule."""
+    import re
+
+    text = (ROOT / "reports" / "reference" / f"{suite}.md").read_text(encoding="utf-8")
+    budgets = re.findall(r"↗ budget[^|]*", text)
+    edges = re.findall(r"⇥ \w+=[^;|]*", text)
+    assert budgets  # the suite's budget checks rendered
+    assert "↗ still rising" not in text
+    for note in budgets:
+        assert "the cell ranks at the suite's limit (epochs" in note, note
+    for note in edges:
+        assert "beyond it: the suite's limit (extend_edges:" in note, note
