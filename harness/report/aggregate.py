@@ -70,6 +70,13 @@ class Adequacy:
             return None
         return not (self.gain.significant and self.gain.mean > 0)
 
+    @property
+    def degrades(self) -> bool:
+        """The extra budget *loses* more than the noise: its paired interval lies below 0, so the
+        cell's score depends on stopping at its budget."""
+        return self.gain is not None and self.gain.interval is not None and self.gain.significant \
+            and self.gain.mean < 0
+
 
 CI_FALLBACK = "t-fallback"  # Row.ci of a cell the bootstrap was asked for that kept no usable predictions
 
@@ -118,6 +125,11 @@ class Row:
     data: dict[str, Any] = field(default_factory=dict)  # fingerprint, evaluation / unlabeled domain
     machines: dict[str, int] = field(default_factory=dict)  # the machine of each record (machines.describe) → count
     busy: list[Busy] = field(default_factory=list)  # seeds whose machine was loaded beyond its cores
+
+    @property
+    def falls_with_budget(self) -> bool:
+        """↘: the budget check found that twice the budget loses more than the noise."""
+        return self.adequacy is not None and self.adequacy.degrades
 
     @property
     def still_rising(self) -> bool:

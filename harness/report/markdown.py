@@ -62,7 +62,9 @@ BUDGET_CHECK_LEGEND = (
     " Cells with a budget check (`budget_check: true`; the converged column says 2×): ↗ means instead that "
     "their first seed, trained again at twice the epochs (the chosen point of a search), scored higher on "
     "validation than the noise allows (the paired bootstrap of the two runs' validation predictions lies "
-    "above 0), whatever the schedule; the notes name the budget the cell ranks at."
+    "above 0), whatever the schedule; the notes name the budget the cell ranks at. ↘: that run scored *lower* "
+    "than the noise allows (the interval lies below 0): the cell's score depends on stopping at its budget, "
+    "and a longer run should not be expected to keep it."
 )
 
 
@@ -89,7 +91,7 @@ def ci_note(rows: Sequence[Row]) -> list[str]:
             "the bootstrap over seeds and test examples.", ""]
 
 
-MARKS = (("↗", "not converged"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"),
+MARKS = (("↗", "not converged"), ("↘", "falls with more budget"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"),
          ("∅", "collapsed"))
 
 
@@ -140,6 +142,8 @@ def marks(r: Row) -> str:
     out = ""
     if r.still_rising:
         out += "↗"
+    if r.falls_with_budget:
+        out += "↘"
     if r.budget_differs:
         out += "≠"
     if r.search and r.search.get("edge"):
@@ -164,6 +168,9 @@ def notes(r: Row) -> str:
     if a is not None and a.adequate is False and a.gain is not None:
         out.append(f"↗ budget: {a.factor}× the epochs gains {paired(a.gain)} val points on seed 0's run; the cell "
                    f"ranks at the suite's limit ({a.limit})")
+    elif a is not None and a.degrades and a.gain is not None:
+        out.append(f"↘ budget: {a.factor}× the epochs changes val by {paired(a.gain)} points on seed 0's run, a loss; the cell's "
+                   f"score depends on stopping at the suite's limit ({a.limit})")
     elif r.still_rising and c is not None:
         out.append(f"↗ still rising (+{100 * c.rise:.2f} at the last eval, seed spread {100 * c.spread:.2f})")
     if r.budget_differs:
@@ -238,7 +245,8 @@ def convergence_cell(r: Row) -> str:
         return f"**no** ∅ collapsed on {len(r.collapsed)}/{r.n_ok} seeds"
     a = r.adequacy
     if a is not None and a.adequate is not None and a.gain is not None:
-        return ("**no** ↗" if not a.adequate else "yes") + f" ({a.factor}×: {paired(a.gain)} val)"
+        verdict = "**no** ↗" if not a.adequate else "yes ↘" if a.degrades else "yes"
+        return verdict + f" ({a.factor}×: {paired(a.gain)} val)"
     c = r.convergence
     if c is None:
         return "solver" if r.budget and not r.budget.get("steps") else DASH

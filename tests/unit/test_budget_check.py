@@ -117,3 +117,28 @@ def test_twice_the_budget_gaining_beyond_the_noise_is_marked_and_names_the_limit
     table = md[md.index("Budget and tuning"):]
     assert "| **no** ↗ (2×: +30.00 [" in table and "| yes (2×: +0.50 [" in table
     assert "↗" in marks(short) and "↗" not in marks(enough)  # the summary table's marks too
+
+
+def test_twice_the_budget_losing_beyond_the_noise_is_marked_as_a_score_that_needs_its_stop(tmp_path):
+    """↘: a cell whose 2× run scores *lower* than the noise allows (DANN on shifted digits) is
+    adequate (more budget does not help) but its score holds only at the suite's limit; a loss
+    within the noise gets no mark."""
+    records = []
+    for seed in range(2):
+        records += [val_run(tmp_path, "drifts", seed, 300), val_run(tmp_path, "steady", seed, 300)]
+    records += [val_run(tmp_path, "drifts", 0, 200, role="aux", factor=2),  # −25 points at 2×
+                val_run(tmp_path, "steady", 0, 298, role="aux", factor=2)]  # −0.5 point: within the noise
+    rows = aggregate(records)
+    assert budget_checks(rows, records, tmp_path) == 2
+    by = {r.label: r for r in rows}
+    drifts, steady = by["drifts"], by["steady"]
+    assert drifts.adequacy.adequate is True and drifts.adequacy.degrades and drifts.falls_with_budget
+    assert steady.adequacy.adequate is True and not steady.adequacy.degrades and not steady.falls_with_budget
+    assert not drifts.still_rising
+    assert "↘" in marks(drifts) and "↗" not in marks(drifts) and "↘" not in marks(steady)
+    md = render(rows)
+    line = next(x for x in md.splitlines() if x.startswith("| ") and "`drifts`" in x and "↘ budget" in x)
+    assert "2× the epochs changes val by -25.00 [" in line and "stopping at the suite's limit (epochs 3)" in line
+    table = md[md.index("Budget and tuning"):]
+    assert "| yes ↘ (2×: -25.00 [" in table and "| yes (2×: -0.50 [" in table
+    assert "↘: that run scored *lower*" in md  # the legend says what it means
