@@ -19,7 +19,7 @@ import torch
 
 from harness.registry import SOURCES
 from harness.run.features import extract
-from harness.run.logistic import fit_logistic, objective, solver_threads
+from harness.run.logistic import fit_logistic, fit_path, objective, solver_threads
 from harness.strategies.linear_probe import ProbeParams
 from harness.targets.load import load_target
 
@@ -53,10 +53,9 @@ def main() -> None:
     with solver_threads(device, x.numel()):
         for c in args.c:
             init, last = None, None
-            for g in grid:  # the probe's path: every C of the grid up to this one, each from the last
-                if g > c * (1 + 1e-9):
-                    break
-                init, last = fit_logistic(x, y, 10, g, params.max_iter, init), g
+            # the probe's path (select_c's): every C of the grid up to this one, each from the last
+            for g, fit in fit_path(x, y, 10, [g for g in grid if g <= c * (1 + 1e-9)], params.max_iter):
+                init, last = fit, g
             if last is None or abs(last - c) > 1e-6 * c:  # C off the grid: one more fit, from the path's last
                 init = fit_logistic(x, y, 10, c, params.max_iter, init)
             warm = init

@@ -74,8 +74,7 @@ class Adequacy:
     def degrades(self) -> bool:
         """The extra budget *loses* more than the noise: its paired interval lies below 0, so the
         cell's score depends on stopping at its budget."""
-        return self.gain is not None and self.gain.interval is not None and self.gain.significant \
-            and self.gain.mean < 0
+        return self.adequate is True and self.gain.significant and self.gain.mean < 0
 
 
 CI_FALLBACK = "t-fallback"  # Row.ci of a cell the bootstrap was asked for that kept no usable predictions

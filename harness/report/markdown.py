@@ -91,8 +91,8 @@ def ci_note(rows: Sequence[Row]) -> list[str]:
             "the bootstrap over seeds and test examples.", ""]
 
 
-MARKS = (("↗", "not converged"), ("↘", "falls with more budget"), ("≠", "budget differs"), ("⇥", "grid edge"), ("⌂", "scored in-domain"),
-         ("∅", "collapsed"))
+MARKS = (("↗", "not converged"), ("↘", "falls with more budget"), ("≠", "budget differs"), ("⇥", "grid edge"),
+         ("⌂", "scored in-domain"), ("∅", "collapsed"))
 
 
 def seeds(r: Row) -> str:
@@ -168,7 +168,7 @@ def notes(r: Row) -> str:
     if a is not None and a.adequate is False and a.gain is not None:
         out.append(f"↗ budget: {a.factor}× the epochs gains {paired(a.gain)} val points on seed 0's run; the cell "
                    f"ranks at the suite's limit ({a.limit})")
-    elif a is not None and a.degrades and a.gain is not None:
+    elif a is not None and a.degrades:
         out.append(f"↘ budget: {a.factor}× the epochs changes val by {paired(a.gain)} points on seed 0's run, a loss; the cell's "
                    f"score depends on stopping at the suite's limit ({a.limit})")
     elif r.still_rising and c is not None:

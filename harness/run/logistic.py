@@ -39,7 +39,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float, m
 
     def closure():
         opt.zero_grad()
-        loss = objective(x, weight=weight, bias=bias, y=y, c=c)
+        loss = objective(x, y, weight, bias, c)
         loss.backward()
         return loss
 
@@ -81,6 +81,15 @@ class GridParams(Protocol):
 Validate = Callable[[], dict[str, Any]]  # the head as it stands → {"validators": {…}, "test": score}
 
 
+def fit_path(x: torch.Tensor, y: torch.Tensor, num_classes: int, grid, max_iter: int):
+    """The probe's regularisation path: one fit per C of ``grid`` in ascending order, each started
+    from the last (warm start); yields ``(C, (weight, bias))``."""
+    init = None
+    for c in sorted(grid):
+        init = fit_logistic(x, y, num_classes, c, max_iter, init)
+        yield c, init
+
+
 def select_c(head: torch.nn.Linear, data: TargetData, task: Task, params: GridParams,
              device: torch.device, validate: Validate | None = None,
              select_by: str = "oracle") -> tuple[float, list[dict], dict]:
@@ -98,10 +107,9 @@ def select_c(head: torch.nn.Linear, data: TargetData, task: Task, params: GridPa
     train, val = data.splits["train"].tensors, data.splits["val"].tensors
     x, y = train["features"].to(device), train["labels"].to(device)
     probe = HeadModel(head).to(device)
-    best, scores, init = None, [], None
+    best, scores = None, []
     with solver_threads(device, x.numel()):
-        for c in sorted(params.c_grid):
-            init = fit_logistic(x, y, head.out_features, c, params.max_iter, init)
+        for c, init in fit_path(x, y, head.out_features, params.c_grid, params.max_iter):
             with torch.no_grad():
                 head.weight.copy_(init[0])
                 head.bias.copy_(init[1])
